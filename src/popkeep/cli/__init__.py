@@ -1,0 +1,57 @@
+"""The ``popkeep`` command line.
+
+Owns: argument parsing, rendering results for people (and ``--json`` for scripts),
+exit codes. Must not: name concrete sources/sinks/stores (``app`` does), or hold
+policy. Subcommands live in sibling modules and are imported lazily so that
+``popkeep --version`` and ``popkeep fetch`` stay cheap to start.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from popkeep import __version__
+
+# command name -> "module:attribute" of its click.Command, imported on first use.
+_COMMANDS = {
+    "plan": "popkeep.cli.plan:plan",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported only when invoked or listed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attr = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attr)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="popkeep")
+def cli() -> None:
+    """Collect mail from POP3 mailboxes into one central mailbox, safely."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    try:
+        result: Any = cli.main(args=argv, prog_name="popkeep", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,56 @@
+"""Time, injected.
+
+Every policy and every timestamp popkeep records takes ``now`` from a
+:class:`Clock`; nothing below ``app.py`` calls ``time.time()`` directly for a
+decision. :class:`FakeClock` lets tests and the planner move time by hand.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Wall-clock time (for records and policies) and a monotonic counter (for timeouts)."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary origin, never going backwards."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class FakeClock:
+    """A clock that moves only when told to (like trio's MockClock)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self._mono = 0.0
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, delta: timedelta | float) -> None:
+        """Move both clocks forward by ``delta`` (seconds or a timedelta)."""
+        seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
+        if seconds < 0:
+            raise ValueError("a FakeClock never goes backwards")
+        self._now += timedelta(seconds=seconds)
+        self._mono += seconds

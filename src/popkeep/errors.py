@@ -1,0 +1,192 @@
+"""The one exception tree of popkeep.
+
+Every error popkeep raises on purpose is a :class:`PopkeepError`. Foreign
+exceptions (``OSError``, ``ssl.SSLError``, ``sqlite3.Error`` …) are translated at
+the layer boundary that meets them (``raise X(...) from exc``) and never cross it.
+
+Each class carries its consequence as class attributes, so callers decide from
+the type and never by matching message strings:
+
+- ``exit_code``: what ``popkeep`` exits with when this error ends the command;
+- ``scope``: what the error spoils: one ``message``, one ``account`` run, or
+  everything (``fatal``);
+- ``retry``: whether the same run may succeed later without the user changing
+  anything (a busy server, a dropped link) or not (a wrong password, a bad config);
+- ``blame``: ``local`` (our config or machine) or ``remote`` (the server).
+
+Tree::
+
+    PopkeepError
+    ├── ConfigError                 local,  fatal,   fix the config       exit 78
+    ├── TransportError              remote, account, retry                exit 75
+    │   ├── ConnectError
+    │   ├── TimeoutError_
+    │   └── TLSError                remote, account, no retry (verify/pin failed)
+    ├── ProtocolError               remote, account, retry
+    │   ├── LocalProtocolError      local (we misused the codec: a bug)
+    │   ├── RemoteProtocolError     the server broke RFC 1939
+    │   └── LimitExceeded           a line/response/session bound was hit
+    ├── ServerError                 remote, account: an -ERR that ends the session
+    │   ├── ServerBusy              retry: [IN-USE], [LOGIN-DELAY], [SYS/TEMP]
+    │   └── ServerRefused           no retry: [SYS/PERM], unsupported command
+    ├── AuthError                   remote, account, no retry: fix credentials
+    ├── SecurityError               local,  account, no retry: TLS required, not offered
+    ├── DeliveryError               local,  account, retry: a sink could not store
+    │   └── DeliveryRefused         no retry: the sink refused permanently
+    ├── MessageError                remote, message: one message is skipped (too large …)
+    └── StateError                  local,  fatal: the state store is unusable
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+Scope = Literal["message", "account", "fatal"]
+Blame = Literal["local", "remote"]
+
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+EX_SOFTWARE = 70
+EX_NOPERM = 77
+
+
+class PopkeepError(Exception):
+    """Base of every error popkeep raises on purpose."""
+
+    exit_code: ClassVar[int] = 1
+    scope: ClassVar[Scope] = "account"
+    retry: ClassVar[bool] = False
+    blame: ClassVar[Blame] = "local"
+    #: One short hint telling the user what to do about it (shown after the reason).
+    hint: ClassVar[str] = ""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(PopkeepError):
+    """The configuration is invalid; the message names the file and key path."""
+
+    exit_code = EX_CONFIG
+    scope = "fatal"
+    hint = "fix the configuration"
+
+
+class TransportError(PopkeepError):
+    """The network failed: refused, reset, or closed early."""
+
+    exit_code = EX_TEMPFAIL
+    retry = True
+    blame = "remote"
+    hint = "will retry on the next run"
+
+
+class ConnectError(TransportError):
+    """The TCP connection could not be established."""
+
+
+class TimeoutError_(TransportError):  # noqa: N801 - the builtin name is taken
+    """The peer did not answer within the configured time."""
+
+
+class TLSError(TransportError):
+    """The TLS handshake failed or the certificate did not verify / match the pin."""
+
+    retry = False
+    hint = "check ca_file / tls_fingerprint, or the server's certificate"
+
+
+class ProtocolError(PopkeepError):
+    """Somebody broke the POP3 protocol."""
+
+    exit_code = EX_TEMPFAIL
+    retry = True
+    blame = "remote"
+
+
+class LocalProtocolError(ProtocolError):
+    """We asked the codec for something illegal in its current state (a bug)."""
+
+    exit_code = EX_SOFTWARE
+    retry = False
+    blame = "local"
+
+
+class RemoteProtocolError(ProtocolError):
+    """The server sent bytes that are not valid POP3 (RFC 1939, RFC 2449)."""
+
+
+class LimitExceeded(RemoteProtocolError):
+    """A bound on line length, response size or session time was exceeded."""
+
+
+class ServerError(PopkeepError):
+    """The server answered -ERR to a command the session needs."""
+
+    exit_code = EX_TEMPFAIL
+    blame = "remote"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ServerBusy(ServerError):
+    """Temporary refusal: RFC 2449 [IN-USE], [LOGIN-DELAY], RFC 3206 [SYS/TEMP]."""
+
+    retry = True
+    hint = "the server asked us to come back later; will retry on the next run"
+
+
+class ServerRefused(ServerError):
+    """Permanent refusal (RFC 3206 [SYS/PERM], a missing required capability)."""
+
+    hint = "the server cannot do what this account's configuration needs"
+
+
+class AuthError(PopkeepError):
+    """The server rejected the credentials (RFC 3206 [AUTH] or a plain -ERR)."""
+
+    exit_code = EX_NOPERM
+    blame = "remote"
+    hint = "check user and password for this account"
+
+
+class SecurityError(PopkeepError):
+    """Going on would break a security rule (e.g. password before TLS)."""
+
+    exit_code = EX_NOPERM
+    hint = "the server does not offer TLS; set tls = \"none\" only if you accept plaintext"
+
+
+class DeliveryError(PopkeepError):
+    """A sink could not store a message durably; nothing is deleted on the server."""
+
+    exit_code = EX_TEMPFAIL
+    retry = True
+    hint = "nothing was deleted on the server; will retry on the next run"
+
+
+class DeliveryRefused(DeliveryError):
+    """A sink refused a message permanently."""
+
+    retry = False
+
+
+class MessageError(PopkeepError):
+    """One message cannot be collected (too large, malformed listing); it stays on the server."""
+
+    scope = "message"
+    blame = "remote"
+
+
+class StateError(PopkeepError):
+    """The state store is unreadable, locked or of an unknown schema version."""
+
+    exit_code = EX_SOFTWARE
+    scope = "fatal"
+    hint = "check the state database path and permissions"

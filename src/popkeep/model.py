@@ -1,0 +1,92 @@
+"""Value types shared by every layer. No I/O, no behaviour beyond derived properties."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class ListingEntry:
+    """One message as the server lists it in this session (RFC 1939 UIDL + LIST)."""
+
+    number: int  #: message number, valid for this session only
+    uid: str  #: unique-id (1-70 chars 0x21-0x7E); stable across sessions
+    size: int  #: octets as LIST reports them (may be wrong; never trusted for safety)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStat:
+    """STAT: how many messages and octets the maildrop holds."""
+
+    count: int
+    octets: int
+
+
+class MessageState(StrEnum):
+    """Where one server message (account, uid) is in its life. See DESIGN.md."""
+
+    SEEN = "seen"  #: listed, not yet delivered to every sink
+    DELIVERED = "delivered"  #: durable in every sink of the account
+    DELETE_PENDING = "delete_pending"  #: DELE sent, QUIT +OK not yet seen
+    DELETED = "deleted"  #: QUIT returned +OK after our DELE
+    GONE = "gone"  #: vanished from the server without us (another device)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """What the state store knows about one server message."""
+
+    account: str
+    uid: str
+    size: int
+    state: MessageState
+    sha256: str | None = None
+    first_retrieved_at: datetime | None = None
+    deleted_at: datetime | None = None
+    gone_at: datetime | None = None
+    sinks: frozenset[str] = field(default_factory=frozenset)  #: sinks holding it durably
+
+    @property
+    def on_server(self) -> bool:
+        """Whether the message is (as far as we know) still in the maildrop."""
+        return self.state in (MessageState.SEEN, MessageState.DELIVERED, MessageState.DELETE_PENDING)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """What stays on the provider's server. ``delete_after=None`` means never."""
+
+    delete_after: timedelta | None = None
+    server_quota: int | None = None  #: octets; enables the high/low water marks
+    high_water: float = 0.9
+    low_water: float = 0.7
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Proof that one sink holds one message durably."""
+
+    sink: str
+    ref: str  #: sink-specific locator (Maildir file name, APPENDUID, Gmail id …)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """The outcome of one collector pass over one account."""
+
+    account: str
+    started_at: datetime
+    finished_at: datetime
+    outcome: str  #: "ok" or the error class name
+    error: str | None = None
+    listed: int = 0
+    delivered: int = 0
+    delivered_bytes: int = 0
+    deleted: int = 0
+    gone: int = 0
+    skipped: int = 0  #: messages left on the server because they cannot be collected
+    server_count: int = 0
+    server_octets: int = 0
+    adopted: int = 0  #: known content seen under a new UIDL (dedup by hash)

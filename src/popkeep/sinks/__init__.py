@@ -1,0 +1,1 @@
+"""Destinations: where collected messages are stored durably."""

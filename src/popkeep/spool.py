@@ -1,0 +1,113 @@
+"""One retrieved message, held in memory while small and spilled to a file when large.
+
+Owns: buffering the bytes of one message as received (dot-unstuffed, line endings
+as the server sent them), its size and sha256. Memory per message is bounded by
+``spill_at``; beyond it the bytes go to an unnamed file in the spool directory.
+Must not: parse the message, or build any path from server data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+DEFAULT_SPILL_AT = 4 << 20
+CHUNK = 1 << 20
+
+
+class SpoolWriter:
+    """Accumulates one message; :meth:`finish` returns the :class:`SpooledMessage`."""
+
+    def __init__(self, spool_dir: Path | None = None, spill_at: int = DEFAULT_SPILL_AT) -> None:
+        self._dir = spool_dir
+        self._spill_at = spill_at
+        self._parts: list[bytes] = []
+        self._held = 0
+        self._size = 0
+        self._hash = hashlib.sha256()
+        self._file: BinaryIO | None = None
+
+    def write(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        self._size += len(chunk)
+        if self._file is not None:
+            self._file.write(chunk)
+            return
+        self._parts.append(chunk)
+        self._held += len(chunk)
+        if self._held > self._spill_at:
+            self._spill()
+
+    def _spill(self) -> None:
+        # An unnamed temporary file: nothing to clean up if we crash.
+        self._file = tempfile.TemporaryFile(dir=self._dir)  # noqa: SIM115 - owned by the message
+        for part in self._parts:
+            self._file.write(part)
+        self._parts = []
+        self._held = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def finish(self) -> SpooledMessage:
+        if self._file is not None:
+            self._file.flush()
+            return SpooledMessage(self._size, self._hash.hexdigest(), None, self._file)
+        return SpooledMessage(self._size, self._hash.hexdigest(), b"".join(self._parts), None)
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._parts = []
+
+
+class SpooledMessage:
+    """The bytes of one message as received, with their size and sha256 (hex)."""
+
+    __slots__ = ("_data", "_file", "sha256", "size")
+
+    def __init__(self, size: int, sha256: str, data: bytes | None, file: BinaryIO | None) -> None:
+        self.size = size
+        self.sha256 = sha256
+        self._data = data
+        self._file = file
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SpooledMessage:
+        return cls(len(data), hashlib.sha256(data).hexdigest(), data, None)
+
+    @property
+    def in_memory(self) -> bool:
+        return self._data is not None
+
+    def bytes(self) -> bytes:
+        """All bytes at once. Only for messages held in memory (small); large ones raise."""
+        if self._data is None:
+            raise ValueError("message is spooled to disk; iterate chunks() instead")
+        return self._data
+
+    def chunks(self, size: int = CHUNK) -> Iterator[bytes]:
+        """The bytes in order, at most ``size`` at a time for spilled messages."""
+        if self._data is not None:
+            yield self._data
+            return
+        assert self._file is not None
+        fd = self._file.fileno()
+        offset = 0
+        while True:
+            block = os.pread(fd, size, offset)
+            if not block:
+                return
+            offset += len(block)
+            yield block
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._data = None

@@ -1,0 +1,1 @@
+"""The state store: what popkeep knows about every server message and every run."""

@@ -1,0 +1,91 @@
+"""The :class:`StateStore` protocol.
+
+Owns: the durable record of each (account, uid): its state (DESIGN.md "Message
+state"), size, sha256, first_retrieved_at, per-sink receipts; the intent journal;
+the run history. Every method that writes is one transaction.
+Must not: talk to servers or sinks, or decide retention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from popkeep.model import Receipt, RunSummary, StoredMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """Journaled before delivering: "uid with this content is about to go to these sinks"."""
+
+    account: str
+    uid: str
+    key: str
+    sha256: str
+    size: int
+    sinks: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """A message that now holds receipts (possibly from a subset of the account's sinks)."""
+
+    uid: str
+    sha256: str
+    size: int
+    receipts: tuple[Receipt, ...]
+
+
+class StateStore(Protocol):
+    def messages(self, account: str) -> dict[str, StoredMessage]:
+        """Every known message of the account, by uid (all states)."""
+        ...
+
+    def find_by_hash(self, account: str, sha256: str) -> StoredMessage | None:
+        """A message of the account already holding this content, preferring delivered ones."""
+        ...
+
+    def journal(self, intents: Sequence[Intent]) -> None:
+        """Record intents (replacing any for the same account and uid)."""
+        ...
+
+    def pending_intents(self, account: str) -> list[Intent]:
+        ...
+
+    def record_delivered(
+        self, account: str, delivered: Sequence[Delivered], all_sinks: Sequence[str], now: datetime
+    ) -> None:
+        """One transaction: add receipts, clear the intents of these uids, and set state
+        DELIVERED (first_retrieved_at = now unless already set) for those whose receipts
+        now cover ``all_sinks``; the rest stay SEEN with their partial receipts."""
+        ...
+
+    def adopt(self, account: str, uid: str, original: StoredMessage, size: int) -> None:
+        """Register ``uid`` as the same content as ``original`` (provider re-keyed its
+        mailbox): state, receipts, sha256 and first_retrieved_at are copied."""
+        ...
+
+    def mark_delete_pending(self, account: str, uids: Iterable[str], now: datetime) -> None:
+        ...
+
+    def mark_deleted(self, account: str, uids: Iterable[str], now: datetime) -> None:
+        ...
+
+    def revert_delete_pending(self, account: str, uids: Iterable[str]) -> None:
+        """DELE did not take effect (no QUIT +OK): back to DELIVERED."""
+        ...
+
+    def mark_gone(self, account: str, uids: Iterable[str], now: datetime) -> None:
+        ...
+
+    def record_run(self, summary: RunSummary) -> None:
+        ...
+
+    def runs(self, account: str | None = None, limit: int = 50) -> list[RunSummary]:
+        """Most recent first."""
+        ...
+
+    def close(self) -> None:
+        ...

@@ -1,0 +1,1 @@
+"""Byte streams: the narrow seam between protocol code and the network."""

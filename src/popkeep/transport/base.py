@@ -1,0 +1,60 @@
+"""The :class:`Stream` protocol every transport implements.
+
+Owns: the shape of a byte stream (read / write / start_tls / close) and the TLS
+settings value. Must not: know about POP3, parse bytes, or retry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSettings:
+    """How to verify the server. Verification is always on; pinning adds to it.
+
+    ``fingerprint`` (``"sha256:AB:CD…"`` or bare hex) pins the leaf certificate;
+    when set, a self-signed certificate is accepted if and only if it matches.
+    """
+
+    server_hostname: str
+    ca_file: Path | None = None
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TLSInfo:
+    """What the handshake established (shown by ``popkeep check``)."""
+
+    version: str
+    cipher: str
+    subject: str
+    issuer: str
+    fingerprint_sha256: str
+
+
+class Stream(Protocol):
+    """A bidirectional byte stream. Implementations: ``tcp.TCPStream``, ``memory.MemoryStream``."""
+
+    async def read(self, max_bytes: int) -> bytes:
+        """Return 1..max_bytes bytes; ``b""`` at end of stream. Raises TimeoutError_ on read timeout."""
+        ...
+
+    async def write(self, data: bytes) -> None:
+        """Send all of ``data`` (waits for the buffer to drain)."""
+        ...
+
+    async def start_tls(self, settings: TLSSettings) -> TLSInfo:
+        """Upgrade in place (STLS). Bytes buffered but not yet read are discarded first."""
+        ...
+
+    async def close(self) -> None:
+        """Close; never raises."""
+        ...
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        """The TLS state when the stream is encrypted, else None."""
+        ...
