@@ -20,7 +20,7 @@ Tree::
     ├── ConfigError                 local,  fatal,   fix the config       exit 78
     ├── TransportError              remote, account, retry                exit 75
     │   ├── ConnectError
-    │   ├── TimeoutError_
+    │   ├── NetworkTimeout
     │   └── TLSError                remote, account, no retry (verify/pin failed)
     ├── ProtocolError               remote, account, retry
     │   ├── LocalProtocolError      local (we misused the codec: a bug)
@@ -89,7 +89,7 @@ class ConnectError(TransportError):
     """The TCP connection could not be established."""
 
 
-class TimeoutError_(TransportError):  # noqa: N801 - the builtin name is taken
+class NetworkTimeout(TransportError):
     """The peer did not answer within the configured time."""
 
 

@@ -34,6 +34,9 @@ class MessageState(StrEnum):
     GONE = "gone"  #: vanished from the server without us (another device)
 
 
+_ON_SERVER = frozenset({MessageState.SEEN, MessageState.DELIVERED, MessageState.DELETE_PENDING})
+
+
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
     """What the state store knows about one server message."""
@@ -51,7 +54,7 @@ class StoredMessage:
     @property
     def on_server(self) -> bool:
         """Whether the message is (as far as we know) still in the maildrop."""
-        return self.state in (MessageState.SEEN, MessageState.DELIVERED, MessageState.DELETE_PENDING)
+        return self.state in _ON_SERVER
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,9 @@ class Stream(Protocol):
     """A bidirectional byte stream. Implementations: ``tcp.TCPStream``, ``memory.MemoryStream``."""
 
     async def read(self, max_bytes: int) -> bytes:
-        """Return 1..max_bytes bytes; ``b""`` at end of stream. Raises TimeoutError_ on read timeout."""
+        """Return 1..max_bytes bytes; ``b""`` at end of stream.
+
+        Raises NetworkTimeout when nothing arrives within the read timeout."""
         ...
 
     async def write(self, data: bytes) -> None:
