@@ -113,7 +113,7 @@ class LocalProtocolError(ProtocolError):
 
     exit_code = EX_SOFTWARE
     retry = False
-    blame = "local"
+    blame: ClassVar[Blame] = "local"
 
 
 class RemoteProtocolError(ProtocolError):

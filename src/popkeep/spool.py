@@ -85,7 +85,7 @@ class SpooledMessage:
     def in_memory(self) -> bool:
         return self._data is not None
 
-    def bytes(self) -> bytes:
+    def read_all(self) -> bytes:
         """All bytes at once. Only for messages held in memory (small); large ones raise."""
         if self._data is None:
             raise ValueError("message is spooled to disk; iterate chunks() instead")

@@ -1,0 +1,1 @@
+"""popkeep.app (to be written)."""

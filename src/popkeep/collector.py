@@ -1,0 +1,1 @@
+"""popkeep.collector (to be written)."""

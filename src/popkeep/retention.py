@@ -1,0 +1,1 @@
+"""popkeep.retention (to be written)."""

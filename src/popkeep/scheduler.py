@@ -1,0 +1,1 @@
+"""popkeep.scheduler (to be written)."""
