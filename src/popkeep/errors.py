@@ -72,7 +72,7 @@ class ConfigError(PopkeepError):
     """The configuration is invalid; the message names the file and key path."""
 
     exit_code = EX_CONFIG
-    scope = "fatal"
+    scope: ClassVar[Scope] = "fatal"
     hint = "fix the configuration"
 
 
@@ -81,7 +81,7 @@ class TransportError(PopkeepError):
 
     exit_code = EX_TEMPFAIL
     retry = True
-    blame = "remote"
+    blame: ClassVar[Blame] = "remote"
     hint = "will retry on the next run"
 
 
@@ -105,7 +105,7 @@ class ProtocolError(PopkeepError):
 
     exit_code = EX_TEMPFAIL
     retry = True
-    blame = "remote"
+    blame: ClassVar[Blame] = "remote"
 
 
 class LocalProtocolError(ProtocolError):
@@ -128,7 +128,7 @@ class ServerError(PopkeepError):
     """The server answered -ERR to a command the session needs."""
 
     exit_code = EX_TEMPFAIL
-    blame = "remote"
+    blame: ClassVar[Blame] = "remote"
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
@@ -152,7 +152,7 @@ class AuthError(PopkeepError):
     """The server rejected the credentials (RFC 3206 [AUTH] or a plain -ERR)."""
 
     exit_code = EX_NOPERM
-    blame = "remote"
+    blame: ClassVar[Blame] = "remote"
     hint = "check user and password for this account"
 
 
@@ -180,13 +180,13 @@ class DeliveryRefused(DeliveryError):
 class MessageError(PopkeepError):
     """One message cannot be collected (too large, malformed listing); it stays on the server."""
 
-    scope = "message"
-    blame = "remote"
+    scope: ClassVar[Scope] = "message"
+    blame: ClassVar[Blame] = "remote"
 
 
 class StateError(PopkeepError):
     """The state store is unreadable, locked or of an unknown schema version."""
 
     exit_code = EX_SOFTWARE
-    scope = "fatal"
+    scope: ClassVar[Scope] = "fatal"
     hint = "check the state database path and permissions"

@@ -1,0 +1,1 @@
+"""Planner model (to be written): pure discrete-event simulation."""
