@@ -38,6 +38,18 @@ class Delivered:
     receipts: tuple[Receipt, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class AccountTotals:
+    """What ``popkeep status`` shows for one account."""
+
+    messages: int  #: every known message, all states
+    delivered: int  #: ever delivered to every sink (first_retrieved_at set)
+    on_server: int  #: seen, delivered or delete_pending: still in the maildrop
+    on_server_bytes: int  #: sum of their sizes
+    deleted: int  #: deleted by us (QUIT +OK)
+    gone: int  #: vanished without us (another device)
+
+
 class StateStore(Protocol):
     def messages(self, account: str) -> dict[str, StoredMessage]:
         """Every known message of the account, by uid (all states)."""
@@ -64,7 +76,8 @@ class StateStore(Protocol):
 
     def adopt(self, account: str, uid: str, original: StoredMessage, size: int) -> None:
         """Register ``uid`` as the same content as ``original`` (provider re-keyed its
-        mailbox): state, receipts, sha256 and first_retrieved_at are copied."""
+        mailbox): receipts, sha256 and first_retrieved_at are copied; the new uid is
+        DELIVERED when the copied receipts cover the original's sinks, else SEEN."""
         ...
 
     def mark_delete_pending(self, account: str, uids: Iterable[str], now: datetime) -> None:
@@ -85,6 +98,14 @@ class StateStore(Protocol):
 
     def runs(self, account: str | None = None, limit: int = 50) -> list[RunSummary]:
         """Most recent first."""
+        ...
+
+    def accounts(self) -> list[str]:
+        """Every account with messages or runs on record, sorted."""
+        ...
+
+    def account_totals(self, account: str) -> AccountTotals:
+        """Counts for ``popkeep status``; all zero for an unknown account."""
         ...
 
     def close(self) -> None:

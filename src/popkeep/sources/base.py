@@ -1,0 +1,47 @@
+"""The :class:`SourceSession` protocol: one authenticated session with a provider mailbox.
+
+Owns: the shape the collector drives (list, retrieve, delete, quit). POP3 is the
+first implementation (``popkeep.pop3.client.POP3Session`` satisfies it
+structurally); an IMAP source can follow. Must not: decide what to fetch or delete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from popkeep.model import ListingEntry, ServerStat
+from popkeep.spool import SpooledMessage
+from popkeep.transport.base import TLSInfo
+
+
+class SourceSession(Protocol):
+    @property
+    def tls(self) -> TLSInfo | None: ...
+
+    @property
+    def capabilities(self) -> dict[str, list[str]]: ...
+
+    async def stat(self) -> ServerStat: ...
+
+    async def listing(self) -> list[ListingEntry]: ...
+
+    def retrieve(
+        self, numbers: Sequence[int], spool_dir: Path | None = None
+    ) -> AsyncIterator[tuple[int, SpooledMessage]]:
+        """Messages in the order asked, streamed (pipelined where the server allows)."""
+        ...
+
+    async def delete(self, numbers: Sequence[int]) -> None:
+        """Mark for deletion; nothing is deleted unless :meth:`quit` returns True."""
+        ...
+
+    async def quit(self) -> bool:
+        """True only when the server answered +OK to QUIT (RFC 1939 §6, UPDATE state)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+SessionFactory = Callable[[], Awaitable[SourceSession]]
