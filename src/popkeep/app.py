@@ -1,1 +1,262 @@
-"""popkeep.app (to be written)."""
+"""The composition root: configuration → concrete objects, via registries.
+
+Owns: the only place that names concrete classes (sources, sinks, stores,
+transports). Each registry maps a config dataclass or a word the user wrote to a
+builder that imports its implementation lazily, so ``popkeep fetch`` never loads
+the Gmail libraries, the planner or the web stack. Must not: format output (``cli``)
+or hold policy (``collector``, ``retention``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from popkeep import retention
+from popkeep.clock import Clock, SystemClock
+from popkeep.collector import AccountJob, AccountResult, Collector, ProgressCallback
+from popkeep.config.schema import AccountConfig, Config, MaildirSinkConfig, SinkConfig
+from popkeep.config.secrets import MaskingFilter
+from popkeep.errors import ConfigError, PopkeepError
+from popkeep.model import MessageState, RunSummary, ServerStat, StoredMessage
+from popkeep.scheduler import run_once
+from popkeep.sinks.base import Sink
+from popkeep.sources.base import SessionFactory, SourceSession
+from popkeep.state.base import StateStore
+
+log = logging.getLogger(__name__)
+
+#: One masking filter for the whole process: every resolved secret is added here.
+MASK = MaskingFilter()
+
+
+def install_masking() -> None:
+    """Attach the secret-masking filter to every root handler (one choke point)."""
+    for handler in logging.getLogger().handlers:
+        if MASK not in handler.filters:
+            handler.addFilter(MASK)
+
+
+# -- sinks -------------------------------------------------------------------------
+
+SinkBuilder = Callable[[Any], Sink]
+
+
+def _maildir(cfg: MaildirSinkConfig) -> Sink:
+    from popkeep.sinks.maildir import MaildirSink
+
+    return MaildirSink(cfg.name, cfg.path, cfg.folder)
+
+
+def _lazy(module: str, factory: str) -> SinkBuilder:
+    """A builder that imports ``module`` only when a sink of that type is configured."""
+
+    def build(cfg: Any) -> Sink:
+        built: Sink = getattr(importlib.import_module(module), factory)(cfg)
+        return built
+
+    return build
+
+
+#: config dataclass name → builder. The dataclasses live in popkeep.config.
+SINK_BUILDERS: dict[str, SinkBuilder] = {
+    "MaildirSinkConfig": _maildir,
+    "ImapSinkConfig": _lazy("popkeep.sinks.imap", "from_config"),
+    "LmtpSinkConfig": _lazy("popkeep.sinks.lmtp", "from_config"),
+    "MdaSinkConfig": _lazy("popkeep.sinks.mda", "from_config"),
+    "MboxSinkConfig": _lazy("popkeep.sinks.mbox", "from_config"),
+    "GmailSinkConfig": _lazy("popkeep.sinks.gmail", "from_config"),
+}
+
+
+def build_sink(cfg: SinkConfig) -> Sink:
+    builder = SINK_BUILDERS.get(type(cfg).__name__)
+    if builder is None:
+        raise ConfigError(f'sink "{cfg.name}": no implementation for {type(cfg).__name__}')
+    return builder(cfg)
+
+
+# -- sources ---------------------------------------------------------------------------
+
+
+def pop3_session_factory(account: AccountConfig) -> SessionFactory:
+    """Connect + authenticate a POP3 session for ``account`` (password resolved late)."""
+
+    async def connect() -> SourceSession:
+        from popkeep.pop3.client import POP3Session, SessionSettings
+        from popkeep.transport.base import TLSSettings
+        from popkeep.transport.tcp import open_stream
+
+        password = account.password.resolve()
+        MASK.add(password)
+        settings = SessionSettings(
+            host=account.host,
+            port=account.port,
+            tls=account.tls,
+            tls_settings=TLSSettings(account.host, account.ca_file, account.tls_fingerprint),
+            user=account.user,
+            password=password,
+            auth=account.auth,
+            connect_timeout=account.connect_timeout,
+            response_timeout=account.timeout,
+            session_timeout=account.session_timeout,
+            max_message_size=account.max_message_size,
+            pipeline_window=account.pipeline,
+        )
+        return await POP3Session.connect(settings, open_stream)
+
+    return connect
+
+
+# -- the store ---------------------------------------------------------------------------
+
+
+def open_store(config: Config) -> StateStore:
+    if config.state.url is not None:
+        raise ConfigError(
+            f"{config.path}: state.url: only SQLite (state.path) is supported in this version"
+        )
+    from popkeep.config.load import default_state_path
+    from popkeep.state.sqlite import SQLiteStore
+
+    path = config.state.path or default_state_path(os.environ)
+    return SQLiteStore.open(path)
+
+
+# -- the application ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AccountStatus:
+    """One account as ``popkeep status`` shows it."""
+
+    account: str
+    last_run: RunSummary | None
+    delivered: int
+    on_server: int
+    gone: int
+    bytes_on_server: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedDeletion:
+    """One future (or due) deletion, for ``popkeep schedule``."""
+
+    account: str
+    uid: str
+    size: int
+    due_at: datetime | None
+    reason: str
+    due_now: bool
+
+
+class App:
+    """Wires one configuration to real objects. Close it when done."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        store: StateStore | None = None,
+        session_factory: Callable[[AccountConfig], SessionFactory] = pop3_session_factory,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.store = store or open_store(config)
+        self._session_factory = session_factory
+
+    def close(self) -> None:
+        self.store.close()
+
+    def accounts(self, names: Sequence[str] = ()) -> list[AccountConfig]:
+        """The named accounts (all enabled ones when none named); unknown names are errors."""
+        unknown = [n for n in names if n not in self.config.accounts]
+        if unknown:
+            known = ", ".join(self.config.accounts) or "none"
+            raise ConfigError(f"unknown account {unknown[0]!r} (configured: {known})")
+        if names:
+            return [self.config.accounts[n] for n in names]
+        return [a for a in self.config.accounts.values() if a.enabled]
+
+    def job(self, account: AccountConfig, spool_dir: Path | None = None) -> AccountJob:
+        return AccountJob(
+            name=account.name,
+            connect=self._session_factory(account),
+            sinks=[build_sink(self.config.sinks[name]) for name in account.sinks],
+            policy=account.retention,
+            max_message_size=account.max_message_size,
+            spool_dir=spool_dir,
+        )
+
+    async def fetch(
+        self, names: Sequence[str] = (), progress: ProgressCallback | None = None
+    ) -> list[AccountResult]:
+        jobs = [self.job(account) for account in self.accounts(names)]
+        return await run_once(Collector(self.store, self.clock, progress), jobs)
+
+    async def check(self, name: str) -> tuple[SourceSession, ServerStat]:
+        """Connect and authenticate only; the caller reads TLS and CAPA off the session.
+
+        The session is closed with QUIT before returning (nothing was marked deleted).
+        """
+        (account,) = self.accounts([name])
+        session = await self._session_factory(account)()
+        try:
+            stat = await session.stat()
+            await session.quit()
+        finally:
+            await session.close()
+        return session, stat
+
+    def status(self) -> list[AccountStatus]:
+        rows = []
+        last = {run.account: run for run in self.store.runs(limit=1000)[::-1]}
+        for name in self.config.accounts:
+            messages = self.store.messages(name).values()
+            on_server = [m for m in messages if m.on_server]
+            rows.append(
+                AccountStatus(
+                    account=name,
+                    last_run=last.get(name),
+                    delivered=sum(1 for m in messages if m.first_retrieved_at is not None),
+                    on_server=len(on_server),
+                    gone=sum(1 for m in messages if m.state is MessageState.GONE),
+                    bytes_on_server=sum(m.size for m in on_server),
+                )
+            )
+        return rows
+
+    def schedule(self) -> list[PlannedDeletion]:
+        """What retention will delete, and when, for every account (pure; nothing sent)."""
+        now = self.clock.now()
+        planned: list[PlannedDeletion] = []
+        for name, account in self.config.accounts.items():
+            on_server: dict[str, StoredMessage] = {
+                uid: m for uid, m in self.store.messages(name).items() if m.on_server
+            }
+            stat = ServerStat(len(on_server), sum(m.size for m in on_server.values()))
+            for d in retention.decide(on_server.values(), stat, account.retention, now):
+                if d.delete or d.due_at is not None:
+                    size = on_server[d.uid].size
+                    planned.append(
+                        PlannedDeletion(name, d.uid, size, d.due_at, d.reason, d.delete)
+                    )
+        planned.sort(key=lambda p: (p.account, p.due_at or now))
+        return planned
+
+
+def load_app(path: Path, **kwargs: Any) -> App:
+    """Load the config at ``path`` and build the app (raises ConfigError / StateError)."""
+    from popkeep.config.load import load_config
+
+    return App(load_config(path), **kwargs)
+
+
+__all__ = ["AccountStatus", "App", "PlannedDeletion", "PopkeepError", "install_masking", "load_app"]

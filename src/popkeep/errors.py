@@ -21,7 +21,7 @@ Tree::
     ├── TransportError              remote, account, retry                exit 75
     │   ├── ConnectError
     │   ├── NetworkTimeout
-    │   └── TLSError                remote, account, no retry (verify/pin failed)
+    │   └── TLSError                remote, account, no retry (verify/pin failed) exit 77
     ├── ProtocolError               remote, account, retry
     │   ├── LocalProtocolError      local (we misused the codec: a bug)
     │   ├── RemoteProtocolError     the server broke RFC 1939
@@ -96,6 +96,7 @@ class NetworkTimeout(TransportError):
 class TLSError(TransportError):
     """The TLS handshake failed or the certificate did not verify / match the pin."""
 
+    exit_code = EX_NOPERM
     retry = False
     hint = "check ca_file / tls_fingerprint, or the server's certificate"
 

@@ -17,7 +17,12 @@ from popkeep import __version__
 
 # command name -> "module:attribute" of its click.Command, imported on first use.
 _COMMANDS = {
+    "check": "popkeep.cli.commands:check",
+    "demo": "popkeep.cli.demo:demo",
+    "fetch": "popkeep.cli.commands:fetch",
     "plan": "popkeep.cli.plan:plan",
+    "schedule": "popkeep.cli.commands:schedule",
+    "status": "popkeep.cli.commands:status",
 }
 
 
@@ -38,8 +43,22 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="popkeep")
-def cli() -> None:
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Config file (default: $POPKEEP_CONFIG or ~/.config/popkeep/config.toml).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """Collect mail from POP3 mailboxes into one central mailbox, safely."""
+    from popkeep.cli.common import setup_logging
+
+    ctx.obj = {"config_path": config_path}
+    setup_logging(verbose)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,125 @@
+"""Rendering results for people (one line per account) and for scripts (JSON).
+
+Pure functions of result objects; the JSON shapes are the stable contract
+documented in docs/cli.md (keys may be added, never renamed or removed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from popkeep.app import AccountStatus, PlannedDeletion
+from popkeep.collector import AccountResult
+from popkeep.model import RunSummary
+
+
+def _mb(octets: int) -> str:
+    return f"{octets / 1e6:.1f} MB"
+
+
+def _time(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
+
+
+def fetch_line(result: AccountResult) -> str:
+    s = result.summary
+    if result.error is not None:
+        hint = f" ({result.error.hint})" if result.error.hint else ""
+        return f"{s.account}: FAILED: {result.error}{hint}"
+    parts = [f"{s.delivered} new ({_mb(s.delivered_bytes)})"]
+    for count, word in ((s.deleted, "deleted"), (s.gone, "gone"), (s.adopted, "already had"),
+                        (s.skipped, "too large, left on server")):
+        if count:
+            parts.append(f"{count} {word}")
+    on_server = s.server_count - s.deleted
+    parts.append(f"{on_server} on server")
+    return f"{s.account}: " + ", ".join(parts)
+
+
+def summary_json(s: RunSummary) -> dict[str, Any]:
+    return {
+        "account": s.account,
+        "started_at": _time(s.started_at),
+        "finished_at": _time(s.finished_at),
+        "outcome": s.outcome,
+        "error": s.error,
+        "listed": s.listed,
+        "delivered": s.delivered,
+        "delivered_bytes": s.delivered_bytes,
+        "adopted": s.adopted,
+        "deleted": s.deleted,
+        "gone": s.gone,
+        "skipped": s.skipped,
+        "server_count": s.server_count,
+        "server_octets": s.server_octets,
+    }
+
+
+def result_json(result: AccountResult) -> dict[str, Any]:
+    data = summary_json(result.summary)
+    data["ok"] = result.error is None
+    data["retry"] = None if result.error is None else result.error.retry
+    data["warnings"] = list(result.warnings)
+    return data
+
+
+def status_lines(rows: Sequence[AccountStatus]) -> list[str]:
+    lines = []
+    for row in rows:
+        run = row.last_run
+        last = "never run" if run is None else f"last run {_time(run.finished_at)} {run.outcome}"
+        lines.append(
+            f"{row.account}: {last}; {row.delivered} delivered, {row.on_server} on server "
+            f"({_mb(row.bytes_on_server)}), {row.gone} gone"
+        )
+        if run is not None and run.error:
+            lines.append(f"  last error: {run.error}")
+    return lines
+
+
+def status_json(rows: Sequence[AccountStatus]) -> dict[str, Any]:
+    return {
+        "accounts": [
+            {
+                "account": row.account,
+                "last_run": None if row.last_run is None else summary_json(row.last_run),
+                "delivered": row.delivered,
+                "on_server": row.on_server,
+                "gone": row.gone,
+                "bytes_on_server": row.bytes_on_server,
+            }
+            for row in rows
+        ]
+    }
+
+
+def schedule_lines(planned: Sequence[PlannedDeletion], now: datetime) -> list[str]:
+    """Deletions grouped per account and day: "isp 2026-12-13: 4 messages (1.2 MB)"."""
+    if not planned:
+        return ["nothing is scheduled for deletion"]
+    groups: dict[tuple[str, str], list[PlannedDeletion]] = {}
+    for p in planned:
+        day = "next fetch" if p.due_now else (p.due_at or now).date().isoformat()
+        groups.setdefault((p.account, day), []).append(p)
+    return [
+        f"{account} {day}: {len(items)} messages ({_mb(sum(i.size for i in items))})"
+        for (account, day), items in groups.items()
+    ]
+
+
+def schedule_json(planned: Sequence[PlannedDeletion]) -> dict[str, Any]:
+    return {
+        "deletions": [
+            {
+                "account": p.account,
+                "uid": p.uid,
+                "size": p.size,
+                "due_at": _time(p.due_at),
+                "due_now": p.due_now,
+                "reason": p.reason,
+            }
+            for p in planned
+        ]
+    }
