@@ -1,1 +1,32 @@
-"""popkeep.config."""
+"""The configuration: TOML in, frozen typed objects out; errors name the file and key path.
+
+Modules: :mod:`.schema` (the objects), :mod:`.load` (file → objects),
+:mod:`.convert` (value converters), :mod:`.sink_types` (non-Maildir sink
+settings), :mod:`.secrets` (passwords and log masking), :mod:`.units`
+(durations and sizes, also used by the planner). Kept import-cheap: no
+pydantic, ``subprocess`` and ``difflib`` load only when needed.
+"""
+
+from popkeep.config.load import default_config_path, default_state_path, load_config, parse_config
+from popkeep.config.schema import (
+    AccountConfig,
+    Config,
+    MaildirSinkConfig,
+    SinkConfig,
+    StateConfig,
+)
+from popkeep.config.secrets import SecretSource, mask
+
+__all__ = [
+    "AccountConfig",
+    "Config",
+    "MaildirSinkConfig",
+    "SecretSource",
+    "SinkConfig",
+    "StateConfig",
+    "default_config_path",
+    "default_state_path",
+    "load_config",
+    "mask",
+    "parse_config",
+]

@@ -1,0 +1,399 @@
+"""TOML → :class:`~popkeep.config.schema.Config`, with errors that name the file and key path.
+
+Owns: reading the config file (stdlib ``tomllib``; nothing is ever ``eval``-ed),
+the shape of the file (``[state]``, ``[[sink]]``, ``[[account]]``), defaults,
+cross-key rules (one password source; an inline password needs a private file;
+accounts name defined sinks; unique names), warnings, and the sink-type
+registry :data:`SINK_TYPES`. Value conversion lives in :mod:`.convert`. Must
+not: resolve secrets (only :meth:`SecretSource.resolve` does, on demand) or
+create files and directories.
+
+Paths in the file must be absolute or start with ``~``; relative paths are
+refused because they would depend on the caller's working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+from popkeep.config import convert as cv
+from popkeep.config.convert import Keys, Where
+from popkeep.config.schema import (
+    AccountConfig,
+    AuthMode,
+    Config,
+    MaildirSinkConfig,
+    SinkConfig,
+    StateConfig,
+    TLSMode,
+)
+from popkeep.config.secrets import SecretSource
+from popkeep.errors import ConfigError
+from popkeep.model import RetentionPolicy
+
+__all__ = [
+    "SINK_TYPES",
+    "SinkConverter",
+    "default_config_path",
+    "default_state_path",
+    "load_config",
+    "parse_config",
+]
+
+T = TypeVar("T")
+
+_TLS_MODES: tuple[TLSMode, ...] = ("implicit", "starttls", "none")
+_AUTH_MODES: tuple[AuthMode, ...] = ("auto", "user", "apop", "plain")
+#: RFC 8314 §7.1 (995, POP3 over TLS); RFC 1939 §3 (110; STLS per RFC 2595 §4).
+_POP3_PORTS: Mapping[TLSMode, int] = {"implicit": 995, "starttls": 110, "none": 110}
+_PASSWORD_KEYS = ("password", "password_command", "password_env")
+_MB = 1000**2
+
+
+class _Context:
+    """What conversion needs besides the data: file mode, environment; warnings found.
+
+    (Plain classes here, not dataclasses: creating a dataclass costs about a
+    millisecond at import, and startup time is measured.)
+    """
+
+    __slots__ = ("env", "file_mode", "source", "warnings")
+
+    def __init__(self, source: str, file_mode: int | None, env: Mapping[str, str]) -> None:
+        self.source = source
+        self.file_mode = file_mode  #: st_mode of the file; None when not read from a file
+        self.env = env
+        self.warnings: list[str] = []
+
+    def warn(self, where: Where, message: str) -> None:
+        self.warnings.append(f"{where}: {message}")
+
+
+# --------------------------------------------------------------------------- accounts
+
+_ACCOUNT_KEYS = frozenset({
+    "name", "host", "port", "tls", "ca_file", "tls_fingerprint", "user", *_PASSWORD_KEYS,
+    "auth", "sinks", "delete_after", "server_quota", "high_water", "low_water",
+    "max_message_size", "timeout", "connect_timeout", "session_timeout", "pipeline", "enabled",
+})  # fmt: skip
+
+
+class _Connection(NamedTuple):
+    host: str
+    port: int
+    tls: TLSMode
+    ca_file: Path | None
+    tls_fingerprint: str | None
+    user: str
+    password: SecretSource
+
+
+def _connection(keys: Keys, ctx: _Context) -> _Connection:
+    """Server, TLS and credentials; the port defaults from ``tls`` (995, else 110)."""
+    tls = keys.get("tls", cv.choice(_TLS_MODES), _TLS_MODES[0])
+    if tls == "none":
+        ctx.warn(keys.where.key("tls"), '"none" sends the password and all mail unencrypted')
+        for key in ("ca_file", "tls_fingerprint"):
+            if keys.has(key):
+                keys.where.key(key).fail('has no effect with tls = "none"')
+    return _Connection(
+        host=keys.need("host", cv.to_host),
+        port=keys.get("port", cv.int_between(1, 65535), _POP3_PORTS[tls]),
+        tls=tls,
+        ca_file=keys.get("ca_file", cv.existing_file, None),
+        tls_fingerprint=keys.get("tls_fingerprint", cv.fingerprint, None),
+        user=keys.need("user", cv.to_string),
+        password=_password(keys, ctx),
+    )
+
+
+def _password(keys: Keys, ctx: _Context) -> SecretSource:
+    """Exactly one of ``password_command`` / ``password_env`` / ``password``."""
+    given = [key for key in _PASSWORD_KEYS if keys.has(key)]
+    if len(given) != 1:
+        got = " and ".join(given) if given else "none"
+        keys.where.fail(f"expected one of password_command, password_env or password, got {got}")
+    key = given[0]
+    where = keys.where.key(key)
+    value = keys.table[key]
+    if key == "password_command":
+        argv = cv.command(value, where)
+        return SecretSource("command", shlex.join(argv), str(where), argv=argv)
+    if key == "password_env":
+        return SecretSource("env", _env_name(value, where), str(where))
+    if not isinstance(value, str) or not value or cv.CONTROL.search(value):
+        # Never show() a password: say what is wrong with it, not what it is.
+        where.fail("expected a non-empty string without control characters or line breaks")
+    _check_private(where, ctx)
+    return SecretSource("literal", value, str(where))
+
+
+def _env_name(value: object, where: Where) -> str:
+    text = cv.to_string(value, where)
+    if not (text.replace("_", "a").isalnum() and text.isascii() and not text[0].isdigit()):
+        where.fail(f"expected an environment variable name like ISP_PASS, got {cv.show(text)}")
+    return text
+
+
+def _check_private(where: Where, ctx: _Context) -> None:
+    """A file holding a password must not be readable by group or others (mode 0600)."""
+    if ctx.file_mode is not None and ctx.file_mode & 0o077:
+        where.fail(
+            f"the file holds a password but its mode is {ctx.file_mode & 0o777:04o}; "
+            f"run chmod 600 {ctx.source}, or use password_command / password_env"
+        )
+
+
+def _account(
+    table: object, where: Where, ctx: _Context, sinks: Mapping[str, SinkConfig]
+) -> AccountConfig:
+    if not isinstance(table, dict):
+        where.fail(f"expected a table, got {cv.show(table)}")
+    name = Keys(table, where, table).need("name", cv.to_name)
+    keys = Keys(table, Where.at(ctx.source, f'account "{name}"'), _ACCOUNT_KEYS)
+    conn = _connection(keys, ctx)
+    return AccountConfig(
+        name=name,
+        host=conn.host,
+        port=conn.port,
+        tls=conn.tls,
+        ca_file=conn.ca_file,
+        tls_fingerprint=conn.tls_fingerprint,
+        user=conn.user,
+        password=conn.password,
+        auth=keys.get("auth", cv.choice(_AUTH_MODES), _AUTH_MODES[0]),
+        sinks=_account_sinks(keys, sinks),
+        retention=_retention(keys),
+        max_message_size=keys.get("max_message_size", cv.positive_size, 256 * _MB),
+        timeout=keys.get("timeout", cv.positive_duration, 60.0),
+        connect_timeout=keys.get("connect_timeout", cv.positive_duration, 30.0),
+        session_timeout=keys.get("session_timeout", cv.positive_duration, 3600.0),
+        pipeline=keys.get("pipeline", cv.int_between(1, 1024), 64),
+        enabled=keys.get("enabled", cv.to_bool, True),
+    )
+
+
+def _account_sinks(keys: Keys, sinks: Mapping[str, SinkConfig]) -> tuple[str, ...]:
+    """Named sinks must exist; without ``sinks`` the only defined sink is used."""
+    if not keys.has("sinks"):
+        if len(sinks) == 1:
+            return tuple(sinks)
+        if not sinks:
+            keys.where.fail("no sink is defined; add a [[sink]] table")
+        keys.where.fail(f'missing required key "sinks" (defined sinks: {", ".join(sinks)})')
+    where = keys.where.key("sinks")
+    names = keys.need("sinks", cv.string_list)
+    if not names:
+        where.fail("expected at least one sink name")
+    for name in names:
+        if name not in sinks:
+            where.fail(f'unknown sink "{name}"{cv.suggest(name, sinks, "defined sinks")}')
+    if len(set(names)) != len(names):
+        where.fail("names a sink twice")
+    return names
+
+
+def _retention(keys: Keys) -> RetentionPolicy:
+    """``delete_after`` (default never) plus optional quota marks, 0 < low < high ≤ 1."""
+    delete_after = keys.get("delete_after", cv.retention_duration, None)
+    quota = keys.get("server_quota", cv.positive_size, None)
+    if quota is None:
+        for key in ("high_water", "low_water"):
+            if keys.has(key):
+                keys.where.key(key).fail("only has an effect with server_quota")
+        return RetentionPolicy(delete_after=delete_after)
+    high = keys.get("high_water", cv.fraction, 0.9)
+    low = keys.get("low_water", cv.fraction, 0.7)
+    if not low < high:
+        keys.where.key("low_water").fail(f"must be below high_water ({high:g}), got {low:g}")
+    return RetentionPolicy(delete_after, quota, high, low)
+
+
+# --------------------------------------------------------------------------- sinks
+
+#: ``convert(table, where) -> config``: ``table`` is the whole ``[[sink]]`` table
+#: (``name`` and ``type`` included and already checked), ``where`` the message
+#: prefix ``'<file>: sink "<name>"'`` (rebuild with ``Where(where, nested=True)``).
+SinkConverter = Callable[[Mapping[str, object], str], SinkConfig]
+
+
+def maildir_sink(table: Mapping[str, object], where: str) -> MaildirSinkConfig:
+    """``[[sink]] type = "maildir"`` → :class:`MaildirSinkConfig`."""
+    keys = Keys(dict(table), Where(where, nested=True), ("name", "type", "path", "folder"))
+    return MaildirSinkConfig(
+        name=keys.need("name", cv.to_name),
+        path=keys.need("path", cv.absolute_path),
+        folder=keys.get("folder", cv.maildir_folder, None),
+    )
+
+
+def _lazy(function: str) -> SinkConverter:
+    """A converter of :mod:`.sink_types`, imported on first use (its dataclasses cost startup)."""
+
+    def convert(table: Mapping[str, object], where: str) -> SinkConfig:
+        from popkeep.config import sink_types
+
+        converter: SinkConverter = getattr(sink_types, function)
+        return converter(table, where)
+
+    return convert
+
+
+#: The ``type`` word → its converter. Adding a sink type = adding one entry.
+SINK_TYPES: dict[str, SinkConverter] = {
+    "maildir": maildir_sink,
+    "imap": _lazy("imap_sink"),
+    "lmtp": _lazy("lmtp_sink"),
+    "mda": _lazy("mda_sink"),
+    "mbox": _lazy("mbox_sink"),
+    "gmail": _lazy("gmail_sink"),
+}
+
+
+def _sink(table: object, where: Where, ctx: _Context) -> SinkConfig:
+    if not isinstance(table, dict):
+        where.fail(f"expected a table, got {cv.show(table)}")
+    name = Keys(table, where, table).need("name", cv.to_name)
+    where = Where.at(ctx.source, f'sink "{name}"')
+    if "type" not in table:
+        where.fail(f'missing required key "type" (one of: {", ".join(sorted(SINK_TYPES))})')
+    kind = cv.to_string(table["type"], where.key("type"))
+    if kind not in SINK_TYPES:
+        where.key("type").fail(
+            f'unknown sink type "{kind}"{cv.suggest(kind, SINK_TYPES, "known types")}'
+        )
+    sink = SINK_TYPES[kind](table, str(where))
+    _check_sink_secrets(sink, where, ctx)
+    return sink
+
+
+def _check_sink_secrets(sink: SinkConfig, where: Where, ctx: _Context) -> None:
+    """The rules every sink shares: inline passwords need a private file; warn on tls none."""
+    for item in fields(sink):  # type: ignore[arg-type]  # every sink config is a dataclass
+        value = getattr(sink, item.name)
+        if isinstance(value, SecretSource) and value.kind == "literal":
+            _check_private(where.key(item.name), ctx)
+    if getattr(sink, "tls", None) == "none":
+        ctx.warn(where.key("tls"), '"none" sends the password and all mail unencrypted')
+
+
+# --------------------------------------------------------------------------- state & file
+
+
+def default_state_path(env: Mapping[str, str]) -> Path:
+    """``$XDG_DATA_HOME/popkeep/state.db`` (XDG default ``~/.local/share``)."""
+    return _xdg_dir(env, "XDG_DATA_HOME", ".local/share") / "popkeep" / "state.db"
+
+
+def default_config_path(env: Mapping[str, str]) -> Path:
+    """``$POPKEEP_CONFIG``, else ``$XDG_CONFIG_HOME/popkeep/config.toml`` (``~/.config``).
+
+    ``-c/--config`` on the command line wins over both; the CLI handles that.
+    """
+    explicit = env.get("POPKEEP_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    return _xdg_dir(env, "XDG_CONFIG_HOME", ".config") / "popkeep" / "config.toml"
+
+
+def _xdg_dir(env: Mapping[str, str], variable: str, fallback: str) -> Path:
+    # XDG Base Directory spec: a relative or empty value is invalid and ignored.
+    value = env.get(variable, "")
+    if value and Path(value).is_absolute():
+        return Path(value)
+    home = env.get("HOME")
+    return (Path(home) if home else Path.home()) / fallback
+
+
+def _state(table: object, where: Where, ctx: _Context) -> StateConfig:
+    keys = Keys(table, where, ("path", "url"))
+    if keys.has("path") and keys.has("url"):
+        where.fail('expected "path" (SQLite) or "url" (PostgreSQL), not both')
+    url = keys.get("url", cv.to_string, None)
+    if url is not None:
+        if not url.startswith(("postgresql://", "postgres://")):
+            where.key("url").fail('expected a URL starting with "postgresql://"')
+        return StateConfig(path=None, url=url)
+    return StateConfig(path=keys.get("path", cv.absolute_path, default_state_path(ctx.env)))
+
+
+def _array_of_tables(data: dict[str, object], key: str, where: Where) -> list[object]:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        where.key(key).fail(f"expected [[{key}]] tables, got {cv.show(value)}")
+    return value
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    source: str,
+    *,
+    file_mode: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Convert parsed TOML ``data`` into a Config; ``source`` names the file in errors.
+
+    ``file_mode`` is the file's ``st_mode`` for the inline-password rule (None
+    skips the rule); ``env`` (default ``os.environ``) supplies the XDG defaults.
+    """
+    ctx = _Context(source, file_mode, os.environ if env is None else env)
+    top = Where(source)
+    keys = Keys(dict(data), top, ("state", "sink", "account"))
+    state = _state(keys.table.get("state", {}), top.key("state"), ctx)
+    sinks = _named(_array_of_tables(keys.table, "sink", top), "sink", ctx, _sink)
+
+    def account(table: object, where: Where, ctx: _Context) -> AccountConfig:
+        return _account(table, where, ctx, sinks)
+
+    accounts = _named(_array_of_tables(keys.table, "account", top), "account", ctx, account)
+    _warn_unused(sinks, accounts, ctx)
+    return Config(Path(source), state, sinks, accounts, tuple(ctx.warnings))
+
+
+def _named(
+    tables: list[object], kind: str, ctx: _Context, convert: Callable[[object, Where, _Context], T]
+) -> dict[str, T]:
+    """Convert each ``[[kind]]`` table (``kind #1`` … until its name is known); names are unique."""
+    found: dict[str, T] = {}
+    for number, table in enumerate(tables, start=1):
+        item = convert(table, Where.at(ctx.source, f"{kind} #{number}"), ctx)
+        name: str = getattr(item, "name")  # noqa: B009 - every config item has a name
+        if name in found:
+            Where.at(ctx.source, f'{kind} "{name}"').fail(f"duplicate name (another {kind} has it)")
+        found[name] = item
+    return found
+
+
+def _warn_unused(
+    sinks: Mapping[str, SinkConfig], accounts: Mapping[str, AccountConfig], ctx: _Context
+) -> None:
+    if not accounts:
+        ctx.warn(Where(ctx.source), "no [[account]] is defined; there is nothing to collect")
+        return
+    used = {name for account in accounts.values() for name in account.sinks}
+    for name in sinks:
+        if name not in used:
+            ctx.warn(Where.at(ctx.source, f'sink "{name}"'), "no account delivers to it")
+
+
+def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read and convert the TOML file at ``path``. Every failure is a ConfigError naming it."""
+    try:
+        with path.open("rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            data = tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such file (create it, or pass -c/--config)") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_config(data, str(path), file_mode=mode, env=env)

@@ -1,0 +1,111 @@
+"""The configuration as frozen typed objects: what the rest of popkeep reads.
+
+Owns: the shape of a valid configuration after conversion. Every value here is
+already checked and normalised (paths expanded, durations in seconds, sizes in
+octets), so no other layer validates config again. Must not: read files, touch
+the environment, or resolve secrets (``load`` builds these objects;
+:class:`~popkeep.config.secrets.SecretSource` resolves passwords on demand).
+
+Sinks are a family of frozen dataclasses keyed by ``type`` (the word the user
+writes). Adding a sink type means one dataclass and one converter registered in
+``load.SINK_TYPES``; ``app`` maps the dataclass to the implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from popkeep.config.secrets import SecretSource
+from popkeep.model import RetentionPolicy
+
+__all__ = [
+    "AccountConfig",
+    "AuthMode",
+    "Config",
+    "MaildirSinkConfig",
+    "SinkConfig",
+    "StateConfig",
+    "TLSMode",
+]
+
+#: ``implicit``: TLS from the first byte (POP3S, port 995; RFC 8314 §3.3);
+#: ``starttls``: plaintext greeting, then STLS (RFC 2595 §4) before any password;
+#: ``none``: no TLS at all, only when the user writes it explicitly.
+TLSMode = Literal["implicit", "starttls", "none"]
+
+#: ``auto`` picks the best the server offers: SASL PLAIN (RFC 5034) when
+#: advertised, else USER/PASS (RFC 1939 §7); ``apop`` is RFC 1939 §7 APOP.
+AuthMode = Literal["auto", "user", "apop", "plain"]
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    """Where the state store lives: a SQLite file, or a PostgreSQL URL (one of the two)."""
+
+    path: Path | None
+    url: str | None = None
+
+
+class SinkConfig(Protocol):
+    """What every sink's settings have: the ``name`` accounts refer to.
+
+    Each ``type`` word has its own frozen dataclass: :class:`MaildirSinkConfig`
+    here, the others in :mod:`popkeep.config.sink_types`. ``app`` picks the
+    implementation from the dataclass (a registry keyed by config class).
+    """
+
+    @property
+    def name(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MaildirSinkConfig:
+    """``type = "maildir"``: a local Maildir (created if missing).
+
+    ``path`` is the Maildir itself; ``folder`` selects the Maildir++ subfolder
+    ``<path>/.<folder>`` (``"Provider.Sub"`` nests).
+    """
+
+    name: str
+    path: Path
+    folder: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountConfig:
+    """One POP3 mailbox to collect from, and what to leave on its server.
+
+    Durations are float seconds; sizes are octets. ``tls_fingerprint`` is 64
+    lower-case hex digits (SHA-256 of the leaf certificate), without colons.
+    """
+
+    name: str
+    host: str
+    port: int
+    tls: TLSMode
+    ca_file: Path | None
+    tls_fingerprint: str | None
+    user: str
+    password: SecretSource
+    auth: AuthMode
+    sinks: tuple[str, ...]
+    retention: RetentionPolicy
+    max_message_size: int
+    timeout: float
+    connect_timeout: float
+    session_timeout: float
+    pipeline: int
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration. ``warnings`` are shown to the user, not fatal."""
+
+    path: Path
+    state: StateConfig
+    sinks: dict[str, SinkConfig]
+    accounts: dict[str, AccountConfig]
+    warnings: tuple[str, ...] = ()
