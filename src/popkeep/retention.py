@@ -1,1 +1,148 @@
-"""popkeep.retention (to be written)."""
+"""What to delete from a provider's server: a pure function of facts and ``now``.
+
+Owns: the retention decision (DESIGN.md "Retention policies") and its reasons,
+used alike by the collector, ``popkeep schedule``, the planner and the dashboard.
+Must not: do I/O, read a clock, or know about stores, sinks or sessions — the
+caller passes the messages, the STAT result, the policy and ``now``.
+
+Rules, in order:
+
+1. Only DELIVERED messages (durable in every sink, still on the server) may be
+   deleted. SEEN ones (not yet in every sink) are kept whatever the quota says;
+   messages already deleted, being deleted or gone get no decision at all.
+2. ``delete_after``: ``None`` never; ``0s`` right after delivery; otherwise once
+   ``now >= first_retrieved_at + delete_after`` (the boundary itself is due).
+3. Quota: when ``server_quota`` is set and STAT reports more than
+   ``high_water * quota`` octets, the oldest delivered messages (by
+   ``first_retrieved_at``) not chosen by rule 2 are deleted as well until the
+   projected usage is at most ``low_water * quota``, even inside the grace window.
+   If deleting every delivered message is not enough, all of them go and the
+   reasons say the mailbox stays above the mark (a warning for the user).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from popkeep.model import MessageState, RetentionPolicy, ServerStat, StoredMessage
+
+_KEEP_UNDELIVERED = "kept: not yet delivered to every sink (never deleted, whatever the quota)"
+_KEEP_NEVER = "kept: delete_after = never"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Whether to DELE one message, and why (a short string for logs and the CLI)."""
+
+    uid: str
+    delete: bool
+    reason: str
+    #: When it becomes (or became) deletable by age; None when it never will.
+    due_at: datetime | None
+
+
+def decide(
+    messages: Iterable[StoredMessage],
+    server: ServerStat | None,
+    policy: RetentionPolicy,
+    now: datetime,
+) -> list[Decision]:
+    """One decision per SEEN or DELIVERED message, in input order (module docstring)."""
+    candidates: list[StoredMessage] = []
+    decisions: dict[str, Decision] = {}
+    for msg in messages:
+        if msg.state is MessageState.SEEN:
+            decisions[msg.uid] = Decision(msg.uid, False, _KEEP_UNDELIVERED, None)
+        elif msg.state is MessageState.DELIVERED:
+            candidates.append(msg)
+            decisions[msg.uid] = _by_age(msg, policy.delete_after, now)
+    if server is not None and policy.server_quota is not None:
+        _apply_quota(candidates, decisions, server, policy)
+    return list(decisions.values())
+
+
+def schedule(
+    messages: Iterable[StoredMessage],
+    server: ServerStat | None,
+    policy: RetentionPolicy,
+    now: datetime,
+) -> list[Decision]:
+    """Deletions still to come (kept now, with a due time), soonest first."""
+    future = [
+        d for d in decide(messages, server, policy, now) if not d.delete and d.due_at is not None
+    ]
+    return sorted(future, key=lambda d: (d.due_at, d.uid))
+
+
+def _retrieved(msg: StoredMessage, now: datetime) -> datetime:
+    # A DELIVERED row always has first_retrieved_at; if a store ever lacks it,
+    # counting from now errs on the side of keeping.
+    return msg.first_retrieved_at or now
+
+
+def _by_age(msg: StoredMessage, delete_after: timedelta | None, now: datetime) -> Decision:
+    if delete_after is None:
+        return Decision(msg.uid, False, _KEEP_NEVER, None)
+    first = _retrieved(msg, now)
+    due = first + delete_after
+    if now >= due:
+        reason = f"delete_after {_duration(delete_after)} elapsed (first retrieved {_when(first)})"
+        return Decision(msg.uid, True, reason, due)
+    return Decision(msg.uid, False, f"kept: due {_when(due)}", due)
+
+
+def _apply_quota(
+    candidates: list[StoredMessage],
+    decisions: dict[str, Decision],
+    server: ServerStat,
+    policy: RetentionPolicy,
+) -> None:
+    """Rule 3: add the oldest delivered messages to the deletions, down to low water."""
+    quota = policy.server_quota
+    assert quota is not None
+    if server.octets <= policy.high_water * quota:
+        return
+    target = policy.low_water * quota
+    projected = server.octets - sum(m.size for m in candidates if decisions[m.uid].delete)
+    keep = [m for m in candidates if not decisions[m.uid].delete]
+    keep.sort(key=lambda m: m.first_retrieved_at or datetime.max.replace(tzinfo=UTC))
+    chosen: list[StoredMessage] = []
+    for msg in keep:
+        if projected <= target:
+            break
+        chosen.append(msg)
+        projected -= msg.size
+    above = f"{_size(server.octets)} on the server > {policy.high_water:.0%} of {_size(quota)}"
+    if projected <= target:
+        reason = f"quota: {above}; deleting oldest down to {policy.low_water:.0%}"
+    else:
+        reason = (
+            f"quota: {above}; even deleting every delivered message leaves "
+            f"{_size(max(projected, 0))}, above {policy.low_water:.0%} (warning)"
+        )
+    for msg in chosen:
+        decisions[msg.uid] = Decision(msg.uid, True, reason, decisions[msg.uid].due_at)
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _duration(span: timedelta) -> str:
+    """``14d``, ``36h``, ``90m``, ``45s``: the largest unit that divides it exactly."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _size(octets: float) -> str:
+    value = float(octets)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"

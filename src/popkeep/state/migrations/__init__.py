@@ -1,0 +1,82 @@
+"""Schema migrations of the SQLite state store, as data.
+
+Owns: the schema. ``MIGRATIONS[i]`` holds the statements that bring a database
+from ``PRAGMA user_version`` *i* to *i + 1*; the store runs each step in one
+transaction together with the version bump, so a crash mid-migration leaves the
+previous version intact. Append new steps; never edit a released one.
+
+Conventions: times are UTC ISO-8601 text (``2026-01-01T10:00:00.000000+00:00``);
+``messages.state`` holds :class:`popkeep.model.MessageState` values; intents keep
+their sink names as a JSON array. ``messages.sinks`` is a denormalised copy of
+the sink names in ``receipts`` for that message (sorted, joined by ``char(31)``),
+kept in step by the store in the same transactions, so that listing a 20,000
+message mailbox needs no join.
+"""
+
+from __future__ import annotations
+
+_V1: tuple[str, ...] = (
+    """
+    CREATE TABLE messages (
+        account             TEXT    NOT NULL,
+        uid                 TEXT    NOT NULL,
+        size                INTEGER NOT NULL,
+        sha256              TEXT,
+        state               TEXT    NOT NULL,
+        first_retrieved_at  TEXT,
+        deleted_at          TEXT,
+        gone_at             TEXT,
+        sinks               TEXT,
+        PRIMARY KEY (account, uid)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX messages_by_hash ON messages (account, sha256)",
+    """
+    CREATE TABLE receipts (
+        account       TEXT NOT NULL,
+        uid           TEXT NOT NULL,
+        sink          TEXT NOT NULL,
+        ref           TEXT NOT NULL,
+        delivered_at  TEXT NOT NULL,
+        PRIMARY KEY (account, uid, sink)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE intents (
+        account     TEXT    NOT NULL,
+        uid         TEXT    NOT NULL,
+        key         TEXT    NOT NULL,
+        sha256      TEXT    NOT NULL,
+        size        INTEGER NOT NULL,
+        sinks       TEXT    NOT NULL,
+        created_at  TEXT    NOT NULL,
+        PRIMARY KEY (account, uid)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE runs (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        account          TEXT    NOT NULL,
+        started_at       TEXT    NOT NULL,
+        finished_at      TEXT    NOT NULL,
+        outcome          TEXT    NOT NULL,
+        error            TEXT,
+        listed           INTEGER NOT NULL DEFAULT 0,
+        delivered        INTEGER NOT NULL DEFAULT 0,
+        delivered_bytes  INTEGER NOT NULL DEFAULT 0,
+        deleted          INTEGER NOT NULL DEFAULT 0,
+        gone             INTEGER NOT NULL DEFAULT 0,
+        skipped          INTEGER NOT NULL DEFAULT 0,
+        server_count     INTEGER NOT NULL DEFAULT 0,
+        server_octets    INTEGER NOT NULL DEFAULT 0,
+        adopted          INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    "CREATE INDEX runs_by_account ON runs (account, started_at)",
+)
+
+#: ``MIGRATIONS[i]``: the statements taking schema version ``i`` to ``i + 1``.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+
+#: The schema version this popkeep writes.
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,472 @@
+"""The default state store: one SQLite file (WAL, synchronous=FULL).
+
+Owns: the on-disk record behind :class:`popkeep.state.base.StateStore` — schema
+migrations (``PRAGMA user_version``, see :mod:`popkeep.state.migrations`), time
+encoding (UTC ISO-8601 text in, timezone-aware datetimes out) and the translation
+of every ``sqlite3`` error into :class:`~popkeep.errors.StateError`.
+Must not: talk to servers or sinks, or decide retention.
+
+Durability: ``synchronous=FULL`` makes each commit durable before the call
+returns, so a receipt is on disk before the collector sends a DELE that relies
+on it. Every writing method is exactly one transaction (``BEGIN IMMEDIATE`` …
+``COMMIT``), so a crash leaves either all or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from popkeep.errors import StateError
+from popkeep.model import MessageState, RunSummary, StoredMessage
+from popkeep.state.base import AccountTotals, Delivered, Intent
+from popkeep.state.migrations import MIGRATIONS, SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT = 30.0  #: seconds to wait for another process's write lock
+_SEP = "\x1f"  #: char(31): separates sink names in group_concat (never in a config name)
+_STATES = {state.value: state for state in MessageState}
+_ON_SERVER = ("seen", "delivered", "delete_pending")
+
+_MESSAGE_COLUMNS = "uid, size, state, sha256, first_retrieved_at, deleted_at, gone_at, sinks"
+_REFRESH_SINKS = """
+    UPDATE messages SET sinks = (
+        SELECT group_concat(sink, char(31)) FROM (
+            SELECT sink FROM receipts
+             WHERE receipts.account = messages.account AND receipts.uid = messages.uid
+             ORDER BY sink))
+     WHERE account = ? AND uid = ?
+"""
+_UPSERT_MESSAGE = """
+    INSERT INTO messages (account, uid, size, sha256, state) VALUES (?, ?, ?, ?, 'seen')
+    ON CONFLICT (account, uid) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256
+"""
+_UPSERT_RECEIPT = """
+    INSERT INTO receipts (account, uid, sink, ref, delivered_at) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (account, uid, sink) DO UPDATE SET ref = excluded.ref
+"""
+_RUN_COLUMNS = (
+    "account, started_at, finished_at, outcome, error, listed, delivered, delivered_bytes,"
+    " deleted, gone, skipped, server_count, server_octets, adopted"
+)
+
+
+def _encode_time(moment: datetime) -> str:
+    """UTC ISO-8601 text; naive datetimes are refused (they would be ambiguous)."""
+    if moment.tzinfo is None:
+        raise StateError(f"refusing to store a naive datetime {moment!r}: times must be aware")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class SQLiteStore:
+    """A :class:`~popkeep.state.base.StateStore` in one SQLite file.
+
+    Safe to share between threads (calls are serialised by a lock); several
+    processes may open the same file (WAL; writers wait up to ``BUSY_TIMEOUT``).
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        """Use :meth:`open`; this wraps an already migrated connection."""
+        self._conn = conn
+        self._path = path
+        self._lock = threading.Lock()
+        # messages() results by account, valid while nobody writes: our own writes
+        # clear it; other connections' commits change PRAGMA data_version.
+        self._cache: dict[str, dict[str, StoredMessage]] = {}
+        self._data_version = -1
+        self._writes = 0  #: our own write transactions so far
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path) -> SQLiteStore:
+        """Open (creating if missing, directories 0700, file 0600) and migrate.
+
+        Raises StateError if the file is not a database, is locked beyond the busy
+        timeout, or carries a schema version newer than this popkeep knows.
+        """
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise StateError(f"state database {path}: cannot create: {exc.strerror}") from exc
+        try:
+            conn = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {path}: cannot open: {exc}") from exc
+        store = cls(conn, path)
+        try:
+            store._configure()
+            store._migrate()
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        """Close the connection; never raises."""
+        with self._lock:
+            try:
+                self._conn.close()
+            except sqlite3.Error:  # pragma: no cover - close of a broken handle
+                log.warning("state database %s: error on close", self._path, exc_info=True)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def schema_version(self) -> int:
+        with self._translate("read the schema version"):
+            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _configure(self) -> None:
+        with self._translate("configure"):
+            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning("state database %s: journal_mode is %s, not WAL", self._path, mode)
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+
+    def _migrate(self) -> None:
+        """Apply each missing migration step in its own transaction."""
+        with self._translate("migrate"):
+            version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        self._check_version(version)
+        while version < SCHEMA_VERSION:
+            with self._transaction("migrate") as cur:
+                # Re-read inside the write lock: another process may have migrated.
+                version = int(cur.execute("PRAGMA user_version").fetchone()[0])
+                self._check_version(version)
+                if version >= SCHEMA_VERSION:
+                    break
+                for statement in MIGRATIONS[version]:
+                    cur.execute(statement)
+                cur.execute(f"PRAGMA user_version = {version + 1}")
+            log.info("state database %s: migrated to schema %d", self._path, version + 1)
+            version += 1
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"state database {self._path} has schema version {version}, newer than "
+                f"this popkeep understands ({SCHEMA_VERSION}); upgrade popkeep"
+            )
+
+    # -- plumbing -----------------------------------------------------------------
+
+    @contextmanager
+    def _translate(self, doing: str) -> Iterator[None]:
+        """Turn sqlite3 errors into StateError naming the file and the operation."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self._path}: cannot {doing}: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[sqlite3.Cursor]:
+        """One write transaction: BEGIN IMMEDIATE … COMMIT, ROLLBACK on any error."""
+        with self._lock, self._translate(doing):
+            cur = self._conn.cursor()
+            self._cache.clear()
+            self._writes += 1
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+                cur.execute("COMMIT")
+            except BaseException:
+                # SQLite may already have rolled back on its own (SQLITE_FULL, IOERR).
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _reading(self, doing: str) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._translate(doing):
+            yield self._conn
+
+    # -- messages -----------------------------------------------------------------
+
+    def messages(self, account: str) -> dict[str, StoredMessage]:
+        """Every known message of the account, by uid (all states); a fresh dict.
+
+        One query without joins; repeated calls with no write in between (by any
+        process) reuse the previous result.
+        """
+        with self._reading("read messages") as conn:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:
+                self._cache.clear()
+                self._data_version = version
+            cached = self._cache.get(account)
+            if cached is not None:
+                return dict(cached)
+            writes = self._writes
+            rows = conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE account = ?",  # noqa: S608
+                (account,),
+            ).fetchall()
+        result = self._build(account, rows)
+        with self._lock:
+            if self._data_version == version and self._writes == writes:
+                self._cache[account] = result
+        return dict(result)
+
+    @staticmethod
+    def _build(account: str, rows: list[tuple[Any, ...]]) -> dict[str, StoredMessage]:
+        sink_sets: dict[str | None, frozenset[str]] = {None: frozenset()}
+        times: dict[str | None, datetime | None] = {None: None}
+        result: dict[str, StoredMessage] = {}
+        for uid, size, state, sha256, first, deleted, gone, sinks in rows:
+            # Batches share timestamps and sink sets: decode each distinct one once.
+            if sinks not in sink_sets:
+                sink_sets[sinks] = frozenset(sinks.split(_SEP))
+            for stamp in (first, deleted, gone):
+                if stamp not in times:
+                    times[stamp] = datetime.fromisoformat(stamp)
+            result[uid] = StoredMessage(
+                account, uid, size, _STATES[state], sha256,
+                times[first], times[deleted], times[gone], sink_sets[sinks],
+            )  # fmt: skip
+        return result
+
+    def find_by_hash(self, account: str, sha256: str) -> StoredMessage | None:
+        """A message of the account holding this content: ever-delivered ones first,
+        then those still on the server; ties go to the earliest retrieved, then by uid."""
+        with self._reading("find by hash") as conn:
+            row = conn.execute(
+                f"""SELECT {_MESSAGE_COLUMNS} FROM messages WHERE account = ? AND sha256 = ?
+                    ORDER BY first_retrieved_at IS NULL,
+                             CASE state WHEN 'delivered' THEN 0 WHEN 'delete_pending' THEN 1
+                                        WHEN 'seen' THEN 2 ELSE 3 END,
+                             first_retrieved_at, uid
+                    LIMIT 1""",  # noqa: S608 - constant column list
+                (account, sha256),
+            ).fetchone()
+        return None if row is None else self._build(account, [row])[row[0]]
+
+    # -- intents ------------------------------------------------------------------
+
+    def journal(self, intents: Sequence[Intent]) -> None:
+        """Record intents (replacing any for the same account and uid), one transaction."""
+        if not intents:
+            return
+        now = _encode_time(datetime.now(UTC))  # bookkeeping only, no decision uses it
+        rows = [
+            (i.account, i.uid, i.key, i.sha256, i.size, json.dumps(list(i.sinks)), now)
+            for i in intents
+        ]
+        with self._transaction("journal intents") as cur:
+            cur.executemany(
+                """INSERT OR REPLACE INTO intents
+                   (account, uid, key, sha256, size, sinks, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                rows,
+            )
+
+    def pending_intents(self, account: str) -> list[Intent]:
+        """Intents journaled and not yet cleared by :meth:`record_delivered`, oldest first."""
+        with self._reading("read intents") as conn:
+            rows = conn.execute(
+                """SELECT uid, key, sha256, size, sinks FROM intents
+                    WHERE account = ? ORDER BY created_at, uid""",
+                (account,),
+            ).fetchall()
+        return [
+            Intent(account, uid, key, sha256, size, tuple(json.loads(sinks)))
+            for uid, key, sha256, size, sinks in rows
+        ]
+
+    # -- deliveries ---------------------------------------------------------------
+
+    def record_delivered(
+        self, account: str, delivered: Sequence[Delivered], all_sinks: Sequence[str], now: datetime
+    ) -> None:
+        """One transaction: add receipts, clear the intents of these uids, and set state
+        DELIVERED (first_retrieved_at = now unless already set) for those whose receipts
+        now cover ``all_sinks``; the rest stay (or, if DELIVERED, fall back to) SEEN with
+        their partial receipts. DELETE_PENDING, DELETED and GONE rows keep their state."""
+        if not delivered:
+            return
+        stamp = _encode_time(now)
+        required = set(all_sinks)
+        with self._transaction("record deliveries") as cur:
+            cur.executemany(
+                _UPSERT_MESSAGE, [(account, d.uid, d.size, d.sha256) for d in delivered]
+            )
+            cur.executemany(
+                _UPSERT_RECEIPT,
+                [(account, d.uid, r.sink, r.ref, stamp) for d in delivered for r in d.receipts],
+            )
+            cur.executemany(
+                "DELETE FROM intents WHERE account = ? AND uid = ?",
+                [(account, d.uid) for d in delivered],
+            )
+            cur.executemany(_REFRESH_SINKS, [(account, d.uid) for d in delivered])
+            complete, partial = self._split_by_coverage(cur, account, delivered, required)
+            cur.executemany(
+                """UPDATE messages SET state = 'delivered',
+                          first_retrieved_at = coalesce(first_retrieved_at, ?)
+                    WHERE account = ? AND uid = ? AND state IN ('seen', 'delivered')""",
+                [(stamp, account, uid) for uid in complete],
+            )
+            cur.executemany(
+                """UPDATE messages SET state = 'seen'
+                    WHERE account = ? AND uid = ? AND state = 'delivered'""",
+                [(account, uid) for uid in partial],
+            )
+
+    @staticmethod
+    def _split_by_coverage(
+        cur: sqlite3.Cursor, account: str, delivered: Sequence[Delivered], required: set[str]
+    ) -> tuple[list[str], list[str]]:
+        """(uids whose receipts cover ``required``, the others), reading inside the txn."""
+        complete: list[str] = []
+        partial: list[str] = []
+        for d in delivered:
+            (sinks,) = cur.execute(
+                "SELECT sinks FROM messages WHERE account = ? AND uid = ?", (account, d.uid)
+            ).fetchone()
+            held = set(sinks.split(_SEP)) if sinks else set()
+            (complete if required <= held else partial).append(d.uid)
+        return complete, partial
+
+    def adopt(self, account: str, uid: str, original: StoredMessage, size: int) -> None:
+        """Register ``uid`` as the same content as ``original``: receipts, sha256 and
+        first_retrieved_at are copied. Since ``uid`` is listed on the server now, its
+        state is DELIVERED if the content was ever delivered everywhere
+        (``first_retrieved_at`` set), else SEEN — never DELETED/GONE."""
+        state = MessageState.DELIVERED if original.first_retrieved_at else MessageState.SEEN
+        first = _encode_time(original.first_retrieved_at) if original.first_retrieved_at else None
+        with self._transaction("adopt a message") as cur:
+            cur.execute(
+                """INSERT OR REPLACE INTO messages
+                   (account, uid, size, sha256, state, first_retrieved_at)
+                   VALUES (?, ?, ?, ?, ?, ?)""",
+                (account, uid, size, original.sha256, state.value, first),
+            )
+            cur.execute(
+                """INSERT OR REPLACE INTO receipts (account, uid, sink, ref, delivered_at)
+                   SELECT account, ?, sink, ref, delivered_at FROM receipts
+                    WHERE account = ? AND uid = ?""",
+                (uid, account, original.uid),
+            )
+            cur.execute(_REFRESH_SINKS, (account, uid))
+
+    # -- deletions ----------------------------------------------------------------
+
+    def mark_delete_pending(self, account: str, uids: Iterable[str], now: datetime) -> None:
+        """DELE sent for these uids. Only DELIVERED rows change: a message not held by
+        every sink is never marked for deletion, whatever the caller asks."""
+        self._set_state(
+            account, uids, "mark delete pending",
+            "state = 'delete_pending', deleted_at = ?", (_encode_time(now),),
+            "state = 'delivered'",
+        )  # fmt: skip
+
+    def mark_deleted(self, account: str, uids: Iterable[str], now: datetime) -> None:
+        """QUIT +OK after DELE: these uids are gone from the server because of us."""
+        self._set_state(
+            account, uids, "mark deleted",
+            "state = 'deleted', deleted_at = ?", (_encode_time(now),),
+            "state IN ('delete_pending', 'delivered')",
+        )  # fmt: skip
+
+    def revert_delete_pending(self, account: str, uids: Iterable[str]) -> None:
+        """DELE did not take effect (no QUIT +OK): back to DELIVERED."""
+        self._set_state(
+            account, uids, "revert delete pending",
+            "state = 'delivered', deleted_at = NULL", (), "state = 'delete_pending'",
+        )  # fmt: skip
+
+    def mark_gone(self, account: str, uids: Iterable[str], now: datetime) -> None:
+        """These uids vanished from the server without our DELE (another device)."""
+        self._set_state(
+            account, uids, "mark gone",
+            "state = 'gone', gone_at = ?", (_encode_time(now),), "state <> 'deleted'",
+        )  # fmt: skip
+
+    def _set_state(
+        self,
+        account: str,
+        uids: Iterable[str],
+        doing: str,
+        assignments: str,
+        values: tuple[str, ...],
+        guard: str,
+    ) -> None:
+        rows = [(*values, account, uid) for uid in uids]
+        if not rows:
+            return
+        with self._transaction(doing) as cur:
+            cur.executemany(
+                f"UPDATE messages SET {assignments} WHERE account = ? AND uid = ? AND {guard}",  # noqa: S608 - constant fragments only
+                rows,
+            )
+
+    # -- runs and totals ----------------------------------------------------------
+
+    def record_run(self, summary: RunSummary) -> None:
+        s = summary
+        row = (
+            s.account, _encode_time(s.started_at), _encode_time(s.finished_at), s.outcome,
+            s.error, s.listed, s.delivered, s.delivered_bytes, s.deleted, s.gone, s.skipped,
+            s.server_count, s.server_octets, s.adopted,
+        )  # fmt: skip
+        with self._transaction("record a run") as cur:
+            cur.execute(
+                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * len(row))})",  # noqa: S608
+                row,
+            )
+
+    def runs(self, account: str | None = None, limit: int = 50) -> list[RunSummary]:
+        """Most recent first (by start time, then insertion order)."""
+        where = "" if account is None else "WHERE account = ?"
+        params: tuple[object, ...] = (limit,) if account is None else (account, limit)
+        with self._reading("read runs") as conn:
+            rows = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs {where} "  # noqa: S608
+                "ORDER BY started_at DESC, id DESC LIMIT ?",
+                params,
+            ).fetchall()
+        return [
+            RunSummary(
+                acct, datetime.fromisoformat(started), datetime.fromisoformat(finished), *rest
+            )
+            for acct, started, finished, *rest in rows
+        ]
+
+    def accounts(self) -> list[str]:
+        """Every account with messages or runs on record, sorted."""
+        with self._reading("list accounts") as conn:
+            rows = conn.execute(
+                "SELECT account FROM messages UNION SELECT account FROM runs ORDER BY 1"
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def account_totals(self, account: str) -> AccountTotals:
+        """Counts for ``popkeep status``; all zero for an unknown account."""
+        with self._reading("count messages") as conn:
+            row = conn.execute(
+                f"""SELECT count(*),
+                          count(first_retrieved_at),
+                          coalesce(sum(state IN {_ON_SERVER}), 0),
+                          coalesce(sum(CASE WHEN state IN {_ON_SERVER} THEN size END), 0),
+                          coalesce(sum(state = 'deleted'), 0),
+                          coalesce(sum(state = 'gone'), 0)
+                     FROM messages WHERE account = ?""",  # noqa: S608 - constant tuple
+                (account,),
+            ).fetchone()
+        return AccountTotals(*row)

@@ -1,0 +1,287 @@
+"""The Maildir sink: stored bytes, file names, idempotency, folders, failure cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import mailbox
+import os
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from popkeep.clock import FakeClock
+from popkeep.config.schema import MaildirSinkConfig
+from popkeep.errors import ConfigError, DeliveryError, DeliveryRefused
+from popkeep.model import Receipt
+from popkeep.sinks import maildir as maildir_module
+from popkeep.sinks.base import Delivery, Sink, delivery_key
+from popkeep.sinks.maildir import MaildirSink, folder_dirname
+from popkeep.spool import SpooledMessage, SpoolWriter
+
+T0 = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+
+
+def make(data: bytes, account: str = "isp", uid: str = "uid") -> Delivery:
+    message = SpooledMessage.from_bytes(data)
+    return Delivery(account, uid, delivery_key(account, message.sha256), message)
+
+
+def sink(path: Path, folder: str | None = None, fsync: bool = True) -> MaildirSink:
+    return MaildirSink("md", path, folder=folder, fsync=fsync, clock=FakeClock(T0))
+
+
+def deliver(s: Sink, batch: list[Delivery]) -> list[Receipt]:
+    async def go() -> list[Receipt]:
+        await s.open()
+        try:
+            return await s.deliver(batch)
+        finally:
+            await s.close()
+
+    return asyncio.run(go())
+
+
+def files(directory: Path) -> list[str]:
+    return sorted(os.listdir(directory))
+
+
+def test_open_creates_private_maildir(tmp_path: Path) -> None:
+    root = tmp_path / "Mail"
+    asyncio.run(sink(root).open())
+    for sub in ("cur", "new", "tmp"):
+        assert (root / sub).is_dir()
+        assert stat.S_IMODE((root / sub).stat().st_mode) == 0o700
+
+
+def test_bytes_stored_are_crlf_to_lf_only(tmp_path: Path) -> None:
+    data = b"Subject: x\r\n\r\nline\r\nbare\rcr and bare\nlf\r\n\r\n.dots\r\nno newline\r"
+    receipts = deliver(sink(tmp_path), [make(data)])
+    stored = (tmp_path / "new" / receipts[0].ref).read_bytes()
+    assert stored == data.replace(b"\r\n", b"\n")
+    assert stored.endswith(b"no newline\r")  # a trailing lone CR is kept
+
+
+def test_file_name_is_time_key_host_and_size(tmp_path: Path) -> None:
+    d = make(b"A: b\r\n\r\nbody\r\n")
+    (receipt,) = deliver(sink(tmp_path), [d])
+    assert receipt.sink == "md"
+    assert receipt.ref.startswith(f"{int(T0.timestamp())}.{d.key}.")
+    assert receipt.ref.endswith(",S=11")  # size on disk, after CRLF -> LF
+    assert files(tmp_path / "new") == [receipt.ref]
+    assert files(tmp_path / "tmp") == []
+    assert "uid" not in receipt.ref.split(".", 2)[2]
+    assert stat.S_IMODE((tmp_path / "new" / receipt.ref).stat().st_mode) == 0o600
+
+
+def test_open_on_a_file_is_a_delivery_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a maildir")
+    with pytest.raises(DeliveryError, match="cannot create"):
+        asyncio.run(sink(tmp_path / "file").open())
+
+
+def test_python_mailbox_reads_what_we_wrote(tmp_path: Path) -> None:
+    batch = [make(f"Subject: m{i}\r\n\r\nbody {i}\r\n".encode(), uid=f"u{i}") for i in range(5)]
+    deliver(sink(tmp_path), batch)
+    box = mailbox.Maildir(tmp_path, create=False)
+    assert sorted(m["Subject"] for m in box) == [f"m{i}" for i in range(5)]
+
+
+def _spilled(data: bytes) -> SpooledMessage:
+    writer = SpoolWriter(spill_at=1024)
+    for start in range(0, len(data), 7000):
+        writer.write(data[start : start + 7000])
+    message = writer.finish()
+    assert not message.in_memory
+    return message
+
+
+def test_spilled_message_with_crlf_split_across_chunks(tmp_path: Path) -> None:
+    # spool.CHUNK is 1 MiB: put a CR as the last byte of the first chunk.
+    head = b"Subject: big\r\n\r\n"
+    line = b"x" * 98 + b"\r\n"
+    prefix = (head + line * ((1 << 20) // len(line) + 1))[: (1 << 20) - 1]
+    body = prefix + b"\r\n" + line * 25_000
+    message = _spilled(body)
+    try:
+        first = next(message.chunks())
+        assert first.endswith(b"\r")  # the pair really is split
+        assert len(body) > 3 << 20
+        d = Delivery("isp", "u", delivery_key("isp", message.sha256), message)
+        (receipt,) = deliver(sink(tmp_path), [d])
+    finally:
+        message.close()
+    stored = (tmp_path / "new" / receipt.ref).read_bytes()
+    assert stored == body.replace(b"\r\n", b"\n")
+    assert b"\r" not in stored
+    assert receipt.ref.endswith(f",S={len(stored)}")
+
+
+def test_redelivery_of_same_key_is_idempotent(tmp_path: Path) -> None:
+    d = make(b"A: b\r\n\r\nsame\r\n")
+    s = sink(tmp_path)
+    first = deliver(s, [d])
+    again = deliver(s, [d, make(b"A: b\r\n\r\nsame\r\n", uid="other-uid")])
+    assert again == [first[0], first[0]]
+    assert files(tmp_path / "new") == [first[0].ref]
+
+
+def test_find_after_reader_moved_file_to_cur_with_flags(tmp_path: Path) -> None:
+    d = make(b"A: b\r\n\r\nread me\r\n")
+    s = sink(tmp_path)
+    (receipt,) = deliver(s, [d])
+    moved = f"{receipt.ref}:2,S"
+    os.rename(tmp_path / "new" / receipt.ref, tmp_path / "cur" / moved)
+    assert asyncio.run(s.find(d.key)) == Receipt("md", moved)
+    assert asyncio.run(s.find(make(b"other").key)) is None
+    # Delivering it again writes nothing new.
+    assert deliver(s, [d]) == [Receipt("md", moved)]
+    assert files(tmp_path / "new") == []
+
+
+def test_find_in_unopened_missing_maildir_is_none(tmp_path: Path) -> None:
+    assert asyncio.run(sink(tmp_path / "nothing").find("ab" * 28)) is None
+
+
+def test_maildir_plus_plus_folder(tmp_path: Path) -> None:
+    d = make(b"A: b\r\n\r\nfoldered\r\n")
+    (receipt,) = deliver(sink(tmp_path, folder="Provider/Sub"), [d])
+    folder = tmp_path / ".Provider.Sub"
+    assert (folder / "maildirfolder").is_file()
+    assert files(folder / "new") == [receipt.ref]
+    assert files(tmp_path / "new") == []
+    for sub in ("cur", "new", "tmp"):
+        assert (tmp_path / sub).is_dir()
+    assert "Provider.Sub" in mailbox.Maildir(tmp_path, create=False).list_folders()
+
+
+@pytest.mark.parametrize(
+    ("folder", "dirname"),
+    [
+        ("Provider", ".Provider"),
+        ("A/B", ".A.B"),
+        ("A.B", ".A.B"),
+        ("Tom & Jerry", ".Tom &- Jerry"),
+        ("Entwürfe", ".Entw&APw-rfe"),
+        ("台北", ".&U,BTFw-"),
+    ],
+)
+def test_folder_dirname(folder: str, dirname: str) -> None:
+    assert folder_dirname(folder) == dirname
+
+
+@pytest.mark.parametrize(
+    "folder", ["", ".hidden", "/abs", "..", "../x", "a/../b", "a//b", "a..b", "a/", "a.", "a\x00b"]
+)
+def test_invalid_folder_names_rejected(folder: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="maildir folder"):
+        MaildirSink("md", tmp_path, folder=folder)
+
+
+def test_inbox_folder_is_the_root(tmp_path: Path) -> None:
+    assert MaildirSink("md", tmp_path, folder="INBOX").directory == tmp_path
+
+
+def test_unsafe_key_refused(tmp_path: Path) -> None:
+    message = SpooledMessage.from_bytes(b"x")
+    with pytest.raises(DeliveryRefused, match="unsafe"):
+        deliver(sink(tmp_path), [Delivery("isp", "u", "../../etc/passwd", message)])
+    assert files(tmp_path / "new") == []
+
+
+def test_enospc_mid_batch_leaves_nothing_in_new_or_tmp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = maildir_module._write_all
+    calls = {"n": 0}
+
+    def full_disk(fd: int, data: bytes) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write(fd, data)
+
+    monkeypatch.setattr(maildir_module, "_write_all", full_disk)
+    batch = [make(f"A: b\r\n\r\n{i}\r\n".encode(), uid=f"u{i}") for i in range(5)]
+    with pytest.raises(DeliveryError, match=r"tmp.*No space left on device") as info:
+        deliver(sink(tmp_path), batch)
+    assert info.value.retry
+    assert files(tmp_path / "new") == []
+    assert files(tmp_path / "tmp") == []
+
+
+def test_rename_failure_keeps_only_complete_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_rename = os.rename
+    calls = {"n": 0}
+
+    def flaky(src: str | Path, dst: str | Path) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(dst))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", flaky)
+    batch = [make(f"A: b\r\n\r\n{i}\r\n".encode(), uid=f"u{i}") for i in range(3)]
+    s = sink(tmp_path)
+    with pytest.raises(DeliveryError, match="Input/output error"):
+        deliver(s, batch)
+    (left,) = files(tmp_path / "new")
+    assert (tmp_path / "new" / left).read_bytes() == b"A: b\n\n0\n"
+    assert files(tmp_path / "tmp") == []
+    monkeypatch.setattr(os, "rename", real_rename)
+    receipts = deliver(s, batch)  # recovery: the first is found, the others written
+    assert receipts[0].ref == left
+    assert len(files(tmp_path / "new")) == 3
+
+
+def test_fallback_without_syncfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(maildir_module, "_load_syncfs", lambda: None)
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    batch = [make(f"A: {i}\r\n\r\n".encode(), uid=f"u{i}") for i in range(4)]
+    receipts = deliver(sink(tmp_path), batch)
+    assert len(receipts) == 4
+    assert len(synced) >= 4 + 2  # every file, then new/ and tmp/
+
+
+def test_group_commit_uses_one_syncfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = maildir_module._load_syncfs()
+    if real is None:
+        pytest.skip("no syncfs on this platform")
+    calls: list[int] = []
+
+    def counting_syncfs(fd: int) -> int:
+        calls.append(fd)
+        return real(fd)
+
+    def counting() -> object:
+        return counting_syncfs
+
+    monkeypatch.setattr(maildir_module, "_load_syncfs", counting)
+    batch = [make(f"A: {i}\r\n\r\n".encode(), uid=f"u{i}") for i in range(50)]
+    deliver(sink(tmp_path), batch)
+    assert len(calls) == 1
+    assert len(files(tmp_path / "new")) == 50
+
+
+def test_from_config_is_a_sink(tmp_path: Path) -> None:
+    config = MaildirSinkConfig("central", tmp_path / "M", folder="Provider.Sub")
+    s: Sink = MaildirSink.from_config(config)
+    assert s.name == "central"
+    assert s.exactly_once
+    deliver(s, [make(b"A: b\r\n\r\nx\r\n")])
+    assert len(files(tmp_path / "M" / ".Provider.Sub" / "new")) == 1
+
+
+def test_empty_batch(tmp_path: Path) -> None:
+    assert deliver(sink(tmp_path), []) == []

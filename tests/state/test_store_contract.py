@@ -1,0 +1,238 @@
+"""Contract suite for every StateStore implementation (today: SQLite).
+
+A new store (PostgreSQL …) adds a factory to ``STORE_FACTORIES``; every test
+below then runs against it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from popkeep.errors import StateError
+from popkeep.model import MessageState, Receipt, RunSummary
+from popkeep.state.base import AccountTotals, Delivered, Intent, StateStore
+from popkeep.state.sqlite import SQLiteStore
+
+T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
+SINKS = ("maildir", "imap")
+
+StoreFactory = Callable[[Path], StateStore]
+
+
+def _sqlite(tmp: Path) -> StateStore:
+    return SQLiteStore.open(tmp / "state" / "popkeep.sqlite")
+
+
+STORE_FACTORIES: dict[str, StoreFactory] = {"sqlite": _sqlite}
+
+
+@pytest.fixture(params=sorted(STORE_FACTORIES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    s = STORE_FACTORIES[request.param](tmp_path)
+    yield s
+    s.close()
+
+
+def delivered(uid: str, sinks: tuple[str, ...] = SINKS, sha: str | None = None) -> Delivered:
+    sha256 = sha or f"{uid:0>64}"[-64:]
+    return Delivered(uid, sha256, 100, tuple(Receipt(s, f"{s}-ref-{uid}") for s in sinks))
+
+
+def test_empty_store_knows_nothing(store: StateStore) -> None:
+    assert store.messages("a") == {}
+    assert store.find_by_hash("a", "0" * 64) is None
+    assert store.pending_intents("a") == []
+    assert store.runs() == []
+    assert store.accounts() == []
+    assert store.account_totals("a") == AccountTotals(0, 0, 0, 0, 0, 0)
+
+
+def test_full_coverage_is_delivered_with_first_retrieved_at(store: StateStore) -> None:
+    store.record_delivered("a", [delivered("u1")], SINKS, T0)
+    msg = store.messages("a")["u1"]
+    assert msg.state is MessageState.DELIVERED
+    assert msg.first_retrieved_at == T0
+    assert msg.first_retrieved_at.tzinfo is not None
+    assert msg.sinks == frozenset(SINKS)
+    assert msg.size == 100
+    assert msg.sha256 == delivered("u1").sha256
+    assert msg.on_server
+
+
+def test_partial_coverage_stays_seen_until_completed(store: StateStore) -> None:
+    store.record_delivered("a", [delivered("u1", ("maildir",))], SINKS, T0)
+    msg = store.messages("a")["u1"]
+    assert msg.state is MessageState.SEEN
+    assert msg.first_retrieved_at is None
+    assert msg.sinks == {"maildir"}
+    later = T0 + timedelta(hours=1)
+    store.record_delivered("a", [delivered("u1", ("imap",))], SINKS, later)
+    msg = store.messages("a")["u1"]
+    assert msg.state is MessageState.DELIVERED
+    assert msg.first_retrieved_at == later
+    assert msg.sinks == frozenset(SINKS)
+
+
+def test_first_retrieved_at_is_never_moved(store: StateStore) -> None:
+    store.record_delivered("a", [delivered("u1")], SINKS, T0)
+    store.record_delivered("a", [delivered("u1")], SINKS, T0 + timedelta(days=3))
+    assert store.messages("a")["u1"].first_retrieved_at == T0
+
+
+def test_new_sink_makes_delivered_message_seen_again(store: StateStore) -> None:
+    store.record_delivered("a", [delivered("u1", ("maildir",))], ("maildir",), T0)
+    assert store.messages("a")["u1"].state is MessageState.DELIVERED
+    store.record_delivered("a", [delivered("u1", ("maildir",))], SINKS, T0)
+    assert store.messages("a")["u1"].state is MessageState.SEEN
+
+
+def test_accounts_are_separate(store: StateStore) -> None:
+    store.record_delivered("a", [delivered("u1")], SINKS, T0)
+    store.record_delivered("b", [delivered("u2")], SINKS, T0)
+    assert set(store.messages("a")) == {"u1"}
+    assert set(store.messages("b")) == {"u2"}
+    assert store.find_by_hash("b", delivered("u1").sha256) is None
+    assert store.accounts() == ["a", "b"]
+
+
+def test_journal_and_record_delivered_clears_intents(store: StateStore) -> None:
+    intents = [Intent("a", f"u{i}", f"k{i}", f"{i:064}", 10 + i, SINKS) for i in range(3)]
+    store.journal(intents)
+    store.journal([Intent("b", "u9", "k9", "9" * 64, 9, ("maildir",))])
+    assert sorted(store.pending_intents("a"), key=lambda i: i.uid) == intents
+    store.record_delivered("a", [delivered("u1")], SINKS, T0)
+    assert {i.uid for i in store.pending_intents("a")} == {"u0", "u2"}
+    assert [i.uid for i in store.pending_intents("b")] == ["u9"]
+
+
+def test_journal_replaces_intent_for_same_uid(store: StateStore) -> None:
+    store.journal([Intent("a", "u1", "k1", "1" * 64, 1, SINKS)])
+    store.journal([Intent("a", "u1", "k2", "2" * 64, 2, ("imap",))])
+    assert store.pending_intents("a") == [Intent("a", "u1", "k2", "2" * 64, 2, ("imap",))]
+
+
+def test_find_by_hash_prefers_delivered(store: StateStore) -> None:
+    sha = "f" * 64
+    store.record_delivered("a", [delivered("seen", ("maildir",), sha)], SINKS, T0)
+    assert store.find_by_hash("a", sha).uid == "seen"  # type: ignore[union-attr]
+    store.record_delivered("a", [delivered("done", SINKS, sha)], SINKS, T0)
+    found = store.find_by_hash("a", sha)
+    assert found is not None
+    assert found.uid == "done"
+    assert found.state is MessageState.DELIVERED
+    assert found.sinks == frozenset(SINKS)
+
+
+def test_adopt_copies_receipts_hash_and_first_retrieved(store: StateStore) -> None:
+    store.record_delivered("a", [delivered("old")], SINKS, T0)
+    original = store.messages("a")["old"]
+    store.mark_gone("a", ["old"], T0 + timedelta(days=1))
+    store.adopt("a", "new", original, 123)
+    new = store.messages("a")["new"]
+    assert new.state is MessageState.DELIVERED  # listed on the server, content delivered
+    assert new.size == 123
+    assert new.sha256 == original.sha256
+    assert new.first_retrieved_at == T0
+    assert new.sinks == frozenset(SINKS)
+    assert store.messages("a")["old"].state is MessageState.GONE
+
+
+def test_adopt_of_partially_delivered_content_stays_seen(store: StateStore) -> None:
+    store.record_delivered("a", [delivered("old", ("maildir",))], SINKS, T0)
+    store.adopt("a", "new", store.messages("a")["old"], 100)
+    new = store.messages("a")["new"]
+    assert new.state is MessageState.SEEN
+    assert new.sinks == {"maildir"}
+
+
+def test_delete_lifecycle(store: StateStore) -> None:
+    store.record_delivered("a", [delivered("u1"), delivered("u2")], SINKS, T0)
+    t1 = T0 + timedelta(days=14)
+    store.mark_delete_pending("a", ["u1", "u2"], t1)
+    assert store.messages("a")["u1"].state is MessageState.DELETE_PENDING
+    store.revert_delete_pending("a", ["u2"])
+    store.mark_deleted("a", ["u1"], t1)
+    msgs = store.messages("a")
+    assert msgs["u1"].state is MessageState.DELETED
+    assert msgs["u1"].deleted_at == t1
+    assert not msgs["u1"].on_server
+    assert msgs["u2"].state is MessageState.DELIVERED
+    assert msgs["u2"].deleted_at is None
+
+
+def test_seen_message_is_never_marked_for_deletion(store: StateStore) -> None:
+    store.record_delivered("a", [delivered("u1", ("maildir",))], SINKS, T0)
+    store.mark_delete_pending("a", ["u1"], T0)
+    assert store.messages("a")["u1"].state is MessageState.SEEN
+
+
+def test_mark_gone(store: StateStore) -> None:
+    store.record_delivered("a", [delivered("u1"), delivered("u2")], SINKS, T0)
+    store.mark_deleted("a", ["u2"], T0)
+    t1 = T0 + timedelta(hours=5)
+    store.mark_gone("a", ["u1", "u2", "unknown"], t1)
+    msgs = store.messages("a")
+    assert msgs["u1"].state is MessageState.GONE
+    assert msgs["u1"].gone_at == t1
+    assert msgs["u2"].state is MessageState.DELETED  # deleted by us stays deleted
+    assert "unknown" not in msgs
+
+
+def test_empty_iterables_are_no_ops(store: StateStore) -> None:
+    store.journal([])
+    store.record_delivered("a", [], SINKS, T0)
+    store.mark_delete_pending("a", iter(()), T0)
+    store.mark_deleted("a", [], T0)
+    store.revert_delete_pending("a", [])
+    store.mark_gone("a", [], T0)
+    assert store.messages("a") == {}
+
+
+def _run(account: str, started: datetime, listed: int, delivered: int) -> RunSummary:
+    finished = started + timedelta(seconds=2)
+    return RunSummary(account, started, finished, "ok", listed=listed, delivered=delivered)
+
+
+def test_runs_most_recent_first_and_filtered(store: StateStore) -> None:
+    runs = [_run("a", T0 + timedelta(minutes=i), listed=i, delivered=i) for i in range(5)]
+    failed = RunSummary("b", T0, T0, "TransportError", "reset", server_octets=7, adopted=1)
+    for r in [*runs, failed]:
+        store.record_run(r)
+    assert store.runs("a") == runs[::-1]
+    assert store.runs("a", limit=2) == runs[:2:-1][:2]
+    assert store.runs("b") == [failed]
+    assert len(store.runs()) == 6
+    assert store.accounts() == ["a", "b"]
+
+
+def test_account_totals(store: StateStore) -> None:
+    store.record_delivered(
+        "a", [delivered(f"u{i}") for i in range(5)] + [delivered("s", ("imap",))], SINKS, T0
+    )
+    store.mark_delete_pending("a", ["u0"], T0)
+    store.mark_deleted("a", ["u1"], T0)
+    store.mark_gone("a", ["u2"], T0)
+    assert store.account_totals("a") == AccountTotals(
+        messages=6, delivered=5, on_server=4, on_server_bytes=400, deleted=1, gone=1
+    )
+
+
+def test_naive_datetime_is_refused(store: StateStore) -> None:
+    with pytest.raises(StateError, match="naive"):
+        store.record_delivered("a", [delivered("u1")], SINKS, datetime(2026, 1, 1))
+    assert store.messages("a") == {}
+
+
+def test_times_come_back_as_utc_whatever_zone_went_in(store: StateStore) -> None:
+    from datetime import timezone
+
+    tokyo = timezone(timedelta(hours=9))
+    store.record_delivered("a", [delivered("u1")], SINKS, T0.astimezone(tokyo))
+    first = store.messages("a")["u1"].first_retrieved_at
+    assert first == T0
+    assert first is not None
+    assert first.utcoffset() == timedelta(0)
