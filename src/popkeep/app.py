@@ -67,11 +67,11 @@ def _lazy(module: str, factory: str) -> SinkBuilder:
 #: config dataclass name → builder. The dataclasses live in popkeep.config.
 SINK_BUILDERS: dict[str, SinkBuilder] = {
     "MaildirSinkConfig": _maildir,
-    "ImapSinkConfig": _lazy("popkeep.sinks.imap", "from_config"),
-    "LmtpSinkConfig": _lazy("popkeep.sinks.lmtp", "from_config"),
-    "MdaSinkConfig": _lazy("popkeep.sinks.mda", "from_config"),
-    "MboxSinkConfig": _lazy("popkeep.sinks.mbox", "from_config"),
-    "GmailSinkConfig": _lazy("popkeep.sinks.gmail", "from_config"),
+    "ImapSinkConfig": _lazy("popkeep.sinks.imap", "ImapSink"),
+    "LmtpSinkConfig": _lazy("popkeep.sinks.lmtp", "LmtpSink"),
+    "MdaSinkConfig": _lazy("popkeep.sinks.mda", "MdaSink"),
+    "MboxSinkConfig": _lazy("popkeep.sinks.mbox", "MboxSink"),
+    "GmailSinkConfig": _lazy("popkeep.sinks.gmail", "GmailSink"),
 }
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from popkeep import retention
 from popkeep.clock import Clock
-from popkeep.errors import DeliveryError, PopkeepError
+from popkeep.errors import PopkeepError
 from popkeep.model import (
     ListingEntry,
     MessageState,
@@ -86,8 +86,15 @@ class _Run:
     server_octets: int = 0
     total: int = 0
     done: int = 0
-    sink_failed: bool = False
+    #: delivery keys journaled by an earlier run that never recorded its receipts
+    pending_keys: frozenset[str] = frozenset()
+    #: sinks that failed this run (open or deliver): skipped from then on, no deletions
+    failed_sinks: dict[str, PopkeepError] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def sink_failed(self) -> bool:
+        return bool(self.failed_sinks)
 
 
 class Collector:
@@ -116,10 +123,9 @@ class Collector:
 
     async def _pass(self, run: _Run) -> None:
         job = run.job
-        for sink in job.sinks:
-            await sink.open()
+        await self._open_sinks(run)
         try:
-            await self._recover(job)
+            run.pending_keys = frozenset(i.key for i in self._store.pending_intents(job.name))
             session = await job.connect()
             try:
                 await self._session(run, session)
@@ -128,6 +134,22 @@ class Collector:
         finally:
             for sink in job.sinks:
                 await sink.close()
+        if run.failed_sinks:
+            # The other sinks delivered and were recorded; this one is retried next run.
+            name, error = next(iter(run.failed_sinks.items()))
+            raise type(error)(f'sink "{name}": {error}')
+
+    async def _open_sinks(self, run: _Run) -> None:
+        """Open every sink; one that fails is skipped this run (and blocks deletions)."""
+        for sink in run.job.sinks:
+            try:
+                await sink.open()
+            except PopkeepError as exc:
+                log.warning("account %s: sink %s: %s", run.job.name, sink.name, exc)
+                run.failed_sinks[sink.name] = exc
+        if len(run.failed_sinks) == len(run.job.sinks):
+            name, error = next(iter(run.failed_sinks.items()))
+            raise type(error)(f'sink "{name}": {error}')
 
     async def _session(self, run: _Run, session: SourceSession) -> None:
         stat = await session.stat()
@@ -138,27 +160,6 @@ class Collector:
         wanted = self._select(run, listing)
         await self._fetch(run, session, wanted)
         await self._retain(run, session, listing)
-
-    # -- recovery -----------------------------------------------------------------
-
-    async def _recover(self, job: AccountJob) -> None:
-        """Finish what a killed run left: ask each sink whether it holds each intent."""
-        intents = self._store.pending_intents(job.name)
-        if not intents:
-            return
-        by_name = {sink.name: sink for sink in job.sinks}
-        recovered: list[Delivered] = []
-        for intent in intents:
-            receipts = []
-            for name in intent.sinks:
-                sink = by_name.get(name)
-                if sink is not None and sink.exactly_once:
-                    receipt = await sink.find(intent.key)
-                    if receipt is not None:
-                        receipts.append(receipt)
-            recovered.append(Delivered(intent.uid, intent.sha256, intent.size, tuple(receipts)))
-        log.info("account %s: recovered %d unfinished deliveries", job.name, len(recovered))
-        self._store.record_delivered(job.name, recovered, self._sink_names(job), self._clock.now())
 
     # -- diff -----------------------------------------------------------------------
 
@@ -286,27 +287,49 @@ class Collector:
             ]
         )
         receipts: dict[str, list[Receipt]] = {d.uid: [] for d in deliveries}
-        failure: DeliveryError | None = None
         for sink in job.sinks:
-            todo = [d for d in deliveries if sink.name not in self._held_by(run, d.uid)]
-            if not todo:
+            if sink.name in run.failed_sinks:
                 continue
+            todo = [d for d in deliveries if sink.name not in self._held_by(run, d.uid)]
             try:
-                for delivery, receipt in zip(todo, await sink.deliver(todo), strict=True):
+                for delivery, receipt in await self._deliver_to(run, sink, todo):
                     receipts[delivery.uid].append(receipt)
-            except DeliveryError as exc:
-                failure = failure or exc
-                run.sink_failed = True
+            except PopkeepError as exc:
+                log.warning("account %s: sink %s: %s", job.name, sink.name, exc)
+                run.failed_sinks[sink.name] = exc
         delivered = [
             Delivered(d.uid, d.message.sha256, d.message.size, tuple(receipts[d.uid]))
             for d in deliveries
         ]
         self._store.record_delivered(job.name, delivered, names, self._clock.now())
-        if failure is None:
+        if not run.failed_sinks:
             run.delivered += len(deliveries)
             run.delivered_bytes += sum(d.message.size for d in deliveries)
-        else:
-            raise failure
+
+    async def _deliver_to(
+        self, run: _Run, sink: Sink, todo: list[Delivery]
+    ) -> list[tuple[Delivery, Receipt]]:
+        """Deliver ``todo`` to one sink, first asking it about keys an earlier run journaled.
+
+        This is the crash recovery: a run killed between a durable delivery and its
+        state commit left an intent; the sink is searched (Maildir by file name,
+        IMAP and Gmail by Message-ID + content hash) before anything is redone.
+        """
+        done: list[tuple[Delivery, Receipt]] = []
+        if run.pending_keys and sink.exactly_once:
+            remaining = []
+            for delivery in todo:
+                found = None
+                if delivery.key in run.pending_keys:
+                    found = await sink.find(delivery.key, delivery.message)
+                if found is None:
+                    remaining.append(delivery)
+                else:
+                    done.append((delivery, found))
+            todo = remaining
+        if todo:
+            done.extend(zip(todo, await sink.deliver(todo), strict=True))
+        return done
 
     def _held_by(self, run: _Run, uid: str) -> frozenset[str]:
         known = run.known.get(uid)

@@ -13,7 +13,6 @@ from typing import Any
 
 import click
 
-from popkeep.errors import PopkeepError
 from popkeep.cli.common import (
     config_option,
     handles_errors,
@@ -30,6 +29,7 @@ from popkeep.cli.render import (
     status_json,
     status_lines,
 )
+from popkeep.errors import PopkeepError
 
 
 def _app(config_path: Path | None) -> Any:

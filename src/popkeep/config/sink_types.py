@@ -29,7 +29,7 @@ __all__ = [
     "LmtpSinkConfig",
     "MboxSinkConfig",
     "MdaSinkConfig",
-    "SinkConfig",
+    "SinkTypeConfig",
     "gmail_sink",
     "imap_sink",
     "lmtp_sink",
@@ -119,7 +119,7 @@ class GmailSinkConfig:
     trace_headers: bool = False
 
 
-SinkConfig = ImapSinkConfig | LmtpSinkConfig | MdaSinkConfig | MboxSinkConfig | GmailSinkConfig
+SinkTypeConfig = ImapSinkConfig | LmtpSinkConfig | MdaSinkConfig | MboxSinkConfig | GmailSinkConfig
 
 
 class _Keys:
@@ -338,7 +338,7 @@ def gmail_sink(table: Mapping[str, object], where: str) -> GmailSinkConfig:
     return config
 
 
-CONVERTERS: Mapping[str, Callable[[Mapping[str, object], str], SinkConfig]] = {
+CONVERTERS: Mapping[str, Callable[[Mapping[str, object], str], SinkTypeConfig]] = {
     "imap": imap_sink,
     "lmtp": lmtp_sink,
     "mda": mda_sink,

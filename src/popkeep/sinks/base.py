@@ -56,8 +56,14 @@ class Sink(Protocol):
         """
         ...
 
-    async def find(self, delivery_key: str) -> Receipt | None:
-        """The receipt of an earlier delivery with this key, if the sink holds it."""
+    async def find(
+        self, delivery_key: str, message: SpooledMessage | None = None
+    ) -> Receipt | None:
+        """The receipt of an earlier delivery with this key, if the sink holds it.
+
+        ``message`` is the re-fetched message: sinks that cannot search by key
+        alone (IMAP, Gmail: Message-ID + content hash) need it.
+        """
         ...
 
     async def close(self) -> None:

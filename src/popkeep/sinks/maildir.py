@@ -50,6 +50,7 @@ from popkeep.errors import ConfigError, DeliveryError, DeliveryRefused
 from popkeep.model import Receipt
 from popkeep.sinks.base import Delivery
 from popkeep.sinks.trace import to_lf
+from popkeep.spool import SpooledMessage
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,9 @@ class MaildirSink:
             return []
         return await asyncio.to_thread(self._deliver_batch, list(batch))
 
-    async def find(self, delivery_key: str) -> Receipt | None:
+    async def find(
+        self, delivery_key: str, message: SpooledMessage | None = None
+    ) -> Receipt | None:
         """The receipt of a message with this key in ``new/`` or ``cur/``, if any."""
         found = await asyncio.to_thread(self._index)
         name = found.get(delivery_key)

@@ -1,0 +1,453 @@
+"""The async POP3 client session: drives :mod:`popkeep.pop3.codec` over a Stream.
+
+Owns: the order of a session (greeting → CAPA → STLS → CAPA → authenticate →
+commands → QUIT), the security rules (no password before TLS unless the user
+chose ``tls="none"``; plaintext received before the handshake is discarded),
+the choice of authentication mechanism, pipelining windows (RFC 2449 §6.6),
+streaming message bodies into :class:`~popkeep.spool.SpoolWriter`, response and
+session timeouts, and turning -ERR replies into popkeep errors.
+Must not: open sockets itself (a ``StreamOpener`` is injected), decide what to
+fetch or delete, or log secrets (commands are logged through ``Command.__str__``,
+which masks PASS / APOP / AUTH arguments and SASL responses).
+
+One operation at a time: do not start a command while a ``retrieve`` iterator
+is suspended. An abandoned ``retrieve`` leaves responses in flight; the next
+operation reads and discards them first. After a transport, protocol or limit
+error the session is unusable: :meth:`POP3Session.quit` then closes without
+QUIT (so the server deletes nothing) and returns False.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from popkeep.errors import (
+    AuthError,
+    LimitExceeded,
+    MessageError,
+    NetworkTimeout,
+    PopkeepError,
+    RemoteProtocolError,
+    SecurityError,
+    ServerBusy,
+    ServerError,
+    ServerRefused,
+)
+from popkeep.model import ListingEntry, ServerStat
+from popkeep.pop3.codec import (
+    NEED_DATA,
+    Command,
+    Connection,
+    Continue,
+    Data,
+    End,
+    Err,
+    Event,
+    Greeting,
+    Ok,
+    SaslResponse,
+    State,
+    plain_response,
+)
+from popkeep.pop3.codec import apop_digest as _apop_digest
+from popkeep.pop3.listing import join_listing, parse_capa, parse_list, parse_stat, parse_uidl
+from popkeep.spool import SpooledMessage, SpoolWriter
+from popkeep.transport.base import Stream, TLSInfo, TLSSettings
+
+logger = logging.getLogger(__name__)
+
+READ_SIZE = 256 << 10
+_BUSY_CODES = frozenset({"IN-USE", "LOGIN-DELAY", "SYS/TEMP"})  # RFC 2449 §8, RFC 3206
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """Everything one POP3 session needs; built from the account config."""
+
+    host: str
+    port: int
+    tls: Literal["implicit", "starttls", "none"]
+    tls_settings: TLSSettings
+    user: str
+    password: str
+    auth: Literal["auto", "user", "apop", "plain"] = "auto"
+    connect_timeout: float = 30
+    response_timeout: float = 60
+    session_timeout: float = 3600
+    max_line: int = 1 << 20
+    max_message_size: int | None = None
+    pipeline_window: int = 64
+
+    def __repr__(self) -> str:  # never show the password
+        return f"SessionSettings(host={self.host!r}, port={self.port}, user={self.user!r}, …)"
+
+
+#: (host, port, implicit-TLS settings or None, connect_timeout, read_timeout) → Stream
+StreamOpener = Callable[[str, int, TLSSettings | None, float, float], Awaitable[Stream]]
+
+
+def _describe(err: Err) -> str:
+    return f"[{err.code}] {err.text}" if err.code else err.text
+
+
+def server_error(what: str, err: Err) -> ServerError:
+    """-ERR → ServerBusy for temporary codes, ServerRefused for [SYS/PERM], else ServerError."""
+    message = f"{what}: server said -ERR {_describe(err)}"
+    if err.code in _BUSY_CODES:
+        return ServerBusy(message, err.code)
+    if err.code == "SYS/PERM":
+        return ServerRefused(message, err.code)
+    return ServerError(message, err.code)
+
+
+def auth_error(what: str, err: Err) -> PopkeepError:
+    """-ERR to an authentication command: AuthError unless the code says busy / refused."""
+    if err.code in _BUSY_CODES or err.code == "SYS/PERM":
+        return server_error(what, err)
+    return AuthError(f"{what}: server said -ERR {_describe(err)}")
+
+
+class POP3Session:
+    """One authenticated POP3 session in TRANSACTION state. Create with :meth:`connect`."""
+
+    def __init__(self, stream: Stream, settings: SessionSettings) -> None:
+        self._stream = stream
+        self._settings = settings
+        self._conn = Connection(max_line=settings.max_line)
+        self._deadline = time.monotonic() + settings.session_timeout
+        self._broken = False
+        self._timestamp: str | None = None
+        self.capabilities: dict[str, list[str]] = {}
+        self.greeting = ""
+
+    @classmethod
+    async def connect(cls, settings: SessionSettings, opener: StreamOpener) -> POP3Session:
+        """Open, read the greeting, CAPA, STLS if configured, authenticate.
+
+        Raises TransportError, TLSError, SecurityError (TLS required but not
+        available: the password was not sent), AuthError, ServerBusy, ServerRefused.
+        """
+        implicit = settings.tls_settings if settings.tls == "implicit" else None
+        stream = await opener(
+            settings.host, settings.port, implicit,
+            settings.connect_timeout, settings.response_timeout,
+        )
+        session = cls(stream, settings)
+        try:
+            await session._open()
+        except BaseException:
+            await session.close()
+            raise
+        return session
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        return self._stream.tls
+
+    # -- session setup ---------------------------------------------------------------
+
+    async def _open(self) -> None:
+        event = await self._event()
+        if isinstance(event, Err):
+            raise server_error("greeting", event)
+        if not isinstance(event, Greeting):
+            raise RemoteProtocolError(f"expected a greeting, got {event!r}")
+        self.greeting, self._timestamp = event.text, event.apop_timestamp
+        await self._capa()
+        if self._settings.tls == "starttls":
+            await self._starttls()
+        elif self._settings.tls == "none":
+            logger.warning("%s: plaintext POP3 (tls = \"none\"): the password is not protected",
+                           self._settings.host)
+        await self._authenticate()
+        await self._capa()  # RFC 2449 §5: capabilities may change after authentication
+
+    async def _capa(self) -> None:
+        await self._send(Command("CAPA"))
+        body = await self._collect()
+        if isinstance(body, Err):
+            logger.info("server does not support CAPA: %s", body.text)
+            return
+        self.capabilities = parse_capa(body)
+
+    async def _starttls(self) -> None:
+        """RFC 2595 §4. Raises SecurityError before any credential is sent."""
+        if "STLS" not in self.capabilities:
+            raise SecurityError(
+                f"{self._settings.host} does not advertise STLS; refusing to send the "
+                "password in plaintext"
+            )
+        event = await self._single(Command("STLS"))
+        if isinstance(event, Err):
+            raise SecurityError(f"{self._settings.host} refused STLS: {_describe(event)}")
+        try:
+            await self._stream.start_tls(self._settings.tls_settings)
+        except BaseException:
+            self._broken = True
+            raise
+        self._conn.start_tls_done()  # drops whatever arrived after +OK (CVE-2021-39272)
+        self.capabilities = {}  # RFC 2595 §4: forget pre-TLS capabilities
+        await self._capa()
+
+    def _choose_auth(self) -> str:
+        """auto: SASL PLAIN if offered, else USER/PASS if offered (or no CAPA), else APOP."""
+        wanted = self._settings.auth
+        if wanted != "auto":
+            return wanted
+        caps = self.capabilities
+        if "PLAIN" in (m.upper() for m in caps.get("SASL", [])):
+            return "plain"
+        if "USER" in caps or not caps:
+            return "user"
+        if self._timestamp:
+            return "apop"
+        raise ServerRefused(
+            f"{self._settings.host} offers no usable login (no SASL PLAIN, USER or APOP)"
+        )
+
+    async def _authenticate(self) -> None:
+        method = self._choose_auth()
+        steps = {"plain": self._auth_plain, "user": self._auth_user, "apop": self._auth_apop}
+        await steps[method]()
+        logger.info("%s: logged in as %s (%s)", self._settings.host, self._settings.user, method)
+
+    async def _auth_user(self) -> None:
+        event = await self._single(Command("USER", self._settings.user))
+        if isinstance(event, Err):
+            raise auth_error("USER", event)
+        event = await self._single(Command("PASS", self._settings.password))
+        if isinstance(event, Err):
+            raise auth_error("PASS", event)
+
+    async def _auth_apop(self) -> None:
+        if not self._timestamp:
+            raise ServerRefused(f"{self._settings.host} does not offer APOP (no timestamp)")
+        digest = _apop_digest(self._timestamp, self._settings.password)
+        event = await self._single(Command("APOP", self._settings.user, digest))
+        if isinstance(event, Err):
+            raise auth_error("APOP", event)
+
+    async def _auth_plain(self) -> None:
+        """RFC 5034 §4: initial response unless the command would exceed 255 octets."""
+        response: str | None = plain_response(self._settings.user, self._settings.password)
+        assert response is not None
+        if len(response) + len("AUTH PLAIN \r\n") <= 255:
+            await self._send(Command("AUTH", "PLAIN", response))
+            response = None
+        else:
+            await self._send(Command("AUTH", "PLAIN"))
+        event = await self._event()
+        while isinstance(event, Continue):
+            # A challenge after the initial response is bogus for PLAIN: cancel ("*").
+            await self._send(SaslResponse(response or "*"))
+            response = None
+            event = await self._event()
+        if isinstance(event, Err):
+            raise auth_error("AUTH PLAIN", event)
+
+    # -- transaction commands --------------------------------------------------------
+
+    async def stat(self) -> ServerStat:
+        """STAT (RFC 1939 §5)."""
+        await self._drain()
+        event = await self._single(Command("STAT"))
+        if isinstance(event, Err):
+            raise server_error("STAT", event)
+        return parse_stat(event.text)
+
+    async def listing(self) -> list[ListingEntry]:
+        """UIDL + LIST joined by number (pipelined when the server offers PIPELINING).
+
+        Raises ServerRefused when the server lacks UIDL: without unique-ids
+        popkeep cannot tell messages apart across sessions.
+        """
+        await self._drain()
+        if self._pipelining:
+            await self._send(Command("UIDL"), Command("LIST"))
+            uidl, scan = await self._collect(), await self._collect()
+        else:
+            await self._send(Command("UIDL"))
+            uidl = await self._collect()
+            if isinstance(uidl, Err):
+                raise ServerRefused(f"{self._settings.host} does not support UIDL "
+                                    f"(RFC 1939 §7): {_describe(uidl)}")
+            await self._send(Command("LIST"))
+            scan = await self._collect()
+        if isinstance(uidl, Err):
+            raise ServerRefused(f"{self._settings.host} does not support UIDL "
+                                f"(RFC 1939 §7): {_describe(uidl)}")
+        if isinstance(scan, Err):
+            raise server_error("LIST", scan)
+        return join_listing(parse_uidl(uidl), parse_list(scan))
+
+    async def retrieve(
+        self, numbers: Sequence[int], spool_dir: Path | None = None
+    ) -> AsyncGenerator[tuple[int, SpooledMessage], None]:
+        """RETR each message, yielding (number, message) in order.
+
+        Up to ``pipeline_window`` RETR are in flight when the server offers
+        PIPELINING, else one. Each body streams into a SpoolWriter (memory
+        bounded). A body beyond ``max_message_size`` raises LimitExceeded and
+        spoils the session. Messages the server refuses (-ERR) are skipped and,
+        after all others were yielded, reported by one MessageError.
+        """
+        await self._drain()
+        window = self._settings.pipeline_window if self._pipelining else 1
+        todo = deque(numbers)
+        in_flight: deque[int] = deque()
+        refused: list[int] = []
+        while todo or in_flight:
+            batch = [todo.popleft() for _ in range(min(len(todo), window - len(in_flight)))]
+            if batch:
+                await self._send(*(Command("RETR", str(n)) for n in batch))
+                in_flight.extend(batch)
+            number = in_flight.popleft()
+            message = await self._read_message(number, spool_dir)
+            if message is None:
+                refused.append(number)
+            else:
+                yield number, message
+        if refused:
+            raise MessageError(f"server refused RETR of message(s) {refused}")
+
+    async def _read_message(self, number: int, spool_dir: Path | None) -> SpooledMessage | None:
+        event = await self._event()
+        if isinstance(event, Err):
+            logger.warning("RETR %d refused: %s", number, _describe(event))
+            return None
+        limit = self._settings.max_message_size
+        writer = SpoolWriter(spool_dir)
+        try:
+            while not isinstance(event, End):
+                event = await self._event()
+                if isinstance(event, Data):
+                    writer.write(event.data)
+                    if limit is not None and writer.size > limit:
+                        self._broken = True
+                        raise LimitExceeded(f"message {number} is larger than {limit} octets")
+            return writer.finish()
+        except BaseException:
+            writer.discard()
+            raise
+
+    async def delete(self, numbers: Sequence[int]) -> None:
+        """DELE each message (pipelined). Deletions take effect only on QUIT +OK.
+
+        All replies are read before a MessageError names the refused numbers,
+        so the session stays usable.
+        """
+        await self._drain()
+        window = self._settings.pipeline_window if self._pipelining else 1
+        refused: list[int] = []
+        for start in range(0, len(numbers), window):
+            batch = numbers[start : start + window]
+            await self._send(*(Command("DELE", str(n)) for n in batch))
+            for number in batch:
+                event = await self._event()
+                if isinstance(event, Err):
+                    refused.append(number)
+        if refused:
+            raise MessageError(f"server refused DELE of message(s) {refused}")
+
+    async def quit(self) -> bool:
+        """QUIT. True only on +OK: the server has entered UPDATE (RFC 1939 §6)."""
+        try:
+            if self._broken or self._conn.state is not State.TRANSACTION:
+                return False
+            await self._drain()
+            event = await self._single(Command("QUIT"))
+            if isinstance(event, Err):
+                logger.warning("QUIT: -ERR %s; deletions not confirmed", _describe(event))
+            return isinstance(event, Ok)
+        except PopkeepError as exc:
+            logger.warning("QUIT failed (%s); deletions not confirmed", exc)
+            return False
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the stream without QUIT (the server then deletes nothing). Never raises."""
+        self._broken = True
+        await self._stream.close()
+
+    # -- plumbing --------------------------------------------------------------------
+
+    @property
+    def _pipelining(self) -> bool:
+        return "PIPELINING" in self.capabilities
+
+    async def _send(self, *commands: Command | SaslResponse) -> None:
+        try:
+            self._check_deadline()
+            wire = b"".join(self._conn.send(cmd) for cmd in commands)
+            for cmd in commands:
+                logger.debug("C: %s", cmd)  # masked by Command.__str__
+            await self._stream.write(wire)
+        except BaseException:
+            self._broken = True
+            raise
+
+    async def _single(self, cmd: Command) -> Ok | Err:
+        await self._send(cmd)
+        event = await self._event()
+        if not isinstance(event, Ok | Err):
+            raise RemoteProtocolError(f"unexpected {event!r} in reply to {cmd}")
+        return event
+
+    async def _collect(self) -> bytes | Err:
+        """A whole multi-line reply (CAPA, UIDL, LIST): its body, or the -ERR."""
+        event = await self._event()
+        if isinstance(event, Err):
+            return event
+        parts: list[bytes] = []
+        while not isinstance(event, End):
+            event = await self._event()
+            if isinstance(event, Data):
+                parts.append(event.data)
+        return b"".join(parts)
+
+    async def _drain(self) -> None:
+        """Read and drop replies still in flight from an abandoned retrieve."""
+        while self._conn.pending:
+            await self._event()
+
+    async def _event(self) -> Event:
+        try:
+            while True:
+                event = self._conn.next_event()
+                if event is not NEED_DATA:
+                    if isinstance(event, Ok | Err | Continue):
+                        logger.debug("S: %s", event)
+                    return event
+                self._conn.receive_data(await self._read())
+        except BaseException:
+            self._broken = True
+            raise
+
+    async def _read(self) -> bytes:
+        remaining = self._check_deadline()
+        timeout = min(self._settings.response_timeout, remaining)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._stream.read(READ_SIZE)
+        except TimeoutError as exc:
+            if timeout < self._settings.response_timeout:
+                raise LimitExceeded(
+                    f"session longer than {self._settings.session_timeout}s"
+                ) from exc
+            raise NetworkTimeout(
+                f"{self._settings.host}: no response within {timeout}s"
+            ) from exc
+
+    def _check_deadline(self) -> float:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise LimitExceeded(f"session longer than {self._settings.session_timeout}s")
+        return remaining

@@ -1,0 +1,130 @@
+"""Pure parsers for the bodies and texts of CAPA, UIDL, LIST and STAT.
+
+Owns: turning server listings into typed values, strictly: anything that is
+not what RFC 1939 / RFC 2449 allow raises RemoteProtocolError (never
+IndexError / ValueError / UnicodeError). Must not: do I/O or keep state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from popkeep.errors import RemoteProtocolError
+from popkeep.model import ListingEntry, ServerStat
+
+MAX_NUMBER_DIGITS = 12  # message numbers and sizes beyond this are not plausible
+MAX_UID = 70  # RFC 1939 §7: unique-id is 1..70 octets in 0x21..0x7E
+
+
+def _lines(data: bytes) -> Iterator[bytes]:
+    """The lines of a multi-line body, without their CRLF / LF."""
+    for line in data.split(b"\n"):
+        yield line[:-1] if line.endswith(b"\r") else line
+    # split() yields one trailing empty item for a body ending in "\n"; callers skip it
+
+
+def _number(token: bytes, what: str, minimum: int = 0) -> int:
+    if not (token.isdigit() and len(token) <= MAX_NUMBER_DIGITS) or int(token) < minimum:
+        raise RemoteProtocolError(f"{what}: expected a decimal number, got {token[:20]!r}")
+    return int(token)
+
+
+def _body_lines(data: bytes) -> list[bytes]:
+    lines = list(_lines(data))
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+def parse_capa(data: bytes) -> dict[str, list[str]]:
+    """CAPA body (RFC 2449 §5) → {"SASL": ["PLAIN", "LOGIN"], "USER": [], …}.
+
+    Capability names are upper-cased; arguments are kept as sent. Blank lines are skipped.
+    """
+    caps: dict[str, list[str]] = {}
+    for line in _body_lines(data):
+        words = line.decode("utf-8", "replace").split()
+        if words:
+            caps[words[0].upper()] = words[1:]
+    return caps
+
+
+def _valid_uid(token: bytes) -> bool:
+    return 1 <= len(token) <= MAX_UID and all(0x21 <= b <= 0x7E for b in token)
+
+
+def parse_uidl(data: bytes) -> list[tuple[int, str]]:
+    """UIDL body (RFC 1939 §7) → [(number, uid)], in the server's order.
+
+    Each line is exactly "number SP unique-id". Raises RemoteProtocolError on a
+    malformed line, an invalid unique-id, or a message number listed twice.
+    """
+    out: list[tuple[int, str]] = []
+    seen: set[int] = set()
+    for line in _body_lines(data):
+        fields = line.split(b" ")
+        if len(fields) != 2:
+            raise RemoteProtocolError(f"UIDL: malformed line {line[:80]!r}")
+        number = _number(fields[0], "UIDL message number", 1)
+        if not _valid_uid(fields[1]):
+            raise RemoteProtocolError(f"UIDL: invalid unique-id {fields[1][:80]!r}")
+        if number in seen:
+            raise RemoteProtocolError(f"UIDL: message {number} listed twice")
+        seen.add(number)
+        out.append((number, fields[1].decode("ascii")))
+    return out
+
+
+def parse_list(data: bytes) -> list[tuple[int, int]]:
+    """LIST body (RFC 1939 §5 scan listings) → [(number, octets)].
+
+    Anything after the size is allowed and ignored (RFC 1939 §5). Raises
+    RemoteProtocolError on a malformed line or a message number listed twice.
+    """
+    out: list[tuple[int, int]] = []
+    seen: set[int] = set()
+    for line in _body_lines(data):
+        fields = line.split()
+        if len(fields) < 2:
+            raise RemoteProtocolError(f"LIST: malformed line {line[:80]!r}")
+        number = _number(fields[0], "LIST message number", 1)
+        if number in seen:
+            raise RemoteProtocolError(f"LIST: message {number} listed twice")
+        seen.add(number)
+        out.append((number, _number(fields[1], "LIST size")))
+    return out
+
+
+def parse_stat(text: str) -> ServerStat:
+    """The text of +OK to STAT ("2 320 …", RFC 1939 §5 drop listing) → ServerStat."""
+    fields = text.split()
+    if len(fields) < 2:
+        raise RemoteProtocolError(f"STAT: malformed reply {text[:80]!r}")
+    count = _number(fields[0].encode("utf-8"), "STAT count")
+    octets = _number(fields[1].encode("utf-8"), "STAT size")
+    return ServerStat(count, octets)
+
+
+def join_listing(
+    uidl: list[tuple[int, str]], scan: list[tuple[int, int]]
+) -> list[ListingEntry]:
+    """Join UIDL and LIST by message number, ordered by number.
+
+    Raises RemoteProtocolError when the two listings do not name the same
+    messages, or when two different messages share one unique-id: RFC 1939 §7
+    forbids it, and collecting such a mailbox could deliver one message under
+    the other's identity or delete the wrong one, so the run stops instead.
+    """
+    sizes = dict(scan)
+    if set(sizes) != {n for n, _ in uidl}:
+        raise RemoteProtocolError("UIDL and LIST name different messages")
+    owner: dict[str, int] = {}
+    entries: list[ListingEntry] = []
+    for number, uid in sorted(uidl):
+        if uid in owner:
+            raise RemoteProtocolError(
+                f"messages {owner[uid]} and {number} share the unique-id {uid!r}"
+            )
+        owner[uid] = number
+        entries.append(ListingEntry(number, uid, sizes[number]))
+    return entries

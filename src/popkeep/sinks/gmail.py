@@ -1,0 +1,327 @@
+"""The Gmail API sink: ``users.messages.import`` into a Gmail mailbox.
+
+Owns: the REST calls (made directly with ``urllib``: the request shape is what
+Google documents, and a discovery-based client adds nothing here), label
+names → label ids (created if missing), exponential backoff on 429 / 5xx /
+rate-limit 403, and OAuth access tokens: either from ``oauth_token_command``
+or from an authorized-user token file (``token_file``, written with mode 0600
+by :func:`authorize`, the installed-app flow), refreshed with google-auth. The
+Google libraries are imported lazily and only here.
+
+The import request (https://developers.google.com/gmail/api/reference/rest/v1/users.messages/import)::
+
+    POST {api}/upload/gmail/v1/users/me/messages/import
+         ?uploadType=multipart&internalDateSource=dateHeader
+         &neverMarkSpam=true&processForCalendar=false
+    Authorization: Bearer <token>
+    Content-Type: multipart/related; boundary=…
+      part 1: application/json  {"labelIds": [...]}
+      part 2: message/rfc822    the message bytes, unchanged
+
+Durable means the API answered 200 with the new message ``id`` (the receipt).
+Exactly-once: :meth:`find` searches ``rfc822msgid:<Message-ID>`` and confirms a
+hit by fetching it ``format=raw`` and comparing the sha256 with the key. It
+needs the message (for its Message-ID); a message without one cannot be found
+and is at-least-once. This is the one sink not tested against the real
+service (tests use a local server that checks the documented request shape).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib import error as urlerror
+from urllib import parse, request
+
+from popkeep.clock import Clock, SystemClock
+from popkeep.config.sink_types import GmailSinkConfig
+from popkeep.errors import AuthError, ConfigError, DeliveryError, DeliveryRefused
+from popkeep.model import Receipt
+from popkeep.sinks.base import Delivery
+from popkeep.sinks.trace import message_id, network_chunks, trace_lines
+from popkeep.spool import SpooledMessage
+
+logger = logging.getLogger(__name__)
+
+SCOPES = ("https://www.googleapis.com/auth/gmail.insert",
+          "https://www.googleapis.com/auth/gmail.labels",
+          "https://www.googleapis.com/auth/gmail.readonly")
+_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+_RATE_REASONS = ("rateLimitExceeded", "userRateLimitExceeded")
+MAX_DELAY = 64.0
+
+
+class _Response:
+    """Status, headers and body of one HTTP exchange (errors included)."""
+
+    def __init__(self, status: int, body: bytes, retry_after: str | None) -> None:
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after
+
+    def json(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.body or b"{}")
+        except ValueError as exc:
+            raise DeliveryError(f"Gmail API answered non-JSON (HTTP {self.status})") from exc
+        return value if isinstance(value, dict) else {}
+
+
+def multipart_body(metadata: dict[str, Any], raw: bytes, boundary: str) -> bytes:
+    """The ``multipart/related`` upload body (RFC 2387): JSON metadata, then the message."""
+    b = boundary.encode("ascii")
+    return b"".join((
+        b"--", b, b"\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n",
+        json.dumps(metadata).encode("utf-8"), b"\r\n",
+        b"--", b, b"\r\nContent-Type: message/rfc822\r\n\r\n", raw, b"\r\n",
+        b"--", b, b"--\r\n",
+    ))
+
+
+def _check_endpoint(endpoint: str) -> None:
+    """https only; plain http only to a loopback address (the test server)."""
+    url = parse.urlsplit(endpoint)
+    if url.scheme == "https":
+        return
+    try:
+        loopback = url.scheme == "http" and ipaddress.ip_address(url.hostname or "").is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(f"api_endpoint {endpoint!r}: must be https (http only to 127.0.0.1)")
+
+
+class GmailSink:
+    """``type = "gmail"``. See the module docstring."""
+
+    exactly_once = True
+
+    def __init__(self, config: GmailSinkConfig, clock: Clock | None = None) -> None:
+        _check_endpoint(config.api_endpoint)
+        self.config = config
+        self.name = config.name
+        self._clock = clock or SystemClock()
+        self._token: str | None = None
+        self._label_ids: list[str] | None = None
+        self._user = parse.quote(config.user_id, safe="")
+
+    # -- auth ---------------------------------------------------------------
+
+    async def _access_token(self, renew: bool = False) -> str:
+        if self._token is None or renew:
+            if self.config.oauth_token is not None:
+                self._token = await asyncio.to_thread(self.config.oauth_token.resolve)
+            else:
+                assert self.config.token_file is not None
+                self._token = await asyncio.to_thread(_token_from_file, self.config.token_file)
+        return self._token
+
+    # -- HTTP ---------------------------------------------------------------
+
+    def _send(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+    ) -> _Response:
+        req = request.Request(url, data=body, method=method, headers=headers)  # noqa: S310
+        try:
+            with request.urlopen(req, timeout=self.config.timeout) as answer:  # noqa: S310
+                return _Response(answer.status, answer.read(), answer.headers.get("Retry-After"))
+        except urlerror.HTTPError as exc:
+            with exc:
+                return _Response(exc.code, exc.read(), exc.headers.get("Retry-After"))
+        except (urlerror.URLError, OSError) as exc:
+            return _Response(-1, str(getattr(exc, "reason", exc)).encode(), None)
+
+    async def _call(self, method: str, path: str, body: bytes | None = None,
+                    content_type: str | None = None) -> dict[str, Any]:
+        """One API call with backoff (429, 5xx, rate-limit 403, network) and one token renewal."""
+        renewed = False
+        for attempt in range(self.config.max_retries + 1):
+            headers = {"Authorization": f"Bearer {await self._access_token()}"}
+            if content_type:
+                headers["Content-Type"] = content_type
+            url = self.config.api_endpoint + path
+            answer = await asyncio.to_thread(self._send, method, url, body, headers)
+            if 200 <= answer.status < 300:
+                return answer.json()
+            if answer.status == 401 and not renewed:
+                renewed = True
+                await self._access_token(renew=True)
+                continue
+            if not _retryable(answer) or attempt == self.config.max_retries:
+                raise _error(answer, f"sink {self.name}: {method} {path.split('?')[0]}")
+            delay = self._delay(attempt, answer.retry_after)
+            logger.info("sink %s: HTTP %s, retrying in %.2f s", self.name, answer.status, delay)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        delay: float = min(self.config.backoff * float(2**attempt), MAX_DELAY)
+        if retry_after and retry_after.isdigit():
+            delay = max(delay, min(float(retry_after), MAX_DELAY))
+        return delay
+
+    # -- labels -------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Get a token and resolve (creating if missing) the configured label names."""
+        if self._label_ids is not None:
+            return
+        listed = await self._call("GET", f"/gmail/v1/users/{self._user}/labels")
+        by_name = {lab.get("name"): lab.get("id") for lab in listed.get("labels", [])}
+        ids = []
+        for name in self.config.labels:
+            if by_name.get(name) is None:
+                by_name[name] = await self._create_label(name)
+            ids.append(str(by_name[name]))
+        self._label_ids = ids
+
+    async def _create_label(self, name: str) -> str:
+        body = json.dumps({"name": name, "labelListVisibility": "labelShow",
+                           "messageListVisibility": "show"}).encode()
+        made = await self._call("POST", f"/gmail/v1/users/{self._user}/labels", body,
+                                "application/json; charset=UTF-8")
+        logger.info("sink %s: created label %r", self.name, name)
+        return str(made["id"])
+
+    # -- deliver ------------------------------------------------------------
+
+    async def deliver(self, batch: Sequence[Delivery]) -> list[Receipt]:
+        """Import each message in order; each counts once the API returns its id."""
+        await self.open()
+        receipts = []
+        for delivery in batch:
+            receipts.append(Receipt(self.name, await self._import(delivery)))
+        return receipts
+
+    def _import_path(self) -> str:
+        query = parse.urlencode({
+            "uploadType": "multipart",
+            "internalDateSource": self.config.internal_date_source,
+            "neverMarkSpam": str(self.config.never_mark_spam).lower(),
+            "processForCalendar": str(self.config.process_for_calendar).lower(),
+        })
+        return f"/upload/gmail/v1/users/{self._user}/messages/import?{query}"
+
+    async def _import(self, delivery: Delivery) -> str:
+        prefix = b""
+        if self.config.trace_headers:
+            prefix = trace_lines(delivery, self.name, self._clock.now())
+        raw = b"".join(network_chunks(delivery, prefix))
+        boundary = f"popkeep-{uuid.uuid4().hex}"
+        body = multipart_body({"labelIds": self._label_ids or []}, raw, boundary)
+        made = await self._call("POST", self._import_path(), body,
+                                f'multipart/related; boundary="{boundary}"')
+        if not isinstance(made.get("id"), str):
+            raise DeliveryError(f"sink {self.name}: import answered without an id")
+        return str(made["id"])
+
+    # -- find ---------------------------------------------------------------
+
+    async def find(
+        self, delivery_key: str, message: SpooledMessage | None = None
+    ) -> Receipt | None:
+        """The id of an earlier import of these bytes (``rfc822msgid:`` + sha256 check)."""
+        wanted = message_id(message) if message is not None else None
+        if wanted is None:
+            logger.warning("sink %s: no Message-ID to search for; assuming absent", self.name)
+            return None
+        query = parse.urlencode({"q": f"rfc822msgid:{wanted.strip('<>')}",
+                                 "includeSpamTrash": "true"})
+        listed = await self._call("GET", f"/gmail/v1/users/{self._user}/messages?{query}")
+        for hit in listed.get("messages", [])[:20]:
+            if await self._same_content(str(hit.get("id")), delivery_key):
+                return Receipt(self.name, str(hit["id"]))
+        return None
+
+    async def _same_content(self, gmail_id: str, key: str) -> bool:
+        path = f"/gmail/v1/users/{self._user}/messages/{parse.quote(gmail_id, safe='')}"
+        got = await self._call("GET", path + "?format=raw")
+        raw = base64.urlsafe_b64decode(str(got.get("raw", "")) + "==")
+        if self.config.trace_headers:
+            raw = _strip_trace(raw)
+        return hashlib.sha256(raw).hexdigest()[:40] == key[16:]
+
+    async def close(self) -> None:
+        """Nothing is held between calls."""
+
+
+def _retryable(answer: _Response) -> bool:
+    if answer.status in _RETRY_STATUS or answer.status < 0:
+        return True
+    return answer.status == 403 and any(r.encode() in answer.body for r in _RATE_REASONS)
+
+
+def _error(answer: _Response, what: str) -> DeliveryError | AuthError:
+    detail = answer.body[:300].decode("utf-8", "replace").strip()
+    if answer.status in (401, 403) and not _retryable(answer):
+        return AuthError(f"{what}: HTTP {answer.status}: {detail}")
+    if answer.status == 400 or answer.status == 413:
+        return DeliveryRefused(f"{what}: HTTP {answer.status}: {detail}")
+    return DeliveryError(f"{what}: HTTP {answer.status}: {detail}")
+
+
+def _strip_trace(raw: bytes) -> bytes:
+    lines = raw.split(b"\r\n", 2)
+    if len(lines) == 3 and lines[0].startswith(b"X-Popkeep-Account: ") and lines[1].startswith(
+        b"Received: by popkeep"
+    ):
+        return lines[2]
+    return raw
+
+
+# -- OAuth token file (google-auth, imported lazily) ---------------------------
+
+
+def _token_from_file(path: Path) -> str:
+    """A valid access token from an authorized-user file, refreshed (and saved) if expired."""
+    try:
+        from google.auth.exceptions import GoogleAuthError
+        from google.auth.transport.requests import Request
+        from google.oauth2.credentials import Credentials
+    except ImportError as exc:
+        raise ConfigError("token_file needs: pip install 'popkeep[gmail]'") from exc
+    try:
+        creds = Credentials.from_authorized_user_file(  # type: ignore[no-untyped-call]
+            str(path), list(SCOPES)
+        )
+        if not creds.valid:
+            creds.refresh(Request())
+            write_private(path, creds.to_json().encode())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"token_file {path}: unreadable: {exc}") from exc
+    except GoogleAuthError as exc:
+        raise AuthError(f"token_file {path}: refresh refused: {exc}") from exc
+    return str(creds.token)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically with mode 0600 (the token is a credential)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def authorize(client_secret_file: Path, token_file: Path) -> None:  # pragma: no cover - browser
+    """Run Google's installed-app flow (a browser on this machine) and save the token (0600)."""
+    try:
+        from google_auth_oauthlib.flow import InstalledAppFlow  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise ConfigError("popkeep auth needs: pip install 'popkeep[gmail]'") from exc
+    flow = InstalledAppFlow.from_client_secrets_file(str(client_secret_file), list(SCOPES))
+    creds = flow.run_local_server(host="127.0.0.1", port=0, open_browser=True)
+    write_private(token_file, creds.to_json().encode())

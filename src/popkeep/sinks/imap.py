@@ -1,0 +1,326 @@
+"""The IMAP sink: APPEND each message to a folder of any IMAP server (Gmail included).
+
+Owns: one authenticated IMAP session (IMAPClient, a synchronous library, run in
+a worker thread; it is imported nowhere else), TLS (implicit or STARTTLS,
+verified against the system store or ``ca_file``; ``tls = "none"`` only when the
+user wrote it), authentication (LOGIN, or SASL XOAUTH2 / OAUTHBEARER with a
+token from ``oauth_token_command``), creating the folder if missing, and
+``APPEND`` with the configured flags and an INTERNALDATE (RFC 3501 §6.3.11).
+
+Durable means the tagged OK to APPEND. The receipt ref is ``UIDVALIDITY:UID``
+from the UIDPLUS ``APPENDUID`` response code (RFC 4315 §3) when the server sends
+one, else ``folder:key``.
+
+Exactly-once: :meth:`find` locates an earlier APPEND without changing the
+stored bytes. Given the message, it searches the folder for its Message-ID and
+exact size (RFC 3501 §6.4.4 ``HEADER``, ``LARGER``, ``SMALLER``), then fetches
+each candidate and compares its sha256 with the key's hash part. With
+``trace_headers = true`` it searches for the ``Received: … id <key>`` line
+instead, which needs only the key. Known gap: a message with bare LF or CR
+line ends is normalised to CRLF by APPEND, so its stored hash differs from the
+key and :meth:`find` misses it (at-least-once for such messages).
+
+The message is held in memory for the APPEND literal (imaplib needs bytes);
+the collector's message size limit bounds that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import ssl
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import imapclient
+from imapclient import exceptions as imap_errors
+
+from popkeep.clock import Clock, SystemClock
+from popkeep.config.sink_types import ImapSinkConfig
+from popkeep.errors import (
+    AuthError,
+    ConfigError,
+    DeliveryError,
+    DeliveryRefused,
+    SecurityError,
+    TLSError,
+)
+from popkeep.model import Receipt
+from popkeep.sinks.base import Delivery
+from popkeep.sinks.trace import date_header, message_id, trace_lines
+from popkeep.spool import SpooledMessage
+
+logger = logging.getLogger(__name__)
+
+MAX_CANDIDATES = 20  #: messages fetched and hashed per find()
+_APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
+_KEY = re.compile(r"[0-9a-f]{56}")
+
+
+def xoauth2_string(user: str, token: str) -> bytes:
+    """Google's XOAUTH2 initial response: ``user=U^Aauth=Bearer T^A^A`` (before base64)."""
+    return f"user={user}\x01auth=Bearer {token}\x01\x01".encode()
+
+
+def oauthbearer_string(user: str, token: str, host: str, port: int) -> bytes:
+    """RFC 7628 §3.1 client response: GS2 header (RFC 5801 §4) then kvpairs."""
+    saslname = user.replace("=", "=3D").replace(",", "=2C")
+    return (
+        f"n,a={saslname},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01"
+    ).encode()
+
+
+def appenduid(response: bytes | str) -> tuple[int, int] | None:
+    """``(uidvalidity, uid)`` from an APPEND OK's ``[APPENDUID v u]`` code, if present."""
+    raw = response.encode() if isinstance(response, str) else response
+    match = _APPENDUID.search(raw)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _sasl(initial: bytes) -> Callable[[bytes], bytes]:
+    """A SASL callback: the initial response, then empty answers (RFC 7628 §3.2.3 errors)."""
+    sent = False
+
+    def respond(challenge: bytes) -> bytes:
+        nonlocal sent
+        if sent:
+            return b""
+        sent = True
+        return initial
+
+    return respond
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """imaplib/IMAPClient/socket errors → popkeep errors (the boundary of this adapter)."""
+    try:
+        yield
+    except imap_errors.LoginError as exc:
+        raise AuthError(f"{what}: login refused: {exc}") from exc
+    except ssl.SSLCertVerificationError as exc:
+        raise TLSError(f"{what}: certificate not trusted: {exc.verify_message}") from exc
+    except ssl.SSLError as exc:
+        raise TLSError(f"{what}: TLS failed: {exc.reason}") from exc
+    except imap_errors.IMAPClientError as exc:
+        raise DeliveryError(f"{what}: {exc}") from exc
+    except OSError as exc:
+        raise DeliveryError(f"{what}: {exc.strerror or exc}") from exc
+
+
+class ImapSink:
+    """``type = "imap"``. See the module docstring for the guarantees."""
+
+    exactly_once = True
+
+    def __init__(self, config: ImapSinkConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self._clock = clock or SystemClock()
+        self._client: Any = None
+        self._folder = config.folder  #: as the server spells it, set by open()
+        self._where = f"sink {config.name} ({config.host}:{config.port})"
+
+    # -- session ------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, secure, authenticate and make sure the folder exists."""
+        token = await self._secret()
+        await asyncio.to_thread(self._connect, token)
+
+    async def _secret(self) -> str:
+        source = self.config.password if self.config.auth == "password" else self.config.oauth_token
+        if source is None:
+            raise ConfigError(f"{self._where}: no password or token configured")
+        return await asyncio.to_thread(source.resolve)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        cafile = str(self.config.ca_file) if self.config.ca_file else None
+        try:
+            return ssl.create_default_context(cafile=cafile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"{self._where}: cannot read ca_file {cafile}: {exc}") from exc
+
+    def _connect(self, secret: str) -> None:
+        if self._client is not None:
+            return
+        config = self.config
+        context = None if config.tls == "none" else self._tls_context()
+        with _translated(self._where):
+            client = imapclient.IMAPClient(
+                config.host, config.port, ssl=config.tls == "implicit",
+                ssl_context=context, timeout=config.timeout,
+            )
+            try:
+                self._secure_and_login(client, context, secret)
+                self._ensure_folder(client)
+            except BaseException:
+                client.shutdown()
+                raise
+        self._client = client
+
+    def _secure_and_login(self, client: Any, context: ssl.SSLContext | None, secret: str) -> None:
+        config = self.config
+        if config.tls == "starttls":
+            # RFC 3501 §6.2.1; capabilities are re-read after the handshake (§6.2.1).
+            if not client.has_capability("STARTTLS"):
+                raise SecurityError(f"{self._where}: server does not offer STARTTLS")
+            client.starttls(context)
+        if config.auth == "password":
+            client.login(config.user, secret)
+        elif config.auth == "xoauth2":
+            client.sasl_login("XOAUTH2", _sasl(xoauth2_string(config.user, secret)))
+        else:
+            initial = oauthbearer_string(config.user, secret, config.host, config.port)
+            client.sasl_login("OAUTHBEARER", _sasl(initial))
+        logger.debug("%s: logged in as %s", self._where, config.user)
+
+    def _server_folder(self, client: Any) -> str:
+        """``folder`` with ``/`` replaced by the server's hierarchy delimiter (RFC 3501 §6.3.8)."""
+        folder = self.config.folder
+        if "/" not in folder:
+            return folder
+        listed = client.list_folders("", "")  # LIST "" "" answers with the delimiter
+        delimiter = listed[0][1] if listed else None
+        if isinstance(delimiter, bytes):
+            delimiter = delimiter.decode("ascii", "replace")
+        return folder.replace("/", delimiter) if delimiter else folder
+
+    def _ensure_folder(self, client: Any) -> None:
+        folder = self._folder = self._server_folder(client)
+        if client.folder_exists(folder):
+            return
+        if not self.config.create_folder:
+            raise DeliveryRefused(f"{self._where}: folder {folder!r} does not exist")
+        try:
+            client.create_folder(folder)
+        except imap_errors.IMAPClientError:
+            if not client.folder_exists(folder):  # someone else may have just made it
+                raise
+        logger.info("%s: created folder %r", self._where, folder)
+
+    # -- deliver ------------------------------------------------------------
+
+    async def deliver(self, batch: Sequence[Delivery]) -> list[Receipt]:
+        """APPEND each message in order; each counts once its tagged OK arrives."""
+        if self._client is None:
+            await self.open()
+        return await asyncio.to_thread(self._append_all, list(batch))
+
+    def _append_all(self, batch: list[Delivery]) -> list[Receipt]:
+        receipts = []
+        for delivery in batch:
+            with _translated(f"{self._where} APPEND {delivery.key}"):
+                try:
+                    receipts.append(self._append(delivery))
+                except (OSError, imap_errors.IMAPClientAbortError):
+                    self._drop()
+                    raise
+        return receipts
+
+    def _append(self, delivery: Delivery) -> Receipt:
+        now = self._clock.now()
+        prefix = trace_lines(delivery, self.name, now) if self.config.trace_headers else b""
+        data = prefix + b"".join(delivery.message.chunks())
+        response = self._client.append(
+            self._folder, data, flags=self.config.flags,
+            msg_time=self._internaldate(delivery.message, now),
+        )
+        uid = appenduid(response)
+        ref = f"{uid[0]}:{uid[1]}" if uid else f"{self._folder}:{delivery.key}"
+        return Receipt(self.name, ref)
+
+    def _internaldate(self, message: SpooledMessage, now: datetime) -> datetime:
+        """The Date header's time (config ``internaldate = "date_header"``), else ``now``."""
+        if self.config.internaldate == "date_header":
+            return date_header(message) or now
+        return now
+
+    # -- find ---------------------------------------------------------------
+
+    async def find(
+        self, delivery_key: str, message: SpooledMessage | None = None
+    ) -> Receipt | None:
+        """The receipt of an earlier APPEND of this content to the folder, if any.
+
+        Needs ``message`` (the re-fetched bytes) unless ``trace_headers`` is on;
+        without either it cannot tell and returns None.
+        """
+        if not _KEY.fullmatch(delivery_key):
+            raise ValueError(f"not a delivery key: {delivery_key!r}")
+        if not self.config.trace_headers and message is None:
+            logger.warning("%s: find() without the message cannot search; assuming absent",
+                           self._where)
+            return None
+        if self._client is None:
+            await self.open()
+        return await asyncio.to_thread(self._find, delivery_key, message)
+
+    def _find(self, key: str, message: SpooledMessage | None) -> Receipt | None:
+        with _translated(f"{self._where} find {key}"):
+            selected = self._client.select_folder(self._folder, readonly=True)
+            try:
+                validity = int(selected[b"UIDVALIDITY"])
+                uids = sorted(self._client.search(self._criteria(key, message)), reverse=True)
+                for uid in uids[:MAX_CANDIDATES]:
+                    if self._matches(uid, key):
+                        return Receipt(self.name, f"{validity}:{uid}")
+            finally:
+                self._client.unselect_folder()
+        return None
+
+    def _criteria(self, key: str, message: SpooledMessage | None) -> list[Any]:
+        if self.config.trace_headers:
+            return ["HEADER", "Received", f"id {key}"]
+        assert message is not None
+        size = ["LARGER", message.size - 1, "SMALLER", message.size + 1]
+        found = message_id(message)
+        return (["HEADER", "Message-ID", found] if found else []) + size
+
+    def _matches(self, uid: int, key: str) -> bool:
+        fetched = self._client.fetch([uid], ["BODY.PEEK[]"]).get(uid, {})
+        data = fetched.get(b"BODY[]")
+        if not isinstance(data, bytes):
+            return False
+        if self.config.trace_headers:
+            data = _strip_trace(data)
+        return hashlib.sha256(data).hexdigest()[:40] == key[16:]
+
+    # -- teardown -----------------------------------------------------------
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.shutdown()
+            except OSError:
+                logger.debug("%s: shutdown failed", self._where)
+
+    async def close(self) -> None:
+        """LOGOUT when possible; never raises."""
+        await asyncio.to_thread(self._logout)
+
+    def _logout(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            client.logout()
+        except (imap_errors.IMAPClientError, OSError):
+            self._client = client
+            self._drop()
+
+
+def _strip_trace(data: bytes) -> bytes:
+    """The stored bytes without the two trace lines :func:`trace_lines` prepended."""
+    if not data.startswith(b"X-Popkeep-Account: "):
+        return data
+    first = data.find(b"\r\n")
+    second = data.find(b"\r\n", first + 2)
+    if first < 0 or second < 0 or not data[first + 2 :].startswith(b"Received: by popkeep"):
+        return data
+    return data[second + 2 :]

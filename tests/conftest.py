@@ -1,0 +1,43 @@
+"""Shared pytest fixtures. Keep this file to fixtures; helpers live in ``popkeep.testing``."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from popkeep.testing.dovecot import INSTALL_HINT, Dovecot, find_binary
+
+_dovecot_users = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """A private Dovecot (POP3, POP3S, IMAP, IMAPS, LMTP on 127.0.0.1) for the whole session.
+
+    Missing Dovecot fails the run when ``CI=true`` and skips the test otherwise.
+    Tests should take a mailbox from :func:`dovecot_user`, not use fixed users.
+    Its files live in a fresh directory under /tmp, removed at the end: not in
+    pytest's tmp_path, which Dovecot's mail processes cannot reach as root.
+    """
+    if find_binary() is None:
+        message = f"Dovecot is not installed: {INSTALL_HINT}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    server = Dovecot.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dovecot_user(dovecot: Dovecot) -> str:
+    """A user never used before in this session: empty mailbox, no auth attempts logged.
+
+    Its password is ``dovecot.password``; Dovecot sees the new user at once.
+    """
+    user = f"t{next(_dovecot_users):04d}"
+    dovecot.add_user(user)
+    return user

@@ -1,0 +1,275 @@
+"""POP3Session over the scripted MemoryStream: dialogue tests (expect → reply)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from popkeep.errors import (
+    AuthError,
+    LimitExceeded,
+    MessageError,
+    NetworkTimeout,
+    RemoteProtocolError,
+    SecurityError,
+    ServerBusy,
+    ServerRefused,
+)
+from popkeep.model import ListingEntry, ServerStat
+from popkeep.pop3.client import POP3Session, SessionSettings
+from popkeep.pop3.codec import apop_digest, plain_response, stuff
+from popkeep.transport.base import Stream, TLSSettings
+from popkeep.transport.memory import MemoryStream
+
+CAPA_TLS = b"+OK\r\nSTLS\r\nUSER\r\n.\r\n"
+CAPA_USER = b"+OK\r\nUSER\r\nUIDL\r\n.\r\n"
+CAPA_PIPE = b"+OK\r\nUSER\r\nUIDL\r\nPIPELINING\r\n.\r\n"
+
+
+def make_settings(**kw: Any) -> SessionSettings:
+    base: dict[str, Any] = dict(host="mail.test", port=110, tls="none",
+                                tls_settings=TLSSettings("mail.test"), user="u", password="s3cret")
+    base.update(kw)
+    return SessionSettings(**base)
+
+
+def opener(stream: MemoryStream) -> Callable[..., Awaitable[Stream]]:
+    async def open_(host: str, port: int, tls: TLSSettings | None, ct: float, rt: float) -> Stream:
+        return stream
+    return open_
+
+
+def logged_in(capa: bytes = CAPA_USER) -> MemoryStream:
+    return (MemoryStream().reply(b"+OK ready\r\n")
+            .expect(b"CAPA").reply(capa)
+            .expect(b"USER u").reply(b"+OK\r\n")
+            .expect(b"PASS s3cret").reply(b"+OK in\r\n")
+            .expect(b"CAPA").reply(capa))
+
+
+def connect(stream: MemoryStream, **kw: Any) -> POP3Session:
+    return asyncio.run(POP3Session.connect(make_settings(**kw), opener(stream)))
+
+
+def run(coro_fn: Callable[[POP3Session], Awaitable[Any]], stream: MemoryStream,
+        **kw: Any) -> Any:
+    async def main() -> Any:
+        session = await POP3Session.connect(make_settings(**kw), opener(stream))
+        return await coro_fn(session)
+    return asyncio.run(main())
+
+
+def test_login_stat_quit(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="popkeep")
+    stream = (logged_in().expect(b"STAT").reply(b"+OK 2 320\r\n")
+              .expect(b"QUIT").reply(b"+OK bye\r\n"))
+
+    async def body(s: POP3Session) -> tuple[ServerStat, bool]:
+        return await s.stat(), await s.quit()
+
+    assert run(body, stream) == (ServerStat(2, 320), True)
+    assert stream.finished and stream.closed
+    assert "s3cret" not in caplog.text
+    assert "PASS ***" in caplog.text
+    assert "plaintext" in caplog.text  # tls="none" warns
+
+
+def test_starttls_then_login_and_injection_discarded() -> None:
+    stream = (MemoryStream().reply(b"+OK ready\r\n")
+              .expect(b"CAPA").reply(CAPA_TLS)
+              .expect(b"STLS").reply(b"+OK go\r\n").reply(b"+OK\r\nINJECTED\r\n.\r\n")
+              .handshake()
+              .expect(b"CAPA").reply(b"+OK\r\nUSER\r\nSASL PLAIN\r\n.\r\n")
+              .expect(b"AUTH PLAIN " + plain_response("u", "s3cret").encode()).reply(b"+OK\r\n")
+              .expect(b"CAPA").reply(b"+OK\r\nUIDL\r\n.\r\n"))
+    session = connect(stream, tls="starttls")
+    assert session.tls is not None
+    assert session.capabilities == {"UIDL": []}
+    assert stream.finished
+
+
+def test_stls_not_advertised() -> None:
+    stream = MemoryStream().reply(b"+OK ready\r\n").expect(b"CAPA").reply(CAPA_USER)
+    with pytest.raises(SecurityError, match="STLS"):
+        connect(stream, tls="starttls")
+    assert stream.written == [b"CAPA"]
+
+
+def test_stls_refused() -> None:
+    stream = (MemoryStream().reply(b"+OK ready\r\n").expect(b"CAPA").reply(CAPA_TLS)
+              .expect(b"STLS").reply(b"-ERR not today\r\n"))
+    with pytest.raises(SecurityError, match="not today"):
+        connect(stream, tls="starttls")
+    assert stream.written == [b"CAPA", b"STLS"]
+
+
+def test_apop_when_no_user_capability() -> None:
+    stamp = "<1896.697170952@dbc.mtview.ca.us>"
+    stream = (MemoryStream().reply(f"+OK hi {stamp}\r\n".encode())
+              .expect(b"CAPA").reply(b"+OK\r\nUIDL\r\n.\r\n")
+              .expect(f"APOP u {apop_digest(stamp, 's3cret')}".encode()).reply(b"+OK\r\n")
+              .expect(b"CAPA").reply(b"-ERR\r\n"))
+    session = connect(stream)
+    assert session.greeting.endswith(stamp)
+    assert stream.finished
+
+
+def test_no_capa_falls_back_to_user() -> None:
+    stream = (MemoryStream().reply(b"+OK ready\r\n").expect(b"CAPA").reply(b"-ERR what\r\n")
+              .expect(b"USER u").reply(b"+OK\r\n").expect(b"PASS s3cret").reply(b"+OK\r\n")
+              .expect(b"CAPA").reply(b"-ERR what\r\n"))
+    assert connect(stream).capabilities == {}
+
+
+def test_plain_without_initial_response_when_too_long() -> None:
+    password = "p" * 200
+    response = plain_response("u", password)
+    stream = (MemoryStream().reply(b"+OK ready\r\n")
+              .expect(b"CAPA").reply(b"+OK\r\nSASL PLAIN\r\n.\r\n")
+              .expect(b"AUTH PLAIN").reply(b"+ \r\n")
+              .expect(response.encode()).reply(b"+OK\r\n")
+              .expect(b"CAPA").reply(b"+OK\r\n.\r\n"))
+    connect(stream, password=password)
+    assert stream.finished
+
+
+@pytest.mark.parametrize(("reply", "error"), [
+    (b"-ERR [AUTH] bad password\r\n", AuthError),
+    (b"-ERR bad password\r\n", AuthError),
+    (b"-ERR [IN-USE] mailbox locked\r\n", ServerBusy),
+    (b"-ERR [LOGIN-DELAY] wait 5 minutes\r\n", ServerBusy),
+    (b"-ERR [SYS/TEMP] try later\r\n", ServerBusy),
+    (b"-ERR [SYS/PERM] account disabled\r\n", ServerRefused),
+])
+def test_pass_refusals(reply: bytes, error: type[Exception]) -> None:
+    stream = (MemoryStream().reply(b"+OK ready\r\n").expect(b"CAPA").reply(CAPA_USER)
+              .expect(b"USER u").reply(b"+OK\r\n").expect(b"PASS s3cret").reply(reply))
+    with pytest.raises(error) as info:
+        connect(stream)
+    assert reply[5:].decode().split("] ")[-1].strip() in str(info.value)
+    assert stream.closed
+
+
+def test_listing_pipelined_and_sequential() -> None:
+    uidl = b"+OK\r\n1 aaa\r\n2 bbb\r\n.\r\n"
+    scan = b"+OK\r\n1 10\r\n2 20\r\n.\r\n"
+    expected = [ListingEntry(1, "aaa", 10), ListingEntry(2, "bbb", 20)]
+    piped = logged_in(CAPA_PIPE).expect(b"UIDL").expect(b"LIST").reply(uidl + scan)
+    assert run(lambda s: s.listing(), piped) == expected
+    serial = logged_in().expect(b"UIDL").reply(uidl).expect(b"LIST").reply(scan)
+    assert run(lambda s: s.listing(), serial) == expected
+
+
+def test_listing_without_uidl() -> None:
+    stream = logged_in().expect(b"UIDL").reply(b"-ERR unknown command\r\n")
+    with pytest.raises(ServerRefused, match="UIDL"):
+        run(lambda s: s.listing(), stream)
+
+
+def collect(session: POP3Session, numbers: list[int]) -> Awaitable[list[tuple[int, bytes]]]:
+    async def main() -> list[tuple[int, bytes]]:
+        return [(n, m.read_all()) async for n, m in session.retrieve(numbers)]
+    return main()
+
+
+def test_retrieve_pipelined_window() -> None:
+    messages = {n: f"Subject: {n}\r\n\r\n.body {n}\r\n".encode() for n in range(1, 6)}
+    stream = logged_in(CAPA_PIPE)
+    # window 2: two RETR first, then one more each time a reply completes
+    stream.expect(b"RETR 1").expect(b"RETR 2").reply(b"+OK\r\n" + stuff(messages[1]))
+    for n in (3, 4, 5):
+        stream.expect(f"RETR {n}".encode()).reply(b"+OK\r\n" + stuff(messages[n - 1]))
+    stream.reply(b"+OK\r\n" + stuff(messages[5]))
+    got = run(lambda s: collect(s, [1, 2, 3, 4, 5]), stream, pipeline_window=2)
+    assert got == sorted(messages.items())
+    assert stream.finished
+
+
+def test_retrieve_skips_refused_then_reports() -> None:
+    stream = (logged_in().expect(b"RETR 1").reply(b"-ERR no such message\r\n")
+              .expect(b"RETR 2").reply(b"+OK\r\nhi\r\n.\r\n"))
+    seen: list[int] = []
+
+    async def body(s: POP3Session) -> None:
+        async for n, _ in s.retrieve([1, 2]):
+            seen.append(n)
+
+    with pytest.raises(MessageError, match=r"\[1\]"):
+        run(body, stream)
+    assert seen == [2]
+
+
+def test_retrieve_size_limit_spoils_session() -> None:
+    stream = (logged_in().expect(b"RETR 1").reply(b"+OK\r\n" + b"x" * 100 + b"\r\n")
+              .reply(b"y" * 100 + b"\r\n.\r\n"))
+
+    async def body(s: POP3Session) -> bool:
+        with pytest.raises(LimitExceeded):
+            await collect(s, [1])
+        return await s.quit()
+
+    assert run(body, stream, max_message_size=150) is False
+    assert b"QUIT" not in stream.written
+
+
+def test_abandoned_retrieve_is_drained_before_next_command() -> None:
+    stream = (logged_in(CAPA_PIPE).expect(b"RETR 1").expect(b"RETR 2")
+              .reply(b"+OK\r\none\r\n.\r\n+OK\r\ntwo\r\n.\r\n")
+              .expect(b"DELE 1").reply(b"+OK\r\n").expect(b"QUIT").reply(b"+OK\r\n"))
+
+    async def body(s: POP3Session) -> bool:
+        agen = s.retrieve([1, 2])
+        number, message = await agen.__anext__()
+        assert (number, message.read_all()) == (1, b"one\r\n")
+        await agen.aclose()
+        await s.delete([1])
+        return await s.quit()
+
+    assert run(body, stream) is True
+    assert stream.finished
+
+
+def test_delete_refusal_and_quit_err() -> None:
+    stream = (logged_in().expect(b"DELE 1").reply(b"+OK\r\n").expect(b"DELE 2")
+              .reply(b"-ERR already deleted\r\n").expect(b"QUIT")
+              .reply(b"-ERR [SYS/TEMP] could not remove\r\n"))
+
+    async def body(s: POP3Session) -> bool:
+        with pytest.raises(MessageError, match=r"\[2\]"):
+            await s.delete([1, 2])
+        return await s.quit()
+
+    assert run(body, stream) is False
+
+
+def test_quit_on_dropped_connection() -> None:
+    stream = logged_in().expect(b"QUIT").eof()
+    assert run(lambda s: s.quit(), stream) is False
+
+
+def test_response_timeout() -> None:
+    stream = logged_in().expect(b"STAT").hang()
+    with pytest.raises(NetworkTimeout):
+        run(lambda s: s.stat(), stream, response_timeout=0.05)
+
+
+def test_session_timeout() -> None:
+    stream = logged_in().expect(b"STAT").hang()
+    with pytest.raises(LimitExceeded, match="session"):
+        run(lambda s: s.stat(), stream, session_timeout=0.2, response_timeout=5)
+
+
+def test_garbage_reply_is_protocol_error() -> None:
+    stream = logged_in().expect(b"STAT").reply(b"HELLO\r\n")
+    with pytest.raises(RemoteProtocolError):
+        run(lambda s: s.stat(), stream)
+
+
+def test_greeting_err_is_server_busy() -> None:
+    stream = MemoryStream().reply(b"-ERR [SYS/TEMP] overloaded\r\n")
+    with pytest.raises(ServerBusy, match="overloaded"):
+        connect(stream)

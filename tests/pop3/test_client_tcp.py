@@ -1,0 +1,256 @@
+"""POP3Session over real TCP and TLS on 127.0.0.1, against tests/pop3/miniserver.py."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+import ssl
+import subprocess
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from popkeep.errors import ConnectError, LimitExceeded, NetworkTimeout, SecurityError, TLSError
+from popkeep.model import ServerStat
+from popkeep.pop3.client import POP3Session, SessionSettings
+from popkeep.transport.base import TLSSettings
+from popkeep.transport.tcp import open_stream, open_tcp
+
+from .miniserver import MiniServer
+
+
+@dataclass(frozen=True)
+class Cert:
+    cert: Path
+    key: Path
+
+    @property
+    def fingerprint(self) -> str:
+        der = ssl.PEM_cert_to_DER_cert(self.cert.read_text())
+        return "sha256:" + hashlib.sha256(der).hexdigest()
+
+    def server_context(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.cert, self.key)
+        return ctx
+
+
+def make_cert(directory: Path, name: str) -> Cert:
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert),
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return Cert(cert, key)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cert, Cert]:
+    directory = tmp_path_factory.mktemp("certs")
+    return make_cert(directory, "localhost"), make_cert(directory, "impostor")
+
+
+def settings(port: int, **kw: Any) -> SessionSettings:
+    base: dict[str, Any] = dict(host="127.0.0.1", port=port, tls="none",
+                                tls_settings=TLSSettings("localhost"), user="u", password="s3cret",
+                                response_timeout=5, connect_timeout=5)
+    base.update(kw)
+    return SessionSettings(**base)
+
+
+def with_server(server: MiniServer,
+                body: Callable[[MiniServer], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        async with server:
+            return await body(server)
+    return asyncio.run(main())
+
+
+def no_secret_sent(server: MiniServer) -> bool:
+    return not any(c.startswith((b"PASS", b"USER", b"AUTH", b"APOP")) for c in server.received)
+
+
+def test_plain_pipelined_session(tmp_path: Path) -> None:
+    messages = [f"Subject: {i}\r\n\r\n.line {i}\r\n".encode() * (i % 7 + 1) for i in range(300)]
+    messages.append(b"big\r\n" + b"y" * 77 + b"\r\n.\r\n" * 80_000)  # ~6 MB, spills to disk
+
+    async def body(server: MiniServer) -> tuple[list[bytes], bool]:
+        session = await POP3Session.connect(settings(server.port), open_stream)
+        listing = await session.listing()
+        assert [e.number for e in listing] == list(range(1, len(messages) + 1))
+        numbers = [e.number for e in listing]
+        got = []
+        async for number, message in session.retrieve(numbers, spool_dir=tmp_path):
+            assert message.sha256 == hashlib.sha256(messages[number - 1]).hexdigest()
+            got.append(b"".join(message.chunks()))
+            message.close()
+        await session.delete(numbers[:3])
+        return got, await session.quit()
+
+    server = MiniServer(messages=messages)
+    got, quit_ok = with_server(server, body)
+    assert got == messages and quit_ok
+    assert server.received[-4:] == [b"DELE 1", b"DELE 2", b"DELE 3", b"QUIT"]
+
+
+def test_implicit_tls_with_ca_file(certs: tuple[Cert, Cert]) -> None:
+    good, _ = certs
+
+    async def body(server: MiniServer) -> str:
+        tls = TLSSettings("localhost", ca_file=good.cert)
+        session = await POP3Session.connect(settings(server.port, tls="implicit",
+                                                     tls_settings=tls), open_stream)
+        assert session.tls is not None and session.tls.version.startswith("TLS")
+        assert "CN=localhost" in session.tls.subject
+        fingerprint = session.tls.fingerprint_sha256
+        assert await session.quit()
+        return fingerprint
+
+    fingerprint = with_server(MiniServer(tls=good.server_context()), body)
+    assert "sha256:" + fingerprint == good.fingerprint
+
+
+@pytest.mark.parametrize("pin_ok", [True, False])
+def test_implicit_tls_pinned_self_signed(certs: tuple[Cert, Cert], pin_ok: bool) -> None:
+    good, other = certs
+    pin = (good if pin_ok else other).fingerprint.upper().replace("SHA256:", "sha256:")
+
+    async def body(server: MiniServer) -> bool:
+        tls = TLSSettings("localhost", fingerprint=pin)
+        session = await POP3Session.connect(settings(server.port, tls="implicit",
+                                                     tls_settings=tls), open_stream)
+        return await session.quit()
+
+    server = MiniServer(tls=good.server_context())
+    if pin_ok:
+        assert with_server(server, body) is True
+    else:
+        with pytest.raises(TLSError, match="pin"):
+            with_server(server, body)
+        assert no_secret_sent(server)
+
+
+def test_implicit_tls_wrong_certificate(certs: tuple[Cert, Cert]) -> None:
+    good, other = certs
+
+    async def body(server: MiniServer) -> None:
+        tls = TLSSettings("localhost", ca_file=other.cert)
+        await POP3Session.connect(settings(server.port, tls="implicit", tls_settings=tls),
+                                  open_stream)
+
+    server = MiniServer(tls=good.server_context())
+    with pytest.raises(TLSError):
+        with_server(server, body)
+    assert server.received == []
+
+
+def test_starttls_discards_injected_plaintext(certs: tuple[Cert, Cert]) -> None:
+    good, _ = certs
+
+    async def body(server: MiniServer) -> dict[str, list[str]]:
+        tls = TLSSettings("localhost", ca_file=good.cert)
+        session = await POP3Session.connect(settings(server.port, tls="starttls",
+                                                     tls_settings=tls), open_stream)
+        caps = session.capabilities
+        assert session.tls is not None
+        assert await session.stat() == ServerStat(0, 0)
+        await session.quit()
+        return caps
+
+    server = MiniServer(stls=good.server_context(),
+                        inject_after_stls=b"+OK\r\nINJECTED\r\n.\r\n")
+    caps = with_server(server, body)
+    assert "INJECTED" not in caps and "UIDL" in caps
+    assert server.received[:3] == [b"CAPA", b"STLS", b"CAPA"]
+    assert b"PASS s3cret" in server.received
+
+
+def test_starttls_wrong_certificate_sends_no_password(certs: tuple[Cert, Cert]) -> None:
+    good, other = certs
+
+    async def body(server: MiniServer) -> None:
+        tls = TLSSettings("localhost", ca_file=other.cert)
+        await POP3Session.connect(settings(server.port, tls="starttls", tls_settings=tls),
+                                  open_stream)
+
+    server = MiniServer(stls=good.server_context())
+    with pytest.raises(TLSError):
+        with_server(server, body)
+    assert server.received == [b"CAPA", b"STLS"]
+
+
+def test_starttls_not_advertised_sends_no_password() -> None:
+    async def body(server: MiniServer) -> None:
+        await POP3Session.connect(settings(server.port, tls="starttls"), open_stream)
+
+    server = MiniServer()
+    with pytest.raises(SecurityError):
+        with_server(server, body)
+    assert server.received == [b"CAPA"]
+
+
+def test_endless_line_is_limit_exceeded() -> None:
+    async def body(server: MiniServer) -> bool:
+        session = await POP3Session.connect(settings(server.port), open_stream)
+        with pytest.raises(LimitExceeded):
+            async for _ in session.retrieve([1]):
+                pass
+        return await session.quit()
+
+    assert with_server(MiniServer(messages=[b"x"], endless_line=True), body) is False
+
+
+def test_response_timeout() -> None:
+    async def body(server: MiniServer) -> None:
+        session = await POP3Session.connect(settings(server.port, response_timeout=0.2),
+                                            open_stream)
+        try:
+            await session.stat()
+        finally:
+            await session.close()
+
+    with pytest.raises(NetworkTimeout):
+        with_server(MiniServer(stall_on=b"STAT"), body)
+
+
+def test_connect_refused() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ConnectError):
+        asyncio.run(open_tcp("127.0.0.1", port, tls=None, connect_timeout=2, read_timeout=2))
+
+
+def test_transport_start_tls_drops_buffered_plaintext(certs: tuple[Cert, Cert]) -> None:
+    good, _ = certs
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"+OK go\r\nINJECTED\r\n")  # one segment: the tail sits in our buffer
+        await writer.drain()
+        await writer.start_tls(good.server_context())
+        writer.write(b"+OK secure\r\n")
+        await writer.drain()
+        await reader.read()  # until the client closes
+        writer.close()
+
+    async def main() -> tuple[bytes, bytes]:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        stream = await open_tcp("127.0.0.1", port, tls=None, connect_timeout=5, read_timeout=5)
+        try:
+            first = await stream.read(8)
+            await stream.start_tls(TLSSettings("localhost", ca_file=good.cert))
+            after = await stream.read(1 << 16)
+        finally:
+            await stream.close()
+            server.close()
+            await server.wait_closed()
+        return first, after
+
+    assert asyncio.run(main()) == (b"+OK go\r\n", b"+OK secure\r\n")

@@ -1,0 +1,358 @@
+"""Codec tests: tables of bytes → events, the state table, bounds, STLS discard, and
+hypothesis round-trips / fuzzing of the multi-line framing."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from popkeep.errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
+from popkeep.pop3.codec import (
+    MAX_SINGLE_LINE,
+    NEED_DATA,
+    Closed,
+    Command,
+    Connection,
+    Continue,
+    Data,
+    End,
+    Err,
+    Event,
+    Greeting,
+    Ok,
+    SaslResponse,
+    State,
+    apop_digest,
+    plain_response,
+    stuff,
+)
+
+
+def events(conn: Connection, data: bytes = b"") -> list[Event]:
+    if data:
+        conn.receive_data(data)
+    out: list[Event] = []
+    while (event := conn.next_event()) is not NEED_DATA:
+        out.append(event)
+        if isinstance(event, Closed):
+            break
+    return out
+
+
+def body(evs: list[Event]) -> bytes:
+    return b"".join(e.data for e in evs if isinstance(e, Data))
+
+
+def authorized() -> Connection:
+    conn = Connection()
+    assert events(conn, b"+OK ready\r\n") == [Greeting("ready", None)]
+    conn.send(Command("USER", "u"))
+    events(conn, b"+OK\r\n")
+    conn.send(Command("PASS", "p"))
+    events(conn, b"+OK in\r\n")
+    assert conn.state is State.TRANSACTION
+    return conn
+
+
+GREETINGS = [
+    (b"+OK POP3 ready\r\n", Greeting("POP3 ready", None)),
+    (b"+OK POP3 <1896.697170952@dbc.mtview.ca.us>\r\n",
+     Greeting("POP3 <1896.697170952@dbc.mtview.ca.us>", "<1896.697170952@dbc.mtview.ca.us>")),
+    (b"+OK\n", Greeting("", None)),
+    (b"+ok lower case\r\n", Greeting("lower case", None)),
+    (b"-ERR [SYS/TEMP] go away\r\n", Err("go away", "SYS/TEMP")),
+]
+
+
+@pytest.mark.parametrize(("wire", "event"), GREETINGS)
+def test_greeting(wire: bytes, event: Event) -> None:
+    conn = Connection()
+    assert events(conn, wire) == [event]
+    assert conn.state is (State.CLOSED if isinstance(event, Err) else State.AUTHORIZATION)
+
+
+SINGLE = [
+    (Command("STAT"), b"+OK 2 320\r\n", [Ok("2 320")]),
+    (Command("DELE", "1"), b"-ERR no such message\r\n", [Err("no such message")]),
+    (Command("NOOP"), b"+OK [SOME/CODE] hi\r\n", [Ok("hi", "SOME/CODE")]),
+    (Command("LIST", "2"), b"+OK 2 200\r\n", [Ok("2 200")]),
+    (Command("UIDL", "2"), b"+OK 2 abc\n", [Ok("2 abc")]),
+]
+
+
+@pytest.mark.parametrize(("cmd", "wire", "expected"), SINGLE)
+def test_single_line(cmd: Command, wire: bytes, expected: list[Event]) -> None:
+    conn = authorized()
+    conn.send(cmd)
+    assert events(conn, wire) == expected
+    assert conn.pending == 0
+
+
+MULTI = [
+    (b"+OK\r\n.\r\n", b""),
+    (b"+OK 3 octets\r\nab\r\n.\r\n", b"ab\r\n"),
+    (b"+OK\r\n..\r\n...x\r\n.y\r\n.\r\n", b".\r\n..x\r\ny\r\n"),
+    (b"+OK\nbare\n..\n.\n", b"bare\n.\n"),  # bare LF server
+    (b"+OK\r\na\rb\x00\xff\r\n\r\n.\r\n", b"a\rb\x00\xff\r\n\r\n"),  # lone CR, NUL, 8-bit
+    (b"+OK\r\n.\r\nnot\r\n.\r\n", None),  # data after the terminator = unsolicited
+]
+
+
+@pytest.mark.parametrize(("wire", "expected"), MULTI)
+def test_multi_line(wire: bytes, expected: bytes | None) -> None:
+    conn = authorized()
+    conn.send(Command("RETR", "1"))
+    if expected is None:
+        with pytest.raises(RemoteProtocolError, match="nobody asked"):
+            events(conn, wire)
+        return
+    evs = events(conn, wire)
+    assert evs[0] == Ok(wire[4:wire.index(b"\n")].strip().decode())
+    assert evs[-1] == End()
+    assert body(evs) == expected
+    assert conn.pending == 0
+
+
+def test_multi_line_err_has_no_body() -> None:
+    conn = authorized()
+    conn.send(Command("RETR", "9"))
+    assert events(conn, b"-ERR [IN-USE] locked\r\n") == [Err("locked", "IN-USE")]
+
+
+def test_pipelined_responses_in_order() -> None:
+    conn = authorized()
+    wire = b"".join(conn.send(Command("RETR", str(n))) for n in (1, 2))
+    wire += conn.send(Command("DELE", "1"))
+    assert wire == b"RETR 1\r\nRETR 2\r\nDELE 1\r\n"
+    evs = events(conn, b"+OK\r\none\r\n.\r\n-ERR gone\r\n+OK deleted\r\n")
+    assert evs == [Ok(""), Data(b"one\r\n"), End(), Err("gone"), Ok("deleted")]
+
+
+def test_data_chunks_end_on_line_boundaries() -> None:
+    conn = authorized()
+    conn.send(Command("RETR", "1"))
+    pieces = [b"+OK\r\nhel", b"lo\r", b"\nwor", b"ld\r\n.", b"\r", b"\n"]
+    out: list[Event] = []
+    for piece in pieces:
+        out += events(conn, piece)
+    datas = [e.data for e in out if isinstance(e, Data)]
+    assert datas == [b"hello\r\n", b"world\r\n"]
+    assert out[-1] == End()
+
+
+def test_sasl_continuation() -> None:
+    conn = Connection()
+    events(conn, b"+OK hi\r\n")
+    assert conn.send(Command("AUTH", "PLAIN")) == b"AUTH PLAIN\r\n"
+    assert events(conn, b"+ \r\n") == [Continue("")]
+    assert conn.send(SaslResponse("AHUAcA==")) == b"AHUAcA==\r\n"
+    assert events(conn, b"+OK welcome\r\n") == [Ok("welcome")]
+    assert conn.state is State.TRANSACTION
+
+
+def test_continuation_outside_sasl_is_an_error() -> None:
+    conn = authorized()
+    conn.send(Command("STAT"))
+    with pytest.raises(RemoteProtocolError):
+        events(conn, b"+ more\r\n")
+    assert conn.state is State.ERROR
+    with pytest.raises(RemoteProtocolError):
+        conn.next_event()
+
+
+ILLEGAL = [
+    (State.AUTHORIZATION, Command("PASS", "x")),  # PASS before USER
+    (State.AUTHORIZATION, Command("STAT")),
+    (State.AUTHORIZATION, Command("USER", "a\r\nDELE 1")),  # injection
+    (State.AUTHORIZATION, Command("USER", "a b")),
+    (State.AUTHORIZATION, Command("USER")),
+    (State.TRANSACTION, Command("USER", "x")),
+    (State.TRANSACTION, Command("STLS")),
+    (State.TRANSACTION, Command("RETR", "x1")),
+    (State.TRANSACTION, Command("TOP", "1")),
+    (State.TRANSACTION, Command("DELE", "1", "2")),
+    (State.TRANSACTION, Command("XYZZY")),
+]
+
+
+@pytest.mark.parametrize(("state", "cmd"), ILLEGAL)
+def test_illegal_commands(state: State, cmd: Command) -> None:
+    conn = authorized() if state is State.TRANSACTION else Connection()
+    if state is State.AUTHORIZATION:
+        events(conn, b"+OK\r\n")
+    with pytest.raises(LocalProtocolError):
+        conn.send(cmd)
+    assert conn.pending == 0
+
+
+def test_no_command_before_greeting_or_behind_a_state_change() -> None:
+    conn = Connection()
+    with pytest.raises(LocalProtocolError):
+        conn.send(Command("CAPA"))
+    events(conn, b"+OK\r\n")
+    conn.send(Command("USER", "u"))
+    with pytest.raises(LocalProtocolError, match="in flight"):
+        conn.send(Command("PASS", "p"))
+    conn = authorized()
+    conn.send(Command("QUIT"))
+    with pytest.raises(LocalProtocolError):
+        conn.send(Command("NOOP"))
+
+
+def test_pass_may_contain_spaces_and_is_masked() -> None:
+    conn = Connection()
+    events(conn, b"+OK\r\n")
+    conn.send(Command("USER", "u"))
+    events(conn, b"+OK\r\n")
+    cmd = Command("PASS", "correct horse")
+    assert conn.send(cmd) == b"PASS correct horse\r\n"
+    assert "horse" not in str(cmd) and "horse" not in repr(cmd)
+    assert "secret" not in str(SaslResponse("secret"))
+    assert str(Command("AUTH", "PLAIN", "AGZvbwBiYXI=")) == "AUTH PLAIN ***"
+
+
+def test_command_length_limit() -> None:
+    conn = Connection()
+    events(conn, b"+OK\r\n")
+    with pytest.raises(LocalProtocolError, match="255"):
+        conn.send(Command("USER", "u" * 260))
+
+
+def test_stls_discards_injected_plaintext() -> None:
+    conn = Connection()
+    events(conn, b"+OK\r\n")
+    conn.send(Command("STLS"))
+    # The attacker appends a fake reply to the +OK in the same segment.
+    assert events(conn, b"+OK begin TLS\r\n+OK injected\r\n") == [Ok("begin TLS")]
+    assert conn.state is State.TLS_PENDING
+    conn.receive_data(b"-ERR more plaintext\r\n")
+    with pytest.raises(LocalProtocolError):
+        conn.send(Command("CAPA"))
+    conn.start_tls_done()
+    conn.send(Command("CAPA"))
+    evs = events(conn, b"+OK\r\nUSER\r\n.\r\n")
+    assert evs == [Ok(""), Data(b"USER\r\n"), End()]
+    with pytest.raises(LocalProtocolError):
+        conn.send(Command("STLS"))  # only once (RFC 2595 §4)
+
+
+def test_single_line_limit() -> None:
+    conn = authorized()
+    conn.send(Command("STAT"))
+    conn.receive_data(b"+OK " + b"x" * 600 + b"\r\n")
+    assert conn.next_event() == Ok("x" * 600)  # lenient beyond RFC 2449's 512
+    conn.send(Command("STAT"))
+    conn.receive_data(b"+OK " + b"x" * MAX_SINGLE_LINE)
+    with pytest.raises(LimitExceeded):
+        conn.next_event()
+
+
+def test_multi_line_limit() -> None:
+    conn = Connection(max_line=1000)
+    events(conn, b"+OK\r\n")
+    conn.send(Command("USER", "u"))
+    events(conn, b"+OK\r\n")
+    conn.send(Command("PASS", "p"))
+    events(conn, b"+OK\r\n")
+    conn.send(Command("RETR", "1"))
+    assert body(events(conn, b"+OK\r\n" + b"y" * 900 + b"\r\n")) == b"y" * 900 + b"\r\n"
+    with pytest.raises(LimitExceeded):
+        for _ in range(3):
+            events(conn, b"z" * 400)
+
+
+def test_eof_between_and_inside_responses() -> None:
+    conn = authorized()
+    conn.receive_data(b"")
+    assert conn.next_event() == Closed()
+    conn = authorized()
+    conn.send(Command("RETR", "1"))
+    assert body(events(conn, b"+OK\r\npartial\r\n")) == b"partial\r\n"
+    conn.receive_data(b"")
+    with pytest.raises(RemoteProtocolError, match="closed"):
+        conn.next_event()
+    conn = authorized()
+    conn.send(Command("QUIT"))
+    assert events(conn, b"+OK bye\r\n") == [Ok("bye")]
+    conn.receive_data(b"")
+    assert conn.next_event() == Closed()
+    assert conn.state is State.CLOSED
+
+
+@pytest.mark.parametrize("line", [b"OK\r\n", b"+OKAY\r\n", b"* 1\r\n", b"\r\n"])
+def test_garbage_status(line: bytes) -> None:
+    conn = authorized()
+    conn.send(Command("NOOP"))
+    with pytest.raises(RemoteProtocolError):
+        events(conn, line)
+
+
+def test_auth_helpers() -> None:
+    # RFC 1939 §7 example.
+    assert apop_digest("<1896.697170952@dbc.mtview.ca.us>", "tanstaaf") == (
+        "c4c9334bac560ecc979e58001b3e22fb"
+    )
+    assert plain_response("tim", "tanstaaftanstaaf") == "AHRpbQB0YW5zdGFhZnRhbnN0YWFm"
+
+
+# -- hypothesis --------------------------------------------------------------------------
+
+line_bytes = st.lists(
+    st.sampled_from([b".", b"..", b"\r", b"\n", b"\r\n", b"\x00", b"\xff", b"a", b" ", b".\r\n"]),
+    max_size=40,
+).map(b"".join)
+
+
+def retrieve(wire: bytes, cuts: list[int]) -> bytes:
+    conn = authorized()
+    conn.send(Command("RETR", "1"))
+    out: list[Event] = []
+    positions = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
+    for a, b in itertools.pairwise(positions):
+        out += events(conn, wire[a:b])
+    assert out[0] == Ok("") and out[-1] == End()
+    for event in out[1:-1]:
+        assert isinstance(event, Data) and event.data.endswith(b"\n")
+    assert conn.pending == 0
+    return body(out)
+
+
+@settings(max_examples=400, deadline=None)
+@given(message=line_bytes | st.binary(max_size=200), cuts=st.lists(st.integers(0, 10_000)))
+def test_stuff_round_trip(message: bytes, cuts: list[int]) -> None:
+    """unstuff(stuff(m)) == m for complete-line messages, else m + CRLF; any chunking."""
+    expected = message if message in (b"",) or message.endswith(b"\n") else message + b"\r\n"
+    assert retrieve(b"+OK\r\n" + stuff(message), cuts) == expected
+
+
+NEXT = {
+    State.AUTHORIZATION: Command("USER", "u"),
+    State.USER_ACCEPTED: Command("PASS", "p"),
+    State.TRANSACTION: Command("RETR", "1"),
+}
+
+
+@settings(max_examples=400, deadline=None)
+@given(prefix=st.sampled_from([b"", b"+OK hi\r\n", b"+OK <a@b>\r\n+OK\r\n+OK\r\n+OK\r\n"]),
+       rest=st.lists(line_bytes | st.binary(max_size=30)).map(b"".join),
+       cuts=st.lists(st.integers(0, 10_000)))
+def test_fuzz_only_events_or_protocol_errors(prefix: bytes, rest: bytes, cuts: list[int]) -> None:
+    """Any server byte stream yields events or RemoteProtocolError, never anything else."""
+    stream = prefix + rest
+    conn = Connection(max_line=64)
+    positions = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+    try:
+        for a, b in itertools.pairwise(positions):
+            conn.receive_data(stream[a:b])
+            for event in events(conn):
+                if isinstance(event, Greeting | Ok | Err | End) and conn.pending == 0:
+                    follow_up = NEXT.get(conn.state)
+                    if follow_up is not None:
+                        conn.send(follow_up)
+        conn.receive_data(b"")
+        events(conn)
+    except RemoteProtocolError:
+        assert conn.state is State.ERROR

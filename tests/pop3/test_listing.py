@@ -1,0 +1,70 @@
+"""Listing parsers: strict, and only RemoteProtocolError on bad input."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from popkeep.errors import RemoteProtocolError
+from popkeep.model import ListingEntry, ServerStat
+from popkeep.pop3.listing import join_listing, parse_capa, parse_list, parse_stat, parse_uidl
+
+
+def test_capa() -> None:
+    caps = parse_capa(b"USER\r\nsasl PLAIN LOGIN\r\nPIPELINING\r\n\r\nIMPLEMENTATION x y\r\n")
+    assert caps == {"USER": [], "SASL": ["PLAIN", "LOGIN"], "PIPELINING": [],
+                    "IMPLEMENTATION": ["x", "y"]}
+
+
+def test_uidl_list_stat() -> None:
+    assert parse_uidl(b"1 whqtswO00WBw418f9t5JxYwZ\r\n2 QhdPYR:00WBw1Ph7x7\n") == [
+        (1, "whqtswO00WBw418f9t5JxYwZ"), (2, "QhdPYR:00WBw1Ph7x7")]
+    assert parse_list(b"1 120\r\n2 200 extra info\r\n") == [(1, 120), (2, 200)]
+    assert parse_uidl(b"") == [] and parse_list(b"") == []
+    assert parse_stat("2 320") == ServerStat(2, 320)
+    assert parse_stat("2 320 messages") == ServerStat(2, 320)
+
+
+@pytest.mark.parametrize("data", [
+    b"1\r\n", b"1 a b\r\n", b"x abc\r\n", b"0 abc\r\n", b"-1 abc\r\n",
+    b"1 " + b"u" * 71 + b"\r\n", b"1 caf\xc3\xa9\r\n", b"1 a\x7f\r\n",
+    b"1 a\r\n1 b\r\n", b"\r\n", b"1  abc\r\n", b"99999999999999 a\r\n",
+])
+def test_uidl_rejects(data: bytes) -> None:
+    with pytest.raises(RemoteProtocolError):
+        parse_uidl(data)
+
+
+@pytest.mark.parametrize(
+    "data", [b"1\r\n", b"1 x\r\n", b"a 1\r\n", b"1 1\r\n1 2\r\n", b"1 \xb2\r\n"]
+)
+def test_list_rejects(data: bytes) -> None:
+    with pytest.raises(RemoteProtocolError):
+        parse_list(data)
+
+
+@pytest.mark.parametrize("text", ["", "2", "x 3", "2 ²", "-1 5"])
+def test_stat_rejects(text: str) -> None:
+    with pytest.raises(RemoteProtocolError):
+        parse_stat(text)
+
+
+def test_join() -> None:
+    assert join_listing([(2, "b"), (1, "a")], [(1, 10), (2, 20)]) == [
+        ListingEntry(1, "a", 10), ListingEntry(2, "b", 20)]
+    with pytest.raises(RemoteProtocolError, match="share"):
+        join_listing([(1, "a"), (2, "a")], [(1, 10), (2, 20)])
+    with pytest.raises(RemoteProtocolError, match="different"):
+        join_listing([(1, "a")], [(1, 10), (2, 20)])
+
+
+@given(st.binary(max_size=300))
+def test_parsers_never_crash(data: bytes) -> None:
+    for parse in (parse_uidl, parse_list, parse_capa):
+        with contextlib.suppress(RemoteProtocolError):
+            parse(data)
+    with contextlib.suppress(RemoteProtocolError):
+        parse_stat(data.decode("utf-8", "replace"))

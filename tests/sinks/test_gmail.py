@@ -1,0 +1,256 @@
+"""The Gmail API sink against a local server that checks Google's documented request shape.
+
+This is the one sink not tested against the real service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email
+import email.policy
+import json
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from popkeep.config.secrets import SecretSource
+from popkeep.config.sink_types import GmailSinkConfig, gmail_sink
+from popkeep.errors import AuthError, ConfigError, DeliveryError, DeliveryRefused
+from popkeep.sinks.base import Delivery, delivery_key
+from popkeep.sinks.gmail import GmailSink, write_private
+from popkeep.spool import SpooledMessage
+
+TOKEN = "ya29.test-token"
+MESSAGE = (
+    b"From: a@example.org\r\nTo: me@gmail.com\r\nMessage-ID: <abc.123@example.org>\r\n"
+    b"Date: Tue, 03 Feb 2026 10:00:00 +0000\r\nSubject: hello\r\n\r\n"
+    b"--not-a-boundary\r\n\xe9 8-bit body\r\n"
+)
+
+
+class FakeGmail:
+    """State and scripted failures of the fake API; requests are recorded for assertions."""
+
+    def __init__(self) -> None:
+        self.labels = [{"id": "INBOX", "name": "INBOX", "type": "system"},
+                       {"id": "UNREAD", "name": "UNREAD", "type": "system"},
+                       {"id": "Label_1", "name": "Existing", "type": "user"}]
+        self.messages: dict[str, bytes] = {}
+        self.failures: list[tuple[int, dict[str, Any]]] = []  # served before the real answer
+        self.requests: list[dict[str, Any]] = []
+        self.errors: list[str] = []  # request-shape violations seen by the server
+
+    def check(self, ok: bool, what: str) -> None:
+        if not ok:
+            self.errors.append(what)
+
+
+def make_handler(api: FakeGmail) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def reply(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def handle_any(self, method: str) -> None:
+            url = urlsplit(self.path)
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            api.requests.append({"method": method, "path": url.path,
+                                 "query": parse_qs(url.query), "headers": dict(self.headers),
+                                 "body": body})
+            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                return self.reply(401, {"error": {"code": 401, "status": "UNAUTHENTICATED"}})
+            if api.failures:
+                status, answer = api.failures.pop(0)
+                return self.reply(status, answer)
+            self.route(method, url.path, parse_qs(url.query), body)
+
+        def route(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> None:
+            base = "/gmail/v1/users/me"
+            if (method, path) == ("GET", f"{base}/labels"):
+                return self.reply(200, {"labels": api.labels})
+            if (method, path) == ("POST", f"{base}/labels"):
+                made = {"id": f"Label_{len(api.labels)}", **json.loads(body)}
+                api.labels.append(made)
+                return self.reply(200, made)
+            if (method, path) == ("POST", f"/upload{base}/messages/import"):
+                return self.import_(query, body)
+            if (method, path) == ("GET", f"{base}/messages"):
+                wanted = query["q"][0].removeprefix("rfc822msgid:")
+                hits = [{"id": i, "threadId": i} for i, raw in api.messages.items()
+                        if f"<{wanted}>".encode() in raw]
+                return self.reply(200, {"messages": hits, "resultSizeEstimate": len(hits)}
+                                  if hits else {"resultSizeEstimate": 0})
+            if method == "GET" and path.startswith(f"{base}/messages/"):
+                raw = api.messages[path.rsplit("/", 1)[1]]
+                api.check(query == {"format": ["raw"]}, "get without format=raw")
+                return self.reply(200, {"raw": base64.urlsafe_b64encode(raw).decode()})
+            return self.reply(404, {"error": {"code": 404}})
+
+        def import_(self, query: dict[str, list[str]], body: bytes) -> None:
+            api.check(query.get("uploadType") == ["multipart"], "uploadType")
+            api.check(query.get("internalDateSource") == ["dateHeader"], "internalDateSource")
+            api.check(query.get("neverMarkSpam") in (["true"], ["false"]), "neverMarkSpam")
+            api.check(query.get("processForCalendar") in (["true"], ["false"]), "calendar")
+            ctype = self.headers.get("Content-Type", "")
+            api.check(ctype.startswith("multipart/related; boundary="), "content type")
+            parsed = email.message_from_bytes(
+                b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body, policy=email.policy.HTTP
+            )
+            meta, msg = parsed.get_payload()  # type: ignore[misc]
+            api.check(meta.get_content_type() == "application/json", "part 1 type")
+            api.check(msg.get_content_type() == "message/rfc822", "part 2 type")
+            boundary = parsed.get_boundary()
+            marker = b"Content-Type: message/rfc822\r\n\r\n"
+            raw = body[body.index(marker) + len(marker): body.rindex(b"\r\n--" + boundary.encode())]
+            gmail_id = f"id{len(api.messages) + 1:04d}"
+            api.messages[gmail_id] = raw
+            labels = json.loads(meta.get_payload(decode=True))["labelIds"]
+            self.reply(200, {"id": gmail_id, "threadId": gmail_id, "labelIds": labels})
+
+        def do_GET(self) -> None:
+            self.handle_any("GET")
+
+        def do_POST(self) -> None:
+            self.handle_any("POST")
+
+    return Handler
+
+
+@pytest.fixture
+def api() -> Iterator[tuple[FakeGmail, str]]:
+    state = FakeGmail()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    yield state, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+    assert state.errors == []
+
+
+def sink(endpoint: str, token: str = TOKEN, **kw: Any) -> GmailSink:
+    values: dict[str, Any] = {
+        "name": "gmail", "api_endpoint": endpoint, "backoff": 0.01,
+        "oauth_token": SecretSource("literal", token), "labels": ("INBOX", "Existing", "ISP/New"),
+    }
+    values.update(kw)
+    return GmailSink(GmailSinkConfig(**values))
+
+
+def make(data: bytes = MESSAGE) -> Delivery:
+    message = SpooledMessage.from_bytes(data)
+    return Delivery("isp", "u", delivery_key("isp", message.sha256), message)
+
+
+def test_import_request_shape_and_labels(api: tuple[FakeGmail, str]) -> None:
+    state, endpoint = api
+    receipts = asyncio.run(sink(endpoint).deliver([make()]))
+    assert [r.ref for r in receipts] == ["id0001"]
+    assert state.messages["id0001"] == MESSAGE  # bytes unchanged
+    created = [r for r in state.requests if r["method"] == "POST" and r["path"].endswith("labels")]
+    assert [json.loads(r["body"])["name"] for r in created] == ["ISP/New"]
+    (imp,) = [r for r in state.requests if r["path"].endswith("/import")]
+    assert imp["query"] == {"uploadType": ["multipart"], "internalDateSource": ["dateHeader"],
+                            "neverMarkSpam": ["true"], "processForCalendar": ["false"]}
+    meta = imp["body"].split(b"\r\n\r\n", 1)[1].split(b"\r\n", 1)[0]
+    assert json.loads(meta) == {"labelIds": ["INBOX", "Label_1", "Label_3"]}
+
+
+def test_429_then_200_and_500_then_200(api: tuple[FakeGmail, str]) -> None:
+    state, endpoint = api
+    gmail = sink(endpoint)
+    asyncio.run(gmail.open())
+    state.failures = [(429, {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED"}}),
+                      (500, {"error": {"code": 500}}),
+                      (503, {"error": {"code": 503}})]
+    assert [r.ref for r in asyncio.run(gmail.deliver([make()]))] == ["id0001"]
+    imports = [r for r in state.requests if r["path"].endswith("/import")]
+    assert len(imports) == 4 and len(state.messages) == 1
+
+
+def test_gives_up_after_max_retries(api: tuple[FakeGmail, str]) -> None:
+    state, endpoint = api
+    gmail = sink(endpoint, max_retries=2)
+    asyncio.run(gmail.open())
+    state.failures = [(500, {})] * 3
+    with pytest.raises(DeliveryError, match="HTTP 500") as info:
+        asyncio.run(gmail.deliver([make()]))
+    assert type(info.value) is DeliveryError and state.messages == {}
+
+
+def test_bad_request_is_refused_and_bad_token_is_auth(api: tuple[FakeGmail, str]) -> None:
+    state, endpoint = api
+    gmail = sink(endpoint)
+    asyncio.run(gmail.open())
+    state.failures = [(400, {"error": {"code": 400, "message": "Invalid message"}})]
+    with pytest.raises(DeliveryRefused, match="HTTP 400"):
+        asyncio.run(gmail.deliver([make()]))
+    with pytest.raises(AuthError, match="HTTP 401"):
+        asyncio.run(sink(endpoint, token="expired").open())
+
+
+def test_find_by_rfc822msgid_confirms_content(api: tuple[FakeGmail, str]) -> None:
+    state, endpoint = api
+    first = make()
+    asyncio.run(sink(endpoint).deliver([first]))
+    again = make(MESSAGE)  # re-fetched after a crash: same key
+    found = asyncio.run(sink(endpoint).find(again.key, again.message))
+    assert found is not None and found.ref == "id0001"
+    searches = [r for r in state.requests if r["path"].endswith("/messages")]
+    assert searches[0]["query"]["q"] == ["rfc822msgid:abc.123@example.org"]
+    other = make(MESSAGE.replace(b"hello", b"HELLO"))  # same Message-ID, other bytes
+    assert asyncio.run(sink(endpoint).find(other.key, other.message)) is None
+    assert asyncio.run(sink(endpoint).find(first.key)) is None  # no message → cannot tell
+
+
+def test_trace_headers_only_when_configured(api: tuple[FakeGmail, str]) -> None:
+    state, endpoint = api
+    delivery = make()
+    asyncio.run(sink(endpoint, trace_headers=True).deliver([delivery]))
+    stored = state.messages["id0001"]
+    assert stored.startswith(b"X-Popkeep-Account: isp\r\nReceived: by popkeep (sink gmail) id ")
+    assert stored.endswith(MESSAGE)
+    found = asyncio.run(sink(endpoint, trace_headers=True).find(delivery.key, delivery.message))
+    assert found is not None
+
+
+def test_endpoint_must_be_https_or_loopback() -> None:
+    with pytest.raises(ConfigError, match="must be https"):
+        sink("http://gmail.example.com")
+    sink("https://gmail.googleapis.com")
+
+
+def test_token_written_private(tmp_path: Path) -> None:
+    path = tmp_path / "token.json"
+    old = os.umask(0)
+    try:
+        write_private(path, b'{"token": "x"}')
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_bytes() == b'{"token": "x"}'
+
+
+def test_config_converter() -> None:
+    got = gmail_sink({"type": "gmail", "name": "g", "token_file": "~/t.json",
+                      "labels": ["INBOX", "ISP"], "process_for_calendar": True}, "c")
+    assert got.labels == ("INBOX", "ISP") and got.process_for_calendar and got.never_mark_spam
+    assert got.token_file is not None and "~" not in str(got.token_file)
+    with pytest.raises(ConfigError, match="exactly one of token_file, oauth_token_command"):
+        gmail_sink({"name": "g"}, "c")
