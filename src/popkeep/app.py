@@ -215,6 +215,22 @@ class App:
             await session.close()
         return session, stat
 
+    def authorize(self, sink_name: str) -> Path:
+        """Run the OAuth installed-app flow for a Gmail API sink; returns the token file."""
+        cfg = self.config.sinks.get(sink_name)
+        if cfg is None or type(cfg).__name__ != "GmailSinkConfig":
+            raise ConfigError(f'sink "{sink_name}": popkeep auth is for sinks of type "gmail"')
+        secret: Path | None = getattr(cfg, "client_secret_file", None)
+        token: Path | None = getattr(cfg, "token_file", None)
+        if secret is None or token is None:
+            raise ConfigError(
+                f'sink "{sink_name}": set client_secret_file and token_file to use popkeep auth'
+            )
+        from popkeep.sinks.gmail import authorize
+
+        authorize(secret, token)
+        return token
+
     def status(self) -> list[AccountStatus]:
         rows = []
         last = {run.account: run for run in self.store.runs(limit=1000)[::-1]}

@@ -17,6 +17,7 @@ from popkeep import __version__
 
 # command name -> "module:attribute" of its click.Command, imported on first use.
 _COMMANDS = {
+    "auth": "popkeep.cli.commands:auth",
     "check": "popkeep.cli.commands:check",
     "demo": "popkeep.cli.demo:demo",
     "fetch": "popkeep.cli.commands:fetch",

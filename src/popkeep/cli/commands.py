@@ -113,6 +113,21 @@ def check(account: str, config_path: Path | None) -> int:
 
 
 @click.command()
+@click.argument("sink")
+@config_option
+@handles_errors
+def auth(sink: str, config_path: Path | None) -> int:
+    """Authorize a Gmail API SINK (opens a browser; stores the token with mode 0600)."""
+    app = _app(config_path)
+    try:
+        token = app.authorize(sink)
+    finally:
+        app.close()
+    click.echo(f"{sink}: authorized; token stored in {token}")
+    return 0
+
+
+@click.command()
 @config_option
 @json_option
 @handles_errors
@@ -151,4 +166,4 @@ def schedule(config_path: Path | None, as_json: bool) -> int:
     return 0
 
 
-__all__ = ["check", "fetch", "schedule", "status"]
+__all__ = ["auth", "check", "fetch", "schedule", "status"]
