@@ -25,7 +25,7 @@ from pathlib import Path
 
 from popkeep import retention
 from popkeep.clock import Clock
-from popkeep.errors import PopkeepError
+from popkeep.errors import PopkeepError, TransportError
 from popkeep.model import (
     ListingEntry,
     MessageState,
@@ -352,13 +352,22 @@ class Collector:
             return
         now = self._clock.now()
         self._store.mark_delete_pending(job.name, doomed, now)
-        await session.delete([numbers[uid] for uid in doomed])
+        try:
+            await session.delete([numbers[uid] for uid in doomed])
+        except PopkeepError:
+            # No QUIT was sent, so the server entered no UPDATE state (RFC 1939 §6):
+            # the DELEs are void. (A kill right here is settled by the next _reconcile.)
+            self._store.revert_delete_pending(job.name, doomed)
+            raise
         if await session.quit():
             self._store.mark_deleted(job.name, doomed, self._clock.now())
             run.deleted = len(doomed)
         else:
             self._store.revert_delete_pending(job.name, doomed)
-            run.warnings.append("the server did not confirm QUIT; nothing counts as deleted")
+            raise TransportError(
+                "the server did not confirm QUIT after DELE (RFC 1939 §6): "
+                "nothing counts as deleted; the deletions will be retried"
+            )
 
     def _doomed(self, run: _Run, numbers: dict[str, int]) -> list[str]:
         job = run.job

@@ -28,7 +28,7 @@ Tree::
     │   └── LimitExceeded           a line/response/session bound was hit
     ├── ServerError                 remote, account: an -ERR that ends the session
     │   ├── ServerBusy              retry: [IN-USE], [LOGIN-DELAY], [SYS/TEMP]
-    │   └── ServerRefused           no retry: [SYS/PERM], unsupported command
+    │   └── ServerRefused           no retry: [SYS/PERM], unsupported command  exit 77
     ├── AuthError                   remote, account, no retry: fix credentials
     ├── SecurityError               local,  account, no retry: TLS required, not offered
     ├── DeliveryError               local,  account, retry: a sink could not store
@@ -146,6 +146,7 @@ class ServerBusy(ServerError):
 class ServerRefused(ServerError):
     """Permanent refusal (RFC 3206 [SYS/PERM], a missing required capability)."""
 
+    exit_code = EX_NOPERM
     hint = "the server cannot do what this account's configuration needs"
 
 

@@ -196,7 +196,9 @@ class _Pending:
     on_err: State
 
 
-_CODE_RE = re.compile(r"\[([^\]\s]+)\]\s*")
+#: RFC 2449 §8 "[CODE/SUB] text". Some servers add an argument inside the brackets
+#: ("[LOGIN-DELAY 600]"); the code is the first word, the argument is dropped.
+_CODE_RE = re.compile(r"\[([^\]\s]+)(?:\s[^\]]*)?\]\s*")
 _TIMESTAMP_RE = re.compile(rb"<[\x21-\x3b\x3d\x3f-\x7e]+>")
 _BAD_ARG = re.compile(r"[\r\n\x00]")
 

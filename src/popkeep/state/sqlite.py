@@ -245,9 +245,13 @@ class SQLiteStore:
     def find_by_hash(self, account: str, sha256: str) -> StoredMessage | None:
         """A message of the account holding this content: ever-delivered ones first,
         then those still on the server; ties go to the earliest retrieved, then by uid."""
+        # INDEXED BY: without ANALYZE statistics SQLite picks the primary key
+        # (account, uid) and scans every message of the account per lookup, which
+        # made a fetch of n new messages O(n²) (20,000 messages: 48 s; now 20 s).
         with self._reading("find by hash") as conn:
             row = conn.execute(
-                f"""SELECT {_MESSAGE_COLUMNS} FROM messages WHERE account = ? AND sha256 = ?
+                f"""SELECT {_MESSAGE_COLUMNS} FROM messages INDEXED BY messages_by_hash
+                     WHERE account = ? AND sha256 = ?
                     ORDER BY first_retrieved_at IS NULL,
                              CASE state WHEN 'delivered' THEN 0 WHEN 'delete_pending' THEN 1
                                         WHEN 'seen' THEN 2 ELSE 3 END,

@@ -129,6 +129,11 @@ class Session:
         if self.mis.trickle_delay is None:
             self.writer.write(data)
             await self.writer.drain()
+            # drain() does not suspend while the transport's buffer is low, and once
+            # the client is gone a TLS transport drops writes without ever filling it:
+            # yield, so the scheduled connection_lost runs and the next drain() raises.
+            # Without this an endless RETR spun forever, starving every other session.
+            await asyncio.sleep(0)
             return
         for i in range(len(data)):
             self.writer.write(data[i : i + 1])

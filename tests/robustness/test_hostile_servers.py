@@ -1,0 +1,311 @@
+"""Misbehaving POP3 servers against the real CLI (in-process).
+
+Each failure case asserts: a non-zero exit, one line on stderr naming the
+account and the reason, no partial or duplicate file in the Maildir, nothing
+deleted on the server that is not stored, no receipt pointing at a missing
+file, no DELE left pending; then the server is fixed and a normal run resumes.
+Cases a correct client must simply tolerate (lying sizes, bare LF, stuffing,
+changing UIDLs, injected plaintext) must succeed byte-for-byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from popkeep.testing import misbehaviour as mb
+from popkeep.testing.mailbox import Mailbox
+
+from .conftest import PASSWORD, Case, digest
+
+Hostile = Callable[..., Case]
+
+
+# -- connection cut at the worst moments ------------------------------------------------
+
+
+def test_drop_in_the_middle_of_retr(hostile: Hostile) -> None:
+    case = hostile(drop_in_retr=(3, 700))
+    case.configure(delete_after="0s")
+    code, err = case.fetch()
+    case.assert_failed_cleanly(code, err, "closed")
+    assert code == 75
+    assert len(case.stored()) == 2  # messages 1 and 2 were complete: kept, not redone
+    assert case.server.mailbox.deleted == []  # a failed run deletes nothing
+    case.resume()
+    assert len(case.stored()) == 5 and len(case.server.mailbox) == 0
+
+
+def test_drop_after_dele_deletes_nothing(hostile: Hostile) -> None:
+    case = hostile(drop_after_dele=True)
+    case.configure(delete_after="0s")
+    code, err = case.fetch()
+    case.assert_failed_cleanly(code, err)
+    assert code == 75
+    assert len(case.stored()) == 5 and len(case.server.mailbox) == 5
+    assert case.query("SELECT count(*) FROM messages WHERE state = 'deleted'") == [0]
+    case.resume()
+    assert len(case.server.mailbox) == 0 and len(case.stored()) == 5
+
+
+def test_drop_before_the_quit_reply_counts_nothing_as_deleted(hostile: Hostile) -> None:
+    case = hostile(drop_before_quit_reply=True)
+    case.configure(delete_after="0s")
+    code, err = case.fetch()
+    case.assert_failed_cleanly(code, err, "QUIT")
+    assert code == 75
+    assert len(case.server.mailbox) == 5  # no UPDATE state without QUIT +OK (RFC 1939 §6)
+    assert case.query("SELECT count(*) FROM messages WHERE state = 'delivered'") == [5]
+    case.resume()  # delivers nothing again, deletes all five
+    assert len(case.server.mailbox) == 0
+    assert case.query("SELECT delivered FROM runs ORDER BY id") == [5, 0]
+
+
+# -- framing ----------------------------------------------------------------------------
+
+
+def test_lying_list_sizes_are_tolerated(hostile: Hostile) -> None:
+    for delta in (-200, 100_000):
+        case = hostile(list_size_delta=delta)
+        case.configure()
+        code, err = case.fetch()
+        assert code == 0, err
+        assert set(case.stored()) == set(case.by_uid.values())  # the bytes, not the sizes
+
+
+def test_bare_lf_line_endings(hostile: Hostile) -> None:
+    case = hostile(bare_lf=True)
+    case.configure()
+    code, err = case.fetch()
+    assert code == 0, err
+    assert set(case.stored()) == set(case.by_uid.values())
+
+
+STUFFED = (
+    b".starts with a dot\r\n"
+    b"Subject: dots\r\n\r\n"
+    b".\r\n"
+    b"..two dots\r\n"
+    b"body with CRLF.CRLF inside:\r\n.\r\nafter it\r\n"
+    b". dot space\r\n"
+    b"last line without a newline."
+)
+
+
+def test_leading_dots_and_crlf_dot_crlf_in_the_body(hostile: Hostile) -> None:
+    case = hostile(Mailbox([("stuffed", STUFFED)]))
+    case.configure()
+    code, err = case.fetch()
+    assert code == 0, err
+    (path,) = case.files()
+    # RFC 1939 §3: unstuffed exactly; the server added the final CRLF the message lacked.
+    assert path.read_bytes() == (STUFFED + b"\r\n").replace(b"\r\n", b"\n")
+
+
+def test_ten_megabyte_line_without_newline(hostile: Hostile) -> None:
+    case = hostile(huge_line_in_retr=2)
+    case.configure(delete_after="0s")
+    code, err = case.fetch()
+    case.assert_failed_cleanly(code, err, "line longer than")
+    assert len(case.stored()) == 1 and case.server.mailbox.deleted == []
+    case.resume()
+
+
+def test_message_that_never_ends_is_cut_at_max_message_size(hostile: Hostile) -> None:
+    case = hostile(endless_retr=2)
+    case.configure(delete_after="0s", extra='max_message_size = "2MB"\ntimeout = "5s"')
+    code, err = case.fetch()
+    case.assert_failed_cleanly(code, err, "larger than 2000000 octets")
+    assert not list((case.maildir / "tmp").iterdir())
+    case.resume()
+
+
+def test_message_that_never_ends_is_cut_by_the_session_timeout(hostile: Hostile) -> None:
+    case = hostile(endless_retr=1, trickle_delay=0.01)
+    case.configure(extra='session_timeout = "2s"')
+    code, err = case.fetch()
+    case.assert_failed_cleanly(code, err, "session longer than")
+    case.resume()
+
+
+# -- unique-ids ---------------------------------------------------------------------------
+
+
+def test_two_messages_with_the_same_uidl_are_refused(hostile: Hostile) -> None:
+    case = hostile(duplicate_uidl=True)
+    case.configure(delete_after="0s")
+    code, err = case.fetch()
+    case.assert_failed_cleanly(code, err, "share the unique-id")
+    assert case.stored() == {}
+    case.resume()
+
+
+def test_uidls_that_change_every_session_are_adopted_not_redelivered(hostile: Hostile) -> None:
+    case = hostile(changing_uidl=True)
+    case.configure(delete_after="never")
+    assert case.fetch()[0] == 0
+    first = dict(zip(case.query("SELECT sha256 FROM messages"),
+                     case.query("SELECT first_retrieved_at FROM messages"), strict=True))
+    for _ in range(2):
+        code, err = case.fetch()
+        assert code == 0, err
+    case.assert_safe()
+    assert len(case.stored()) == 5
+    rows = case.query("SELECT sha256 || ' ' || first_retrieved_at FROM messages")
+    assert len(rows) == 15  # three sessions, three sets of uids
+    for row in rows:
+        sha, when = row.split(" ", 1)
+        assert first[sha] == when  # adopted rows keep the original first_retrieved_at
+    assert case.query("SELECT sum(adopted) FROM runs") == [10]
+
+
+def test_no_uidl_is_a_clear_refusal(hostile: Hostile) -> None:
+    case = hostile(no_uidl=True)
+    case.configure()
+    code, err = case.fetch()
+    case.assert_failed_cleanly(code, err, "UIDL")
+    assert code == 77  # permanent: retrying will not help
+    assert case.stored() == {}
+    case.resume()
+
+
+def test_uidls_with_slashes_and_dots_never_become_paths(hostile: Hostile) -> None:
+    case = hostile(weird_uidls=(b"../../etc/passwd", b"a/b", b"..", b"."))
+    case.configure()
+    code, err = case.fetch()
+    assert code == 0, err
+    assert len(case.stored()) == 5
+    for path in case.files():
+        assert path.parent.parent == case.maildir
+        assert "passwd" not in path.name and ".." not in path.name and "a/b" not in str(path)
+    assert set(case.query("SELECT uid FROM messages")) >= {"../../etc/passwd", "a/b", ".."}
+    assert not (case.base / "etc").exists()
+
+
+@pytest.mark.parametrize("uid", [b"x" * 75, "ünï-cödé".encode()], ids=["long", "non-ascii"])
+def test_invalid_uidls_are_refused(hostile: Hostile, uid: bytes) -> None:
+    case = hostile(weird_uidls=(uid,))
+    case.configure()
+    code, err = case.fetch()
+    case.assert_failed_cleanly(code, err, "invalid unique-id")
+    assert case.stored() == {}
+    case.resume()
+
+
+def test_malformed_listing_lines(hostile: Hostile) -> None:
+    case = hostile(malformed_listings=True)
+    case.configure(delete_after="0s")
+    code, err = case.fetch()
+    case.assert_failed_cleanly(code, err, "UIDL", "two")
+    assert case.stored() == {}
+    case.resume()
+
+
+# -- response codes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "word"),
+    [
+        (mb.IN_USE, 75, "IN-USE"),
+        (mb.LOGIN_DELAY, 75, "LOGIN-DELAY"),
+        (mb.SYS_TEMP, 75, "SYS/TEMP"),
+        (mb.AUTH_FAILED, 77, "AUTH"),
+        (mb.SYS_PERM, 77, "SYS/PERM"),
+    ],
+    ids=["in-use", "login-delay", "sys-temp", "auth", "sys-perm"],
+)
+def test_response_codes_map_to_retry_or_fix(
+    hostile: Hostile, text: bytes, code: int, word: str
+) -> None:
+    case = hostile(auth_error=text)
+    case.configure()
+    got, err = case.fetch()
+    case.assert_failed_cleanly(got, err, word)
+    assert got == code
+    hint = "later" if code == 75 else ("password" if word == "AUTH" else "cannot")
+    assert hint in err[0]
+    case.resume()
+
+
+# -- TLS ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [{"stls_refused": True}, {"stls": False}],
+                         ids=["refused", "not-advertised"])
+def test_tls_required_but_unavailable_never_sends_the_password(
+    hostile: Hostile, options: dict[str, Any]
+) -> None:
+    case = hostile(**options)
+    case.configure(tls="starttls")
+    code, err = case.fetch()
+    case.assert_failed_cleanly(code, err, "STLS")
+    assert code == 77
+    assert not case.server.received_password(PASSWORD)
+
+
+def test_plaintext_injected_after_stls_ok_is_discarded(hostile: Hostile) -> None:
+    case = hostile(stls_inject=True)
+    case.configure(tls="starttls")
+    code, err = case.fetch()
+    assert code == 0, err
+    assert len(case.stored()) == 5
+    assert case.server.received_password(PASSWORD)
+    assert not case.server.received_password(PASSWORD, plaintext_only=True)
+
+
+# -- slow, silent and foreign servers ---------------------------------------------------------
+
+
+def test_one_byte_per_second_hits_the_session_bound(hostile: Hostile) -> None:
+    case = hostile(trickle_delay=1.0)
+    case.configure(extra='timeout = "2s"\nsession_timeout = "3s"')
+    code, err = case.fetch()
+    case.assert_failed_cleanly(code, err, "session longer than")
+    assert code == 75
+    case.resume()
+
+
+def test_server_that_accepts_and_never_speaks(hostile: Hostile) -> None:
+    case = hostile(silent=True)
+    case.configure(extra='timeout = "1s"')
+    code, err = case.fetch()
+    case.assert_failed_cleanly(code, err, "no response within")
+    assert code == 75
+    assert not case.server.received_password(PASSWORD)
+    case.resume()
+
+
+def test_non_pop3_greeting(hostile: Hostile) -> None:
+    case = hostile(greeting=b"220 smtp.example.com ESMTP ready")
+    case.configure()
+    code, err = case.fetch()
+    case.assert_failed_cleanly(code, err, "220 smtp")
+    assert not case.server.received_password(PASSWORD)
+    case.resume()
+
+
+# -- messages malformed as mail ---------------------------------------------------------------
+
+
+MALFORMED = [
+    b"Subject: nul\r\n\r\nbinary \x00 zero \x00\x00 bytes\r\n",
+    b"Subject: \xff\xfe garbage \x80\x81\r\nFrom: \xe3\x81\x82 <x@\xff>\r\n\r\n8-bit \xa4\xa2\r\n",
+    b"no headers at all, no blank line, no From, no Date, no Message-ID\r\n",
+    b"".join(b"X-Header-%05d: value\r\n" % i for i in range(5000)) + b"\r\nthousands\r\n",
+    b"Content-Type: multipart/mixed; boundary=\"never-closed\"\r\n\r\n--never-closed\r\n"
+    b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!not base64!!\r\n",
+    b"\r\n",
+    b"From: lone\rCR and lone\nLF mixed\r\n\r\nbody\r\n",
+]
+
+
+def test_malformed_messages_are_stored_byte_for_byte(hostile: Hostile) -> None:
+    case = hostile(Mailbox.from_messages(MALFORMED))
+    case.configure(delete_after="0s")
+    code, err = case.fetch()
+    assert code == 0, err
+    assert sorted(case.stored()) == sorted(digest(m) for m in MALFORMED)
+    assert len(case.server.mailbox) == 0
