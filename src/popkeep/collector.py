@@ -74,7 +74,10 @@ class _Run:
     """Mutable counters of one pass; frozen into a RunSummary at the end."""
 
     job: AccountJob
-    known: dict[str, StoredMessage]
+    #: uid → state of every message the store knows for this account (cheap to load)
+    states: dict[str, MessageState]
+    #: full records, loaded only when partial receipts matter (see _held_by)
+    known: dict[str, StoredMessage] | None = None
     listed: int = 0
     delivered: int = 0
     delivered_bytes: int = 0
@@ -110,7 +113,7 @@ class Collector:
     async def run(self, job: AccountJob) -> AccountResult:
         """One pass. Never raises a PopkeepError: it is returned in the result."""
         started = self._clock.now()
-        run = _Run(job=job, known={})
+        run = _Run(job=job, states={})
         error: PopkeepError | None = None
         try:
             await self._pass(run)
@@ -155,7 +158,7 @@ class Collector:
         stat = await session.stat()
         listing = await session.listing()
         run.server_count, run.server_octets, run.listed = stat.count, stat.octets, len(listing)
-        run.known = self._store.messages(run.job.name)
+        run.states = self._store.uid_states(run.job.name)
         self._reconcile(run, listing)
         wanted = self._select(run, listing)
         await self._fetch(run, session, wanted)
@@ -167,29 +170,30 @@ class Collector:
         """Settle what changed on the server since the last run (DESIGN.md states)."""
         listed = {entry.uid for entry in listing}
         account, now = run.job.name, self._clock.now()
-        pending = [u for u, m in run.known.items() if m.state is MessageState.DELETE_PENDING]
+        pending = [u for u, st in run.states.items() if st is MessageState.DELETE_PENDING]
         # A DELE whose QUIT reply we never saw: still listed means it did not happen.
         self._store.revert_delete_pending(account, [u for u in pending if u in listed])
         self._store.mark_deleted(account, [u for u in pending if u not in listed], now)
         vanished = [
             uid
-            for uid, msg in run.known.items()
-            if uid not in listed and msg.state in (MessageState.SEEN, MessageState.DELIVERED)
+            for uid, st in run.states.items()
+            if st in (MessageState.SEEN, MessageState.DELIVERED) and uid not in listed
         ]
         if vanished:
             log.info("account %s: %d messages gone (deleted elsewhere)", account, len(vanished))
             self._store.mark_gone(account, vanished, now)
         run.gone = len(vanished)
         if pending or vanished:
-            run.known = self._store.messages(account)
+            run.states = self._store.uid_states(account)
 
     def _select(self, run: _Run, listing: Sequence[ListingEntry]) -> list[ListingEntry]:
         """Listed messages that still need delivering, minus those too large to take."""
         limit = run.job.max_message_size
         wanted: list[ListingEntry] = []
+        states = run.states
         for entry in listing:
-            known = run.known.get(entry.uid)
-            if known is not None and known.state is not MessageState.SEEN:
+            state = states.get(entry.uid)
+            if state is not None and state is not MessageState.SEEN:
                 continue
             if limit is not None and entry.size > limit:
                 run.skipped += 1
@@ -332,6 +336,11 @@ class Collector:
         return done
 
     def _held_by(self, run: _Run, uid: str) -> frozenset[str]:
+        """Sinks already holding ``uid`` (partial receipts of a SEEN message)."""
+        if run.states.get(uid) is not MessageState.SEEN:
+            return frozenset()
+        if run.known is None:
+            run.known = self._store.messages(run.job.name)
         known = run.known.get(uid)
         return known.sinks if known is not None else frozenset()
 
@@ -371,6 +380,8 @@ class Collector:
 
     def _doomed(self, run: _Run, numbers: dict[str, int]) -> list[str]:
         job = run.job
+        if job.policy.delete_after is None and job.policy.server_quota is None:
+            return []  # "never" and no quota: decide() would keep everything
         messages = self._store.messages(job.name)
         on_server = [m for uid, m in messages.items() if uid in numbers]
         stat = ServerStat(run.server_count, run.server_octets)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class ListingEntry:
-    """One message as the server lists it in this session (RFC 1939 UIDL + LIST)."""
+class ListingEntry(NamedTuple):
+    """One message as the server lists it in this session (RFC 1939 UIDL + LIST).
+
+    A NamedTuple, not a dataclass: a 20,000-message listing is built on every
+    poll, and tuples are several times cheaper to create.
+    """
 
     number: int  #: message number, valid for this session only
     uid: str  #: unique-id (1-70 chars 0x21-0x7E); stable across sessions
@@ -37,9 +41,8 @@ class MessageState(StrEnum):
 _ON_SERVER = frozenset({MessageState.SEEN, MessageState.DELIVERED, MessageState.DELETE_PENDING})
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    """What the state store knows about one server message."""
+class StoredMessage(NamedTuple):
+    """What the state store knows about one server message (a NamedTuple: see ListingEntry)."""
 
     account: str
     uid: str
@@ -49,7 +52,7 @@ class StoredMessage:
     first_retrieved_at: datetime | None = None
     deleted_at: datetime | None = None
     gone_at: datetime | None = None
-    sinks: frozenset[str] = field(default_factory=frozenset)  #: sinks holding it durably
+    sinks: frozenset[str] = frozenset()  #: sinks holding it durably
 
     @property
     def on_server(self) -> bool:

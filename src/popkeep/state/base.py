@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from popkeep.model import Receipt, RunSummary, StoredMessage
+from popkeep.model import MessageState, Receipt, RunSummary, StoredMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,14 @@ class AccountTotals:
 class StateStore(Protocol):
     def messages(self, account: str) -> dict[str, StoredMessage]:
         """Every known message of the account, by uid (all states)."""
+        ...
+
+    def uid_states(self, account: str) -> dict[str, MessageState]:
+        """uid → state of every known message of the account: the cheap diff input.
+
+        A poll of a large mailbox where nothing is new needs only this, not
+        :meth:`messages`.
+        """
         ...
 
     def find_by_hash(self, account: str, sha256: str) -> StoredMessage | None:

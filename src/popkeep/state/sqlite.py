@@ -224,6 +224,24 @@ class SQLiteStore:
                 self._cache[account] = result
         return dict(result)
 
+    def uid_states(self, account: str) -> dict[str, MessageState]:
+        """uid → state, built from one concatenated string per state.
+
+        SQLite joins the uids in C (group_concat) and Python splits each string
+        once: a 20,000-message account costs a few milliseconds instead of
+        20,000 row tuples.
+        """
+        with self._reading("read message states") as conn:
+            rows = conn.execute(
+                "SELECT state, group_concat(uid, char(10)) FROM messages"
+                " WHERE account = ? GROUP BY state",
+                (account,),
+            ).fetchall()
+        states: dict[str, MessageState] = {}
+        for state, uids in rows:
+            states.update(dict.fromkeys(uids.split("\n"), _STATES[state]))
+        return states
+
     @staticmethod
     def _build(account: str, rows: list[tuple[Any, ...]]) -> dict[str, StoredMessage]:
         sink_sets: dict[str | None, frozenset[str]] = {None: frozenset()}
