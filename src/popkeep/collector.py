@@ -256,8 +256,11 @@ class Collector:
         fresh: list[tuple[ListingEntry, SpooledMessage]] = []
         repeats: list[tuple[str, str, int]] = []
         in_batch: set[str] = set()
+        known = self._store.known_hashes(run.job.name, [m.sha256 for _, m in batch])
         for entry, message in batch:
-            original = self._store.find_by_hash(run.job.name, message.sha256)
+            original = None
+            if message.sha256 in known:
+                original = self._store.find_by_hash(run.job.name, message.sha256)
             if message.sha256 in in_batch or (
                 original is not None and original.uid != entry.uid and original.sinks
             ):

@@ -250,3 +250,11 @@ def test_uid_states_agree_with_messages(store: StateStore) -> None:
     assert states == {uid: m.state for uid, m in store.messages("a").items()}
     assert states["u1"] is MessageState.DELETED and states["u2"] is MessageState.GONE
     assert states["partial"] is MessageState.SEEN and states["u0"] is MessageState.DELIVERED
+
+
+def test_known_hashes_finds_only_this_accounts_content(store: StateStore) -> None:
+    store.record_delivered("a", [delivered("u1", sha="1" * 64)], SINKS, T0)
+    store.record_delivered("b", [delivered("u2", sha="2" * 64)], SINKS, T0)
+    many = [f"{i:064x}" for i in range(1200)]  # more than one chunk of parameters
+    assert store.known_hashes("a", ["1" * 64, "2" * 64, *many]) == {"1" * 64}
+    assert store.known_hashes("a", []) == set()

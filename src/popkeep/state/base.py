@@ -63,6 +63,10 @@ class StateStore(Protocol):
         """
         ...
 
+    def known_hashes(self, account: str, hashes: Sequence[str]) -> set[str]:
+        """Which of ``hashes`` some message of the account already has (one query per batch)."""
+        ...
+
     def find_by_hash(self, account: str, sha256: str) -> StoredMessage | None:
         """A message of the account already holding this content, preferring delivered ones."""
         ...

@@ -260,6 +260,19 @@ class SQLiteStore:
             )  # fmt: skip
         return result
 
+    def known_hashes(self, account: str, hashes: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        with self._reading("look up content hashes") as conn:
+            for start in range(0, len(hashes), 500):  # stay under SQLite's parameter limit
+                chunk = list(hashes[start : start + 500])
+                marks = ",".join("?" * len(chunk))  # placeholders only: values are bound
+                query = (
+                    "SELECT DISTINCT sha256 FROM messages INDEXED BY messages_by_hash"  # noqa: S608
+                    f" WHERE account = ? AND sha256 IN ({marks})"
+                )
+                found.update(row[0] for row in conn.execute(query, (account, *chunk)))
+        return found
+
     def find_by_hash(self, account: str, sha256: str) -> StoredMessage | None:
         """A message of the account holding this content: ever-delivered ones first,
         then those still on the server; ties go to the earliest retrieved, then by uid."""
