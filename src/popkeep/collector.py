@@ -55,8 +55,8 @@ class AccountJob:
     sinks: Sequence[Sink]
     policy: RetentionPolicy
     max_message_size: int | None = None
-    batch_messages: int = 256
-    batch_bytes: int = 32 << 20
+    batch_messages: int = 1000
+    batch_bytes: int = 16 << 20
     spool_dir: Path | None = None
 
 

@@ -20,7 +20,9 @@ Why a batch is durable when :meth:`MaildirSink.deliver` returns (group commit):
    ``syncfs`` is unavailable each file is ``fsync``-ed before it is closed;
 3. only then is each file renamed into ``new/``: a name in ``new/`` therefore
    never points at data that is not on disk, even after a power cut;
-4. ``new/`` (and ``tmp/``) are ``fsync``-ed once, which makes the renames durable.
+4. ``new/`` is ``fsync``-ed once, which makes the renames durable. (``tmp/`` is
+   not: a lost unlink there can only resurrect a name in ``tmp/``, which readers
+   ignore.)
 
 One syncfs plus two directory fsyncs per batch instead of two fsyncs per message
 is what makes fetching thousands of messages fast. (Linux ≥ 5.8 reports writeback
@@ -139,7 +141,7 @@ def _write_all(fd: int, data: bytes) -> None:
 class _Staged:
     """One message written to ``tmp/``, waiting to be renamed into ``new/``."""
 
-    tmp: Path
+    tmp: str
     name: str  #: final file name in new/
 
 
@@ -167,6 +169,10 @@ class MaildirSink:
         self._host = _hostname()
         self._syncfs = _load_syncfs() if fsync else None
         self._opened = False
+        self._tmp_dir = str(self.directory / "tmp")
+        #: key → file name of what the folder holds; read once per sink, then kept
+        #: up to date by our own deliveries (a reader moving files to cur/ keeps keys)
+        self._names: dict[str, str] | None = None
 
     @classmethod
     def from_config(cls, config: MaildirSinkConfig, clock: Clock | None = None) -> MaildirSink:
@@ -190,6 +196,7 @@ class MaildirSink:
     ) -> Receipt | None:
         """The receipt of a message with this key in ``new/`` or ``cur/``, if any."""
         found = await asyncio.to_thread(self._index)
+        self._names = found  # a fresh scan: also refreshes what deliver() skips
         name = found.get(delivery_key)
         return None if name is None else Receipt(self.name, name)
 
@@ -252,7 +259,9 @@ class MaildirSink:
                 raise DeliveryRefused(f"maildir: refusing unsafe delivery key {delivery.key!r}")
         if not self._opened:
             self._create()
-        names = self._index()
+        if self._names is None:
+            self._names = self._index()
+        names = self._names
         staged: list[_Staged] = []
         try:
             for delivery in batch:
@@ -262,6 +271,7 @@ class MaildirSink:
             self._commit(staged)
         except OSError as exc:
             self._discard(staged)
+            self._names = None  # some renames may have happened: rescan next time
             where = exc.filename or self.directory
             raise DeliveryError(f"maildir: cannot store in {where}: {exc.strerror or exc}") from exc
         return [Receipt(self.name, names[d.key]) for d in batch]
@@ -270,7 +280,7 @@ class MaildirSink:
         """Write one message (CRLF → LF) into ``tmp/``; append it to ``staged`` first so
         a failure half-way still gets the partial file removed."""
         stem = f"{int(self._clock.now().timestamp())}.{delivery.key}.{self._host}"
-        tmp = self.directory / "tmp" / f"{stem},P{os.getpid()}"
+        tmp = f"{self._tmp_dir}/{stem},P{os.getpid()}"  # str paths: 2,000 files add up
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         item = _Staged(tmp, stem)
         staged.append(item)
@@ -293,15 +303,14 @@ class MaildirSink:
         """Make the staged files durable, then move them into ``new/`` (module docstring)."""
         if not staged:
             return
-        tmp_dir, new_dir = self.directory / "tmp", self.directory / "new"
+        new_dir = f"{self.directory}/new"
         if self._syncfs is not None:
-            self._flush_filesystem(tmp_dir)
+            self._flush_filesystem(Path(self._tmp_dir))
         for item in staged:
             # If this fails half-way, the files already renamed are complete and
             # durable (found again by find()); _discard() removes the rest from tmp/.
-            os.rename(item.tmp, new_dir / item.name)
-        self._sync_dir(new_dir)
-        self._sync_dir(tmp_dir)
+            os.rename(item.tmp, f"{new_dir}/{item.name}")
+        self._sync_dir(Path(new_dir))
 
     def _flush_filesystem(self, anywhere: Path) -> None:
         assert self._syncfs is not None
