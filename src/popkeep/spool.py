@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -43,6 +42,8 @@ class SpoolWriter:
             self._spill()
 
     def _spill(self) -> None:
+        import tempfile  # lazy: most messages never spill, and startup time is measured
+
         # An unnamed temporary file: nothing to clean up if we crash.
         self._file = tempfile.TemporaryFile(dir=self._dir)  # noqa: SIM115 - owned by the message
         for part in self._parts:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from email.utils import format_datetime, parsedate_to_datetime
 
 from popkeep.sinks.base import Delivery
 from popkeep.spool import SpooledMessage
@@ -60,6 +59,8 @@ def message_id(message: SpooledMessage) -> str | None:
 
 def date_header(message: SpooledMessage) -> datetime | None:
     """The ``Date`` header as an aware datetime, or None when absent or unparseable."""
+    from email.utils import parsedate_to_datetime  # lazy: keeps `popkeep fetch` light
+
     value = header_value(header_block(message), "Date")
     if not value:
         return None
@@ -86,6 +87,8 @@ def trace_lines(delivery: Delivery, sink: str, now: datetime) -> bytes:
     The Received line carries ``id <key>`` so a sink can search for it (RFC 5321
     §4.4 allows an ``id`` clause). Names are reduced to printable ASCII.
     """
+    from email.utils import format_datetime  # lazy, as in date_header
+
     account = _SAFE.sub("?", delivery.account)
     where = _SAFE.sub("?", sink)
     stamp = format_datetime(now)
