@@ -1,0 +1,402 @@
+"""The benchmark: popkeep against mpop, fetchmail, getmail6 and the raw reference.
+
+Owns: starting the private Dovecot (popkeep.testing.dovecot, the same code the
+tests use), filling one mailbox per corpus deterministically
+(popkeep.testing.mailgen), running every tool in alternation (ABCD ABCD ABCD),
+verifying every run, and writing bench/RESULTS.md via :mod:`report`.
+Must not: know how a tool is configured (:mod:`tools`), how time is measured or
+a Maildir verified (:mod:`measure`).
+
+Entry point: ``bench/run --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+sys.path.insert(0, str(BENCH_DIR.parent / "src"))
+
+import measure  # noqa: E402
+import report  # noqa: E402
+import tools  # noqa: E402
+
+from popkeep.testing import mailgen  # noqa: E402
+from popkeep.testing.dovecot import Dovecot  # noqa: E402
+
+WORK = BENCH_DIR / "work"
+PASSWORD = "bench-secret"
+SEED = 5
+BIG_SIZE = 200 * 1024 * 1024
+QUICK_COUNT = 200
+QUICK_BIG = 8 * 1024 * 1024
+ALL_SCENARIOS = ("2k", "20k", "big", "noop")
+ALL_TOOLS = ("popkeep", "raw", "mpop", "fetchmail", "getmail6")
+SLOW = {("getmail6", "20k"), ("getmail6", "noop")}
+
+
+@dataclass(frozen=True)
+class Corpus:
+    user: str
+    count: int  # realistic messages; 0 means one big message
+    big_size: int = 0
+
+
+@dataclass
+class Record:
+    """One timed run (or one failure to run)."""
+
+    scenario: str
+    tls: str
+    tool: str
+    run: int
+    wall_s: float
+    cpu_s: float
+    rss_mb: float
+    exit_code: int
+    ok_exit: bool
+    verified: bool
+    verdict: str
+    stderr_tail: str = ""
+    refold_only: bool = False
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    dovecot: Dovecot
+    expected: dict[str, measure.Expected] = field(default_factory=dict)
+    records: list[Record] = field(default_factory=list)
+    # (tool, tls) -> work dir of a verified 20k bulk run: primed state for the no-op poll.
+    primed: dict[tuple[str, str], Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def log(self, msg: str) -> None:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def corpora(quick: bool) -> dict[str, Corpus]:
+    n2k, n20k = (QUICK_COUNT, QUICK_COUNT) if quick else (2000, 20000)
+    return {
+        "2k": Corpus("m2k", n2k),
+        "20k": Corpus("m20k", n20k),
+        "noop": Corpus("m20k", n20k),
+        "big": Corpus("mbig", 0, QUICK_BIG if quick else BIG_SIZE),
+        "startup": Corpus("small", 10),
+    }
+
+
+def _generate(corpus: Corpus) -> Iterator[bytes]:
+    if corpus.count:
+        yield from mailgen.realistic_mailbox(corpus.count, seed=SEED)
+    else:
+        yield b"".join(mailgen.big_message(corpus.big_size, seed=SEED))
+
+
+def fill(bench: Bench, corpus: Corpus) -> None:
+    """Fill the corpus' mailbox once; remember the LF-form digests to verify against."""
+    if corpus.user in bench.expected:
+        return
+    started = time.monotonic()
+    digests = measure.Expected()
+
+    def hashing() -> Iterator[bytes]:
+        for message in _generate(corpus):
+            digests.add(message)
+            yield message
+
+    bench.dovecot.add_user(corpus.user)
+    bench.dovecot.add_messages(corpus.user, hashing())
+    bench.expected[corpus.user] = digests
+    bench.log(
+        f"filled {corpus.user}: {digests.count} messages in {time.monotonic() - started:.1f} s"
+    )
+    warm_up(bench, corpus)
+
+
+def server_for(bench: Bench, corpus: Corpus, tls: str) -> tools.Server:
+    d = bench.dovecot
+    port = d.pop3s_port if tls == "tls" else d.pop3_port
+    return tools.Server(d.host, port, tls == "tls", d.ca_file, corpus.user, d.password)
+
+
+def warm_up(bench: Bench, corpus: Corpus) -> None:
+    """One untimed raw fetch so Dovecot's index and uidlist exist before timing."""
+    workdir = fresh_dir("warmup-" + corpus.user)
+    run = tools.Run(workdir, server_for(bench, corpus, "plain"))
+    cmd = tools.TOOLS["raw"].prepare(run)
+    m = measure.run_timed(cmd.argv, cmd.env, workdir, bench.args.timeout)
+    if m.exit_code != 0:
+        raise SystemExit(f"warm-up fetch failed: {m.stderr_tail}")
+    shutil.rmtree(workdir)
+
+
+def fresh_dir(name: str) -> Path:
+    path = WORK / "runs" / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def timed_run(
+    bench: Bench,
+    tool: tools.Tool,
+    run: tools.Run,
+    label: tuple[str, str, int],
+    expected: measure.Expected,
+) -> Record:
+    scenario, tls, index = label
+    why = tool.available()
+    if why is not None:
+        return Record(
+            scenario, tls, tool.name, index, 0, 0, 0, 127, False, False, f"not run: {why}", why
+        )
+    cmd = tool.prepare(run)
+    m = measure.run_timed(cmd.argv, cmd.env, run.workdir, bench.args.timeout)
+    verdict = measure.verify(run.maildir, expected)
+    ok_exit = m.exit_code in tool.ok_codes
+    rec = Record(
+        scenario,
+        tls,
+        tool.name,
+        index,
+        m.wall_s,
+        m.cpu_s,
+        m.rss_mb,
+        m.exit_code,
+        ok_exit,
+        ok_exit and verdict.ok,
+        verdict.describe(),
+        m.stderr_tail,
+        ok_exit and verdict.refold_only,
+    )
+    status = "ok" if rec.verified else f"FAILED (exit {m.exit_code}; {rec.verdict})"
+    bench.log(
+        f"{scenario}/{tls} #{index} {tool.name:9s} wall {m.wall_s:7.2f} s  "
+        f"cpu {m.cpu_s:7.2f} s  rss {m.rss_mb:7.1f} MB  {status}"
+    )
+    if not rec.verified and m.stderr_tail.strip():
+        bench.log(f"  {tool.name} stderr: {m.stderr_tail.strip()[-400:]}")
+    return rec
+
+
+def selected_tools(bench: Bench, scenario: str) -> list[tools.Tool]:
+    out = []
+    for name in bench.args.tools:
+        if bench.args.skip_slow and (name, scenario) in SLOW:
+            continue
+        out.append(tools.TOOLS[name])
+    return out
+
+
+def bulk(bench: Bench, scenario: str, tls: str) -> None:
+    """Fresh Maildir and fresh state for every run; the last verified 20k run primes noop."""
+    corpus = corpora(bench.args.quick)[scenario]
+    fill(bench, corpus)
+    for index in range(1, bench.args.runs + 1):
+        for tool in selected_tools(bench, scenario):
+            workdir = fresh_dir(f"{scenario}-{tls}-{tool.name}")
+            run = tools.Run(workdir, server_for(bench, corpus, tls))
+            rec = timed_run(bench, tool, run, (scenario, tls, index), bench.expected[corpus.user])
+            bench.records.append(rec)
+            if scenario == "20k" and (rec.verified or rec.refold_only):
+                bench.primed[(tool.name, tls)] = workdir
+            elif not rec.verified and bench.args.keep_failed:
+                workdir.rename(workdir.with_name(f"{workdir.name}-failed-{index}"))
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+
+def prime(bench: Bench, tool: tools.Tool, tls: str, corpus: Corpus, scenario: str) -> Path | None:
+    """A work dir whose state has seen every message (reusing the 20k bulk run's)."""
+    reused = bench.primed.get((tool.name, tls))
+    if reused is not None and corpus.user == "m20k":
+        return reused
+    workdir = fresh_dir(f"{scenario}-{tls}-{tool.name}")
+    run = tools.Run(workdir, server_for(bench, corpus, tls))
+    rec = timed_run(bench, tool, run, (scenario + "-prime", tls, 0), bench.expected[corpus.user])
+    if not (rec.verified or rec.refold_only):
+        bench.records.append(rec)  # shows up as the tool's failure for this scenario
+        return None
+    return workdir
+
+
+def noop(bench: Bench, scenario: str, tls: str) -> None:
+    """Second run when nothing is new: prime each tool's state, then time it again and again."""
+    corpus = corpora(bench.args.quick)[scenario]
+    fill(bench, corpus)
+    workdirs: dict[str, Path | None] = {}
+    for tool in selected_tools(bench, scenario):
+        workdirs[tool.name] = prime(bench, tool, tls, corpus, scenario)
+    for index in range(1, bench.args.runs + 1):
+        for tool in selected_tools(bench, scenario):
+            workdir = workdirs[tool.name]
+            if workdir is None:
+                continue
+            run = tools.Run(workdir, server_for(bench, corpus, tls))
+            rec = timed_run(bench, tool, run, (scenario, tls, index), bench.expected[corpus.user])
+            bench.records.append(rec)
+    for workdir in workdirs.values():
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def startup(bench: Bench) -> dict[str, object]:
+    """CPU of ``popkeep --version`` and of a no-op fetch of one small account (median of 10)."""
+    tool = tools.TOOLS["popkeep"]
+    why = tool.available()
+    if why is not None:
+        return {"error": why}
+    corpus = corpora(bench.args.quick)["startup"]
+    fill(bench, corpus)
+    workdir = fresh_dir("startup-popkeep")
+    run = tools.Run(workdir, server_for(bench, corpus, "plain"))
+    cmd = tool.prepare(run)
+    version = [
+        measure.run_timed([cmd.argv[0], "--version"], cmd.env, workdir, 60) for _ in range(10)
+    ]
+    first = measure.run_timed(cmd.argv, cmd.env, workdir, 120)
+    fetches = [measure.run_timed(cmd.argv, cmd.env, workdir, 120) for _ in range(10)]
+    verdict = measure.verify(run.maildir, bench.expected[corpus.user])
+    result: dict[str, object] = {
+        "version_cpu_s": statistics.median(m.cpu_s for m in version),
+        "version_wall_s": statistics.median(m.wall_s for m in version),
+        "version_ok": all(m.exit_code == 0 for m in version),
+        "noop_cpu_s": statistics.median(m.cpu_s for m in fetches),
+        "noop_wall_s": statistics.median(m.wall_s for m in fetches),
+        "noop_ok": first.exit_code == 0 and all(m.exit_code == 0 for m in fetches) and verdict.ok,
+        "noop_detail": first.stderr_tail.strip()[-300:] if first.exit_code else "",
+    }
+    bench.log(f"startup: {result}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--scenarios",
+        default=None,
+        help=f"comma list of {','.join(ALL_SCENARIOS)} (default: all; --quick: 2k,noop)",
+    )
+    p.add_argument("--tools", default=",".join(ALL_TOOLS), help="comma list (default: all)")
+    p.add_argument("--tls", choices=("plain", "tls", "both"), default="both")
+    p.add_argument("--runs", type=int, default=None, help="runs per tool (default 3; --quick 1)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke test: {QUICK_COUNT} messages, 8 MB big message, 1 run",
+    )
+    p.add_argument("--skip-slow", action="store_true", help="skip getmail6 on 20k and noop")
+    p.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="only write --results again from a saved bench/work/results.json",
+    )
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=WORK,
+        help="work tree; its dovecot/ and runs/ are wiped first (default bench/work)",
+    )
+    p.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="keep the work dir of failed runs under bench/work/runs/",
+    )
+    p.add_argument("--no-startup", action="store_true", help="skip the popkeep startup figures")
+    p.add_argument("--timeout", type=float, default=1800.0, help="per run, seconds")
+    p.add_argument("--results", type=Path, default=BENCH_DIR / "RESULTS.md")
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    default_scen = "2k,noop" if args.quick else ",".join(ALL_SCENARIOS)
+    args.scenarios = [s for s in (args.scenarios or default_scen).split(",") if s]
+    args.tools = [t for t in args.tools.split(",") if t]
+    args.runs = args.runs or (1 if args.quick else 3)
+    args.tls_modes = ["plain", "tls"] if args.tls == "both" else [args.tls]
+    for s in args.scenarios:
+        if s not in ALL_SCENARIOS:
+            p.error(f"unknown scenario {s!r}")
+    for t in args.tools:
+        if t not in tools.TOOLS:
+            p.error(f"unknown tool {t!r}")
+    return args
+
+
+def rerender(saved_path: Path, results: Path) -> int:
+    """Write RESULTS.md again from a results.json (e.g. after changing the report)."""
+    saved = json.loads(saved_path.read_text())
+    records = [Record(**r) for r in saved["records"]]
+    args = argparse.Namespace(**saved.get("args", {}))
+    for name, default in (
+        ("scenarios", []),
+        ("tools", []),
+        ("runs", 0),
+        ("quick", False),
+        ("skip_slow", False),
+        ("argv", []),
+    ):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    if not args.scenarios:
+        args.scenarios = list(dict.fromkeys(r.scenario for r in records))
+        args.tools = list(dict.fromkeys(r.tool for r in records))
+        args.runs = max((r.run for r in records), default=0)
+    text = report.render(
+        args, records, saved.get("startup"), saved.get("elapsed", 0.0), saved.get("corpora", {})
+    )
+    results.write_text(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    global WORK  # one work tree per invocation
+    args = parse_args(argv)
+    if args.render is not None:
+        return rerender(args.render, args.results)
+    WORK = args.work.resolve()
+    started = time.time()
+    WORK.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(WORK / "dovecot", ignore_errors=True)
+    shutil.rmtree(WORK / "runs", ignore_errors=True)
+    dovecot = Dovecot.start(WORK / "dovecot", users=("small",), password=PASSWORD)
+    bench = Bench(args, dovecot)
+    try:
+        # 20k before noop, so the no-op poll reuses the bulk runs' primed state.
+        for scenario in sorted(args.scenarios, key=ALL_SCENARIOS.index):
+            for tls in args.tls_modes:
+                (noop if scenario == "noop" else bulk)(bench, scenario, tls)
+        start_fig = None if args.no_startup else startup(bench)
+    finally:
+        dovecot.stop()
+    elapsed = time.time() - started
+    described = {}
+    for name, corpus in corpora(args.quick).items():
+        exp = bench.expected.get(corpus.user)
+        if exp is not None:
+            described[name] = f"{exp.count:,} message(s), {exp.octets / 1e6:.1f} MB"
+    saved = {
+        "records": [asdict(r) for r in bench.records],
+        "startup": start_fig,
+        "elapsed": elapsed,
+        "corpora": described,
+        "args": {k: v for k, v in vars(args).items() if k not in ("results", "work")},
+    }
+    (WORK / "results.json").write_text(json.dumps(saved, indent=1))
+    args.results.write_text(report.render(args, bench.records, start_fig, elapsed, described))
+    bench.log(f"wrote {args.results} ({elapsed:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Running one command under ``/usr/bin/time -v``, and verifying a Maildir.
+
+Measurement: wall time, CPU time (user + system of the tool and every child it
+waited for, e.g. fetchmail's MDA processes) and peak RSS, all as reported by GNU
+time. Before each run the page cache's dirty data is flushed (``os.sync``), so
+one tool's writeback is never charged to the next.
+
+Verification: the multiset of SHA-256 digests of every file in the target
+Maildir's ``new/`` and ``cur/`` (CRLF turned into LF, the Maildir form) must
+equal the multiset of the source messages' digests. Missing, extra (duplicates)
+and altered files are counted; any count above zero fails the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TIME_BIN = "/usr/bin/time"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Measurement:
+    wall_s: float
+    cpu_s: float
+    rss_mb: float
+    exit_code: int
+    stderr_tail: str
+
+
+def _parse_elapsed(text: str) -> float:
+    # "h:mm:ss" or "m:ss.ss"
+    parts = [float(p) for p in text.strip().split(":")]
+    seconds = 0.0
+    for p in parts:
+        seconds = seconds * 60 + p
+    return seconds
+
+
+def _field(report: str, label: str) -> str:
+    match = re.search(rf"^\s*{re.escape(label)}.*?: (.+)$", report, re.MULTILINE)
+    return match.group(1) if match else "0"
+
+
+def run_timed(argv: list[str], env: dict[str, str], cwd: Path, timeout: float) -> Measurement:
+    """Run ``argv`` under GNU time; never raises for a failing or hung tool."""
+    os.sync()
+    report_path = cwd / "time.txt"
+    cmd = [TIME_BIN, "-v", "-o", str(report_path), *argv]
+    with open(cwd / "stdout.txt", "wb") as out, open(cwd / "stderr.txt", "wb") as err:
+        try:
+            proc = subprocess.Popen(
+                cmd, env=env, cwd=cwd, stdout=out, stderr=err, start_new_session=True
+            )
+        except OSError as exc:
+            err.write(f"cannot start: {exc}\n".encode())
+            code = 127
+        else:
+            try:
+                code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # the tool and its children too
+                proc.wait()
+                code = -9
+    stderr_tail = (cwd / "stderr.txt").read_bytes()[-2000:].decode("utf-8", "replace")
+    report = report_path.read_text() if report_path.exists() else ""
+    if code == -9:
+        stderr_tail += f"\n[harness] killed after {timeout:.0f} s"
+    return Measurement(
+        wall_s=_parse_elapsed(_field(report, "Elapsed (wall clock) time")),
+        cpu_s=float(_field(report, "User time (seconds)"))
+        + float(_field(report, "System time (seconds)")),
+        rss_mb=int(_field(report, "Maximum resident set size (kbytes)")) / 1024,
+        exit_code=code,
+        stderr_tail=stderr_tail,
+    )
+
+
+def digest_lf(data: bytes) -> str:
+    return hashlib.sha256(data.replace(b"\r\n", b"\n")).hexdigest()
+
+
+def digest_file(path: Path) -> str:
+    """SHA-256 of the file in LF form, streamed (a CR split across chunks is kept)."""
+    h = hashlib.sha256()
+    carry = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            data = carry + chunk
+            carry = b"\r" if data.endswith(b"\r") else b""
+            if carry:
+                data = data[:-1]
+            h.update(data.replace(b"\r\n", b"\n"))
+    h.update(carry)
+    return h.hexdigest()
+
+
+def maildir_files(maildir: Path) -> Iterable[Path]:
+    for sub in ("new", "cur"):
+        folder = maildir / sub
+        if folder.is_dir():
+            for entry in os.scandir(folder):
+                if entry.is_file():
+                    yield Path(entry.path)
+
+
+def maildir_digests(maildir: Path) -> Counter[str]:
+    return Counter(digest_file(p) for p in maildir_files(maildir))
+
+
+def loose_digest_lf(data: bytes) -> str:
+    """Digest after collapsing whitespace in the header (folding undone).
+
+    Used only to explain a failure: a tool that re-folds long header fields
+    (getmail6 re-serializes every message with Python's email package) alters
+    bytes, but loses no content.
+    """
+    data = data.replace(b"\r\n", b"\n")
+    head, sep, body = data.partition(b"\n\n")
+    return hashlib.sha256(_WS.sub(b" ", head) + sep + body).hexdigest()
+
+
+_WS = re.compile(rb"\s+")
+
+
+@dataclass
+class Expected:
+    """The source messages, as digest multisets (exact LF form, and loose)."""
+
+    exact: Counter[str] = field(default_factory=Counter)
+    loose: Counter[str] = field(default_factory=Counter)
+    octets: int = 0  # LF form
+
+    def add(self, message: bytes) -> None:
+        self.octets += len(message) - message.count(b"\r\n")
+        self.exact[digest_lf(message)] += 1
+        self.loose[loose_digest_lf(message)] += 1
+
+    @property
+    def count(self) -> int:
+        return sum(self.exact.values())
+
+
+@dataclass(frozen=True)
+class Verdict:
+    expected: int
+    stored: int
+    missing: int
+    extra: int
+    refolded: int = 0  # altered files that match a source message once unfolded
+
+    @property
+    def ok(self) -> bool:
+        return self.missing == 0 and self.extra == 0 and self.stored == self.expected
+
+    @property
+    def refold_only(self) -> bool:
+        """Every message there, but some with re-folded header fields (bytes altered)."""
+        return (
+            not self.ok
+            and self.stored == self.expected
+            and self.refolded == self.missing == self.extra
+        )
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"ok ({self.stored} messages)"
+        text = (
+            f"FAILED: {self.stored}/{self.expected} stored, {self.missing} missing "
+            f"or altered, {self.extra} extra or altered"
+        )
+        if self.refold_only:
+            text = (
+                f"bytes altered: header fields re-folded in {self.refolded} of "
+                f"{self.expected} messages (content otherwise intact)"
+            )
+        return text
+
+
+def verify(maildir: Path, expected: Expected) -> Verdict:
+    stored: Counter[str] = Counter()
+    altered: list[Path] = []
+    for path in maildir_files(maildir):
+        digest = digest_file(path)
+        stored[digest] += 1
+        if digest not in expected.exact:
+            altered.append(path)
+    missing_c = expected.exact - stored
+    extra = sum((stored - expected.exact).values())
+    # Explain alterations: how many altered files are a source message re-folded.
+    loose_stored = Counter(loose_digest_lf(p.read_bytes()) for p in altered)
+    refolded = sum((loose_stored & expected.loose).values())
+    return Verdict(expected.count, sum(stored.values()), sum(missing_c.values()), extra, refolded)

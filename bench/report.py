@@ -1,0 +1,231 @@
+"""Rendering bench/RESULTS.md from the run records.
+
+Per scenario and transport: a table of medians (wall, CPU, peak RSS) with the
+verification status, then the ratios popkeep/raw, popkeep/mpop,
+popkeep/fetchmail, popkeep/getmail6 of the median wall times. A tool with a
+failed run (bad exit code or failed verification) is flagged, and no ratio is
+computed against it: nobody is ranked on a run that did not store everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Sequence
+from typing import Any
+
+PEERS = ("raw", "mpop", "fetchmail", "getmail6")
+SCENARIO_TEXT = {
+    "2k": "bulk fetch of {corpus}; fresh Maildir and fresh state every run",
+    "20k": "bulk fetch of {corpus}; fresh Maildir and fresh state every run",
+    "big": "bulk fetch of {corpus}; fresh Maildir and fresh state every run",
+    "noop": "no-op poll: second run on the 20k mailbox ({corpus}), nothing new; "
+    "each tool's state primed by a full fetch first",
+}
+# The issue's bar for popkeep/raw (wall) per scenario.
+BAR = {"2k": 1.5, "20k": 1.5, "noop": 1.5, "big": 1.5}
+BIG_RSS_BAR_MB = 64.0
+STARTUP_BAR_S = 0.150
+
+
+VERSION_COMMANDS = (
+    ["mpop", "--version"],
+    ["fetchmail", "--version"],
+    ["getmail", "--version"],
+    ["procmail", "-v"],
+    ["dovecot", "--version"],
+)
+
+
+def _version(argv: list[str]) -> str:
+    """The first informative line of a tool's version output."""
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return f"{argv[0]}: not installed"
+    for line in (out.stdout + out.stderr).splitlines():
+        if line.strip() and "WARNING" not in line:
+            return f"{argv[0]}: {line.strip()}"
+    return f"{argv[0]}: ?"
+
+
+def machine() -> str:
+    try:
+        cpu = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        cpu = str(os.cpu_count())
+    tools = [_version(argv) for argv in VERSION_COMMANDS]
+    return (
+        f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}\n"
+        f"- CPUs (nproc): {cpu.strip()}\n"
+        f"- kernel: {platform.system()} {platform.release()}\n"
+        f"- Python: {platform.python_version()}\n" + "".join(f"- {t}\n" for t in tools if t)
+    )
+
+
+def summarize(records: Sequence[Any]) -> dict[str, Any]:
+    """Medians over a tool's completed runs in one scenario; 'ok' only if every run verified.
+
+    A run that did not complete (bad exit code, messages missing) is left out
+    of the medians when at least one run completed, and always flagged.
+    """
+    completed = [r for r in records if r.verified or r.refold_only] or list(records)
+    reasons = dict.fromkeys(
+        r.verdict if r.ok_exit else f"exit {r.exit_code}; {r.verdict}"
+        for r in records
+        if not r.verified
+    )
+    return {
+        "wall": statistics.median(r.wall_s for r in completed),
+        "cpu": statistics.median(r.cpu_s for r in completed),
+        "rss": statistics.median(r.rss_mb for r in completed),
+        "ok": all(r.verified for r in records),
+        # Flagged, but still compared (marked †): all there, some headers re-folded.
+        "refold": all(r.verified or r.refold_only for r in records)
+        and not all(r.verified for r in records),
+        "runs": len(records),
+        "good": sum(r.verified for r in records),
+        "why": " / ".join(reasons),
+    }
+
+
+def _ratio(s: dict[str, dict[str, Any]], peer: str) -> str:
+    me, other = s.get("popkeep"), s.get(peer)
+    if other is None:
+        return "not run"
+    if not (other["ok"] or other["refold"]):
+        return f"{peer} failed"
+    if me is None:
+        return "popkeep not run"
+    if not me["ok"]:
+        return "popkeep failed"
+    mark = "†" if other["refold"] else ""
+    return f"{me['wall'] / other['wall']:.2f}{mark}" if other["wall"] > 0 else "n/a"
+
+
+def scenario_section(scenario: str, tls: str, records: Sequence[Any], corpus: str) -> str:
+    tools_seen = list(dict.fromkeys(r.tool for r in records))
+    stats = {t: summarize([r for r in records if r.tool == t]) for t in tools_seen}
+    lines = [
+        f"### {scenario} — {'POP3S (implicit TLS)' if tls == 'tls' else 'plain POP3'}",
+        "",
+        SCENARIO_TEXT.get(scenario, scenario).format(corpus=corpus) + ".",
+        "",
+        "| tool | median wall s | median CPU s | median peak RSS MB | verified | runs |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
+    for tool, st in stats.items():
+        verified = "yes" if st["ok"] else f"**NO**{'†' if st['refold'] else ''} — {st['why']}"
+        lines.append(
+            f"| {tool} | {st['wall']:.2f} | {st['cpu']:.2f} | {st['rss']:.1f} | "
+            f"{verified} | {st['good']}/{st['runs']} |"
+        )
+    lines += [
+        "",
+        "| popkeep/raw | popkeep/mpop | popkeep/fetchmail | popkeep/getmail6 |",
+        "|---:|---:|---:|---:|",
+        "| " + " | ".join(_ratio(stats, p) for p in PEERS) + " |",
+        "",
+    ]
+    if any(st["refold"] for st in stats.values()):
+        lines += [
+            "† stored every message, but re-folded long header fields (bytes altered): "
+            "compared for speed, flagged for correctness.",
+            "",
+        ]
+    lines.append(bar_line(scenario, stats))
+    return "\n".join(lines) + "\n"
+
+
+def bar_line(scenario: str, stats: dict[str, dict[str, Any]]) -> str:
+    me, raw = stats.get("popkeep"), stats.get("raw")
+    if not me or not me["ok"] or not raw or not raw["ok"]:
+        return "Bar: not evaluated (popkeep or raw missing or failed).\n"
+    ratio = me["wall"] / raw["wall"] if raw["wall"] else float("inf")
+    verdict = f"popkeep/raw = {ratio:.2f} (bar ≤ {BAR.get(scenario, 1.5)}): " + (
+        "**met**" if ratio <= BAR.get(scenario, 1.5) else "**not met**"
+    )
+    if scenario == "big":
+        verdict += f"; peak RSS {me['rss']:.1f} MB (bar < {BIG_RSS_BAR_MB:.0f} MB): " + (
+            "**met**" if me["rss"] < BIG_RSS_BAR_MB else "**not met**"
+        )
+    return f"Bar: {verdict}.\n"
+
+
+def startup_section(fig: dict[str, Any] | None) -> str:
+    if fig is None:
+        return ""
+    head = "## Startup (popkeep, median of 10, CPU = user + system)\n\n"
+    if "error" in fig:
+        return head + f"Not measured: {fig['error']}.\n"
+
+    def cell(ok: bool, cpu: float, wall: float) -> str:
+        if not ok:
+            return "failed | — | —"
+        met = "met" if cpu < STARTUP_BAR_S else "**not met**"
+        return f"{cpu * 1000:.0f} ms | {wall * 1000:.0f} ms | {met}"
+
+    rows = [
+        "| command | CPU | wall | bar (< 150 ms CPU) |",
+        "|---|---:|---:|---|",
+        "| `popkeep --version` | "
+        f"{cell(fig['version_ok'], fig['version_cpu_s'], fig['version_wall_s'])} |",
+        f"| no-op `popkeep fetch`, one 10-message account | "
+        f"{cell(fig['noop_ok'], fig['noop_cpu_s'], fig['noop_wall_s'])} |",
+    ]
+    detail = f"\npopkeep fetch failed: `{fig['noop_detail']}`\n" if fig.get("noop_detail") else ""
+    return head + "\n".join(rows) + "\n" + detail
+
+
+def failures_section(records: Sequence[Any]) -> str:
+    bad = [r for r in records if not r.verified]
+    if not bad:
+        return ""
+    out = ["## Failed runs (first 10)", ""]
+    for r in bad[:10]:
+        tail = " ".join(r.stderr_tail.strip().split())[-300:]
+        out.append(
+            f"- {r.scenario}/{r.tls} {r.tool} run {r.run}: exit {r.exit_code}; "
+            f"{r.verdict}; stderr: `{tail}`"
+        )
+    return "\n".join(out) + "\n"
+
+
+def render(
+    args: argparse.Namespace,
+    records: Sequence[Any],
+    startup: dict[str, Any] | None,
+    elapsed: float,
+    corpora: dict[str, str],
+) -> str:
+    """The whole RESULTS.md; ``corpora`` describes each scenario's mailbox."""
+    parts = [
+        "# Benchmark results",
+        "",
+        "Generated by `bench/run` — do not edit by hand. See bench/README.md.",
+        "",
+        machine(),
+        f"- command: `bench/run {' '.join(getattr(args, 'argv', []) or [])}` "
+        f"(scenarios {','.join(args.scenarios)}; tools {','.join(args.tools)}; "
+        f"{args.runs} run(s) each{'; QUICK: small corpora' if args.quick else ''}"
+        f"{'; --skip-slow' if args.skip_slow else ''}); total {elapsed / 60:.1f} min",
+        "",
+        "## Bulk fetch and no-op poll",
+        "",
+    ]
+    for scenario in dict.fromkeys(r.scenario for r in records):
+        if scenario.endswith("-prime"):
+            continue
+        for tls in ("plain", "tls"):
+            group = [
+                r for r in records if r.scenario in (scenario, scenario + "-prime") and r.tls == tls
+            ]
+            if group:
+                parts.append(scenario_section(scenario, tls, group, corpora.get(scenario, "?")))
+    parts.append(startup_section(startup))
+    parts.append(failures_section(records))
+    return "\n".join(parts)
