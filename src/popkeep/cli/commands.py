@@ -42,19 +42,23 @@ def _app(config_path: Path | None) -> Any:
 
 
 class _Progress:
-    """One self-overwriting status line on a terminal (stderr)."""
+    """A progress bar per account on a terminal (stderr), redrawn in place."""
+
+    WIDTH = 30
 
     def __init__(self) -> None:
         self._shown = False
 
     def __call__(self, account: str, done: int, total: int, octets: int) -> None:
-        mb = octets / 1e6
-        click.echo(f"\r{account}: {done}/{total} messages, {mb:.1f} MB   ", nl=False, err=True)
+        filled = self.WIDTH * done // total if total else self.WIDTH
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        line = f"\r{account}: [{bar}] {done}/{total} messages, {octets / 1e6:.1f} MB "
+        click.echo(line, nl=False, err=True)
         self._shown = True
 
     def clear(self) -> None:
         if self._shown:
-            click.echo("\r" + " " * 60 + "\r", nl=False, err=True)
+            click.echo("\r" + " " * 79 + "\r", nl=False, err=True)
 
 
 @click.command()
