@@ -174,11 +174,18 @@ class Collector:
         # A DELE whose QUIT reply we never saw: still listed means it did not happen.
         self._store.revert_delete_pending(account, [u for u in pending if u in listed])
         self._store.mark_deleted(account, [u for u in pending if u not in listed], now)
-        vanished = [
-            uid
-            for uid, st in run.states.items()
-            if st in (MessageState.SEEN, MessageState.DELIVERED) and uid not in listed
-        ]
+        # Set difference first (C speed): on a poll where nothing vanished, no Python
+        # loop over the 20,000 known uids is needed.
+        unlisted = run.states.keys() - listed
+        vanished = (
+            [
+                uid
+                for uid, st in run.states.items()
+                if uid in unlisted and st in (MessageState.SEEN, MessageState.DELIVERED)
+            ]
+            if unlisted
+            else []
+        )
         if vanished:
             log.info("account %s: %d messages gone (deleted elsewhere)", account, len(vanished))
             self._store.mark_gone(account, vanished, now)
@@ -419,4 +426,3 @@ class Collector:
             server_octets=run.server_octets,
             adopted=run.adopted,
         )
-

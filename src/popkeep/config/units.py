@@ -23,7 +23,11 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from decimal import Context, Decimal
+from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from decimal import Context, Decimal
 
 __all__ = [
     "UnitError",
@@ -38,8 +42,17 @@ class UnitError(ValueError):
     """A duration or size string could not be parsed (the loader turns it into ConfigError)."""
 
 
-# Enough precision that every sum, product and quotient below is exact.
-_EXACT = Context(prec=200)
+@cache
+def _exact() -> Context:
+    """Enough precision that every sum, product and quotient below is exact.
+
+    ``decimal`` is imported on first use: a config that parses no duration or
+    size (``"never"`` needs no arithmetic) does not pay for it at start-up."""
+    from decimal import Context
+
+    return Context(prec=200)
+
+
 _MAX_TEXT = 64  #: longer inputs are refused before any arithmetic
 _MAX_OCTETS = 2**63 - 1
 
@@ -68,10 +81,12 @@ def parse_duration(text: str) -> timedelta | None:
         return None
     if len(text) > _MAX_TEXT or not _DURATION_WHOLE.fullmatch(text):
         raise UnitError(f"not a duration: {text!r}")
+    from decimal import Decimal
+
     micros = Decimal(0)
     for number, unit in _DURATION_PART.findall(text):
-        part = _EXACT.multiply(Decimal(number), _MICROS.get(unit, _MICROS_PER_S))
-        micros = _EXACT.add(micros, part)
+        part = _exact().multiply(Decimal(number), _MICROS.get(unit, _MICROS_PER_S))
+        micros = _exact().add(micros, part)
     try:
         return timedelta(microseconds=int(micros.to_integral_value()))
     except OverflowError as exc:
@@ -84,6 +99,8 @@ def format_duration(value: timedelta | None) -> str:
     ``parse_duration(format_duration(x)) == x`` for every non-negative ``x``.
     Fractions of a second appear on the seconds part (``"1m0.25s"``).
     """
+    from decimal import Decimal
+
     if value is None:
         return "never"
     micros = (value.days * 86_400 + value.seconds) * _MICROS_PER_S + value.microseconds
@@ -108,6 +125,8 @@ def parse_size(value: str | int) -> int:
     Raises :class:`UnitError` for negatives, unknown units, or a fraction that is
     not a whole number of octets.
     """
+    from decimal import Decimal
+
     if isinstance(value, bool):
         raise UnitError("expected a size, got a boolean")
     if isinstance(value, int):
@@ -119,7 +138,7 @@ def parse_size(value: str | int) -> int:
     match = _SIZE.fullmatch(value.strip().lower()) if len(value) <= _MAX_TEXT else None
     if match is None or match.group(2) not in _SIZE_UNITS:
         raise UnitError(f"not a size: {value!r}")
-    octets = _EXACT.multiply(Decimal(match.group(1)), _SIZE_UNITS[match.group(2)])
+    octets = _exact().multiply(Decimal(match.group(1)), _SIZE_UNITS[match.group(2)])
     if octets != octets.to_integral_value():
         raise UnitError(f"not a whole number of bytes: {value!r}")
     if octets > _MAX_OCTETS:
@@ -136,6 +155,8 @@ def format_size(octets: int, *, exact: bool = False, binary: bool = False) -> st
     largest unit that needs at most three decimals, else plain bytes (``"1234567B"``
     becomes ``"1234.567KB"``).
     """
+    from decimal import Decimal
+
     if octets < 0:
         raise UnitError(f"size must not be negative: {octets}")
     names = _BINARY_NAMES if binary else _SI_NAMES
@@ -155,8 +176,10 @@ def format_size(octets: int, *, exact: bool = False, binary: bool = False) -> st
 
 
 def _format_size_exact(octets: int, names: tuple[tuple[str, int], ...]) -> str:
+    from decimal import Decimal
+
     for name, size in names:
-        value = _EXACT.divide(Decimal(octets), size)
+        value = _exact().divide(Decimal(octets), size)
         if value >= 1 and value == round(value, 3):
             return f"{_plain(value)}{name}"
     return f"{octets}B"

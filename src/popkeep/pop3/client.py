@@ -64,6 +64,7 @@ from popkeep.transport.base import Stream, TLSInfo, TLSSettings
 logger = logging.getLogger(__name__)
 
 READ_SIZE = 256 << 10
+_STATUS_EVENTS = (Ok, Err, Continue)  #: logged at debug level (a tuple: no union built per event)
 _BUSY_CODES = frozenset({"IN-USE", "LOGIN-DELAY", "SYS/TEMP"})  # RFC 2449 §8, RFC 3206
 
 
@@ -428,7 +429,7 @@ class POP3Session:
             while True:
                 event = self._conn.next_event()
                 if event is not NEED_DATA:
-                    if isinstance(event, Ok | Err | Continue):
+                    if isinstance(event, _STATUS_EVENTS):
                         logger.debug("S: %s", event)
                     return event
                 self._conn.receive_data(await self._read())

@@ -30,9 +30,8 @@ import base64
 import hashlib
 import re
 from collections import deque
-from dataclasses import dataclass
 from enum import Enum
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from popkeep.errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
 
@@ -135,46 +134,100 @@ class SaslResponse:
         return f"SaslResponse({self})"
 
 
-@dataclass(frozen=True, slots=True)
-class Greeting:
+class _Frozen:
+    """Base of the event types: immutable value objects compared by type and fields.
+
+    Hand-written rather than ``@dataclass(frozen=True)``: the dataclass code
+    generation costs about a millisecond per class at import, and ``popkeep fetch``
+    start-up time is measured (issue 5)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash((self.__class__, self._values()))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{self.__class__.__name__}({fields})"
+
+
+_set = object.__setattr__
+
+
+class Greeting(_Frozen):
+    __slots__ = ("apop_timestamp", "text")
     text: str
     apop_timestamp: str | None  #: the "<...>" of RFC 1939 §7, if the server offers APOP
 
+    def __init__(self, text: str, apop_timestamp: str | None) -> None:
+        _set(self, "text", text)
+        _set(self, "apop_timestamp", apop_timestamp)
 
-@dataclass(frozen=True, slots=True)
-class Ok:
+
+class Ok(_Frozen):
+    __slots__ = ("code", "text")
     text: str
-    code: str | None = None  #: RFC 2449 §8 response code, upper-cased, without brackets
+    code: str | None  #: RFC 2449 §8 response code, upper-cased, without brackets
+
+    def __init__(self, text: str, code: str | None = None) -> None:
+        _set(self, "text", text)
+        _set(self, "code", code)
 
 
-@dataclass(frozen=True, slots=True)
-class Err:
+class Err(_Frozen):
+    __slots__ = ("code", "text")
     text: str
-    code: str | None = None  #: e.g. "IN-USE", "LOGIN-DELAY", "SYS/TEMP", "SYS/PERM", "AUTH"
+    code: str | None  #: e.g. "IN-USE", "LOGIN-DELAY", "SYS/TEMP", "SYS/PERM", "AUTH"
+
+    def __init__(self, text: str, code: str | None = None) -> None:
+        _set(self, "text", text)
+        _set(self, "code", code)
 
 
-@dataclass(frozen=True, slots=True)
-class Data:
+class Data(_Frozen):
     """A piece of a multi-line body: dot-unstuffed, ending on a line boundary ("\\n")."""
 
+    __slots__ = ("data",)
     data: bytes
 
+    def __init__(self, data: bytes) -> None:
+        _set(self, "data", data)
 
-@dataclass(frozen=True, slots=True)
-class End:
+
+class End(_Frozen):
     """The terminating "." line of a multi-line response."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class Continue:
+
+class Continue(_Frozen):
     """A SASL challenge ("+ text"); ``text`` is the base64 challenge, maybe empty."""
 
+    __slots__ = ("text",)
     text: str
 
+    def __init__(self, text: str) -> None:
+        _set(self, "text", text)
 
-@dataclass(frozen=True, slots=True)
-class Closed:
+
+class Closed(_Frozen):
     """The server closed the connection between responses."""
+
+    __slots__ = ()
 
 
 Event = Greeting | Ok | Err | Data | End | Continue | Closed
@@ -188,8 +241,7 @@ NEED_DATA: Final = _Sentinel.NEED_DATA
 NeedData = Literal[_Sentinel.NEED_DATA]
 
 
-@dataclass(slots=True)
-class _Pending:
+class _Pending(NamedTuple):
     name: str
     reply: Reply
     on_ok: State
@@ -295,8 +347,10 @@ class Connection:
             return self._send_sasl(cmd)
         if self.state in (State.ERROR, State.CLOSED, State.GREETING, State.TLS_PENDING):
             raise LocalProtocolError(f"cannot send {cmd.name} in state {self.state.value}")
-        if any(p.on_ok is not self.state for p in self._pending):
-            raise LocalProtocolError(f"cannot send {cmd.name}: a state change is in flight")
+        state = self.state
+        for pending in self._pending:  # a plain loop: up to a whole RETR window, per command
+            if pending.on_ok is not state:
+                raise LocalProtocolError(f"cannot send {cmd.name}: a state change is in flight")
         entry = TRANSITIONS.get((self.state, cmd.name))
         if entry is None or (cmd.name == "STLS" and self._tls_done):
             raise LocalProtocolError(f"{cmd.name} is not allowed in state {self.state.value}")
@@ -461,7 +515,9 @@ def _find_terminator(buf: bytes, pos: int, end: int) -> tuple[int, tuple[int, in
     if dot < 0:
         return dot, None
     crlf = buf.find(b"\n.\r\n", dot, end)
-    lf = buf.find(b"\n.\n", dot, end)
+    # Search for the bare-LF form only before the CRLF one: a block holds many
+    # messages, and an unbounded search would rescan the rest of it per message.
+    lf = buf.find(b"\n.\n", dot, end if crlf < 0 else crlf + 3)
     if crlf >= 0 and (lf < 0 or crlf < lf):
         return dot, (crlf + 1, crlf + 4)
     if lf >= 0:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ctypes
 import logging
 import os
 import re
@@ -122,6 +121,8 @@ def _key_of(filename: str) -> str | None:
 
 def _load_syncfs() -> Callable[[int], int] | None:
     """``syncfs(2)`` from the C library, or None where it does not exist."""
+    import ctypes  # lazy: only a delivery needs it, and ``popkeep fetch`` start-up is measured
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         syncfs: Callable[[int], int] = libc.syncfs
@@ -167,7 +168,9 @@ class MaildirSink:
         self._fsync = fsync
         self._clock: Clock = clock or SystemClock()
         self._host = _hostname()
-        self._syncfs = _load_syncfs() if fsync else None
+        #: syncfs(2), looked up on the first delivery (None: fsync each file instead)
+        self._syncfs: Callable[[int], int] | None = None
+        self._syncfs_loaded = not fsync
         self._opened = False
         self._tmp_dir = str(self.directory / "tmp")
         #: key → file name of what the folder holds; read once per sink, then kept
@@ -259,6 +262,9 @@ class MaildirSink:
                 raise DeliveryRefused(f"maildir: refusing unsafe delivery key {delivery.key!r}")
         if not self._opened:
             self._create()
+        if not self._syncfs_loaded:
+            self._syncfs = _load_syncfs()
+            self._syncfs_loaded = True
         if self._names is None:
             self._names = self._index()
         names = self._names
@@ -317,6 +323,8 @@ class MaildirSink:
         fd = os.open(anywhere, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             if self._syncfs(fd) != 0:
+                import ctypes  # already loaded by _load_syncfs
+
                 code = ctypes.get_errno()
                 raise OSError(code, os.strerror(code), str(anywhere))
         finally:

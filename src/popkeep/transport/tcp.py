@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import logging
 import ssl
+from collections import deque
 from collections.abc import Iterator
 
 from popkeep.errors import ConnectError, NetworkTimeout, TLSError, TransportError
@@ -46,12 +47,55 @@ def _map_errors(doing: str) -> Iterator[None]:
         raise ConnectError(f"network error while {doing}: {exc}") from exc
 
 
+class _Chunks:
+    """Received bytes as the list of chunks the event loop handed over.
+
+    Appending keeps the chunk (no copy); :meth:`take` hands a chunk out whole
+    when it fits, so a body usually crosses the transport without being copied
+    (a ``bytearray`` would copy every byte in and twice out)."""
+
+    __slots__ = ("_chunks", "_size")
+
+    def __init__(self) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def append(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._size = 0
+
+    def take(self, max_bytes: int) -> bytes:
+        """1..max_bytes bytes from the front (whole chunks joined while they fit)."""
+        chunks = self._chunks
+        first = chunks.popleft()
+        if len(first) > max_bytes:
+            chunks.appendleft(first[max_bytes:])
+            first = first[:max_bytes]
+        elif chunks and len(first) + len(chunks[0]) <= max_bytes:
+            parts = [first]
+            size = len(first)
+            while chunks and size + len(chunks[0]) <= max_bytes:
+                part = chunks.popleft()
+                parts.append(part)
+                size += len(part)
+            first = b"".join(parts)
+        self._size -= len(first)
+        return first
+
+
 class _Protocol(asyncio.Protocol):
     """Buffers received bytes with flow control; the stream reads from it."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
+        self.buffer = _Chunks()
         self.eof = False
         self.error: BaseException | None = None
         self.readable = asyncio.Event()
@@ -64,7 +108,7 @@ class _Protocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
+        self.buffer.append(data)
         self.readable.set()
         if len(self.buffer) > _HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
@@ -88,8 +132,7 @@ class _Protocol(asyncio.Protocol):
         self.writable.set()
 
     def take(self, max_bytes: int) -> bytes:
-        data = bytes(self.buffer[:max_bytes])
-        del self.buffer[:max_bytes]
+        data = self.buffer.take(max_bytes)
         if not self.buffer:
             self.readable.clear()
         if self.paused and len(self.buffer) < READ_CHUNK and self.transport is not None:
