@@ -51,7 +51,7 @@ SinkBuilder = Callable[[Any], Sink]
 def _maildir(cfg: MaildirSinkConfig) -> Sink:
     from popkeep.sinks.maildir import MaildirSink
 
-    return MaildirSink(cfg.name, cfg.path, cfg.folder)
+    return MaildirSink.from_config(cfg)
 
 
 def _lazy(module: str, factory: str) -> SinkBuilder:

@@ -285,3 +285,20 @@ def test_from_config_is_a_sink(tmp_path: Path) -> None:
 
 def test_empty_batch(tmp_path: Path) -> None:
     assert deliver(sink(tmp_path), []) == []
+
+
+def test_trace_headers_only_when_configured(tmp_path: Path) -> None:
+    body = b"Subject: hi\r\n\r\nbody\r\n"
+    plain = sink(tmp_path / "plain")
+    (receipt,) = deliver(plain, [make(body)])
+    assert (tmp_path / "plain" / "new" / receipt.ref).read_bytes() == body.replace(b"\r\n", b"\n")
+    traced = MaildirSink("md", tmp_path / "t", clock=FakeClock(T0), trace_headers=True)
+    d = make(body)
+    (receipt,) = deliver(traced, [d])
+    stored = (tmp_path / "t" / "new" / receipt.ref).read_bytes()
+    head, rest = stored.split(b"\n", 2)[:2], stored.split(b"\n", 2)[2]
+    assert head[0] == b"X-Popkeep-Account: isp"
+    assert head[1].startswith(b"Received: by popkeep (sink md) id " + d.key.encode())
+    assert rest == body.replace(b"\r\n", b"\n")
+    assert b"\r" not in stored
+    assert asyncio.run(traced.find(d.key)) == receipt

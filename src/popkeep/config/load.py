@@ -225,11 +225,14 @@ SinkConverter = Callable[[Mapping[str, object], str], SinkConfig]
 
 def maildir_sink(table: Mapping[str, object], where: str) -> MaildirSinkConfig:
     """``[[sink]] type = "maildir"`` → :class:`MaildirSinkConfig`."""
-    keys = Keys(dict(table), Where(where, nested=True), ("name", "type", "path", "folder"))
+    keys = Keys(
+        dict(table), Where(where, nested=True), ("name", "type", "path", "folder", "trace_headers")
+    )
     return MaildirSinkConfig(
         name=keys.need("name", cv.to_name),
         path=keys.need("path", cv.absolute_path),
         folder=keys.get("folder", cv.maildir_folder, None),
+        trace_headers=keys.get("trace_headers", cv.to_bool, False),
     )
 
 

@@ -71,6 +71,8 @@ class MaildirSinkConfig:
     name: str
     path: Path
     folder: str | None = None
+    #: prepend ``X-Popkeep-Account`` and a ``Received:`` line (off: bytes unchanged)
+    trace_headers: bool = False
 
 
 @dataclass(frozen=True, slots=True)

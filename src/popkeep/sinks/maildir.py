@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import logging
 import os
 import re
@@ -50,7 +51,7 @@ from popkeep.config.schema import MaildirSinkConfig
 from popkeep.errors import ConfigError, DeliveryError, DeliveryRefused
 from popkeep.model import Receipt
 from popkeep.sinks.base import Delivery
-from popkeep.sinks.trace import to_lf
+from popkeep.sinks.trace import to_lf, trace_lines
 from popkeep.spool import SpooledMessage
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ class MaildirSink:
         folder: str | None = None,
         fsync: bool = True,
         clock: Clock | None = None,
+        trace_headers: bool = False,
     ) -> None:
         """``folder=None`` (or ``"INBOX"``) delivers into ``path`` itself; raises ConfigError
         for an unsafe folder name."""
@@ -166,6 +168,7 @@ class MaildirSink:
         inbox = folder is None or folder.upper() == "INBOX"
         self.directory = path if inbox else path / folder_dirname(folder or "")
         self._fsync = fsync
+        self._trace = trace_headers
         self._clock: Clock = clock or SystemClock()
         self._host = _hostname()
         #: syncfs(2), looked up on the first delivery (None: fsync each file instead)
@@ -180,7 +183,10 @@ class MaildirSink:
     @classmethod
     def from_config(cls, config: MaildirSinkConfig, clock: Clock | None = None) -> MaildirSink:
         """The sink for one ``type = "maildir"`` table (always fsyncing)."""
-        return cls(config.name, config.path, folder=config.folder, clock=clock)
+        return cls(
+            config.name, config.path, folder=config.folder, clock=clock,
+            trace_headers=config.trace_headers,
+        )
 
     # -- Sink protocol ----------------------------------------------------------------
 
@@ -291,8 +297,13 @@ class MaildirSink:
         item = _Staged(tmp, stem)
         staged.append(item)
         size = 0
+        chunks = delivery.message.chunks()
+        if self._trace:
+            chunks = itertools.chain(
+                [trace_lines(delivery, self.name, self._clock.now())], chunks
+            )
         try:
-            for piece in to_lf(delivery.message.chunks()):
+            for piece in to_lf(chunks):
                 _write_all(fd, piece)
                 size += len(piece)
             if self._fsync and self._syncfs is None:
