@@ -372,12 +372,22 @@ class Collector:
         now = self._clock.now()
         self._store.mark_delete_pending(job.name, doomed, now)
         try:
-            await session.delete([numbers[uid] for uid in doomed])
+            refused = set(await session.delete([numbers[uid] for uid in doomed]))
         except PopkeepError:
             # No QUIT was sent, so the server entered no UPDATE state (RFC 1939 §6):
             # the DELEs are void. (A kill right here is settled by the next _reconcile.)
             self._store.revert_delete_pending(job.name, doomed)
             raise
+        if refused:
+            # Typically expunged by another client (or by the server finishing an
+            # earlier, killed session) since our UIDL: not ours to count. The next
+            # run's reconcile sees whether it is still listed.
+            kept = [uid for uid in doomed if numbers[uid] in refused]
+            self._store.revert_delete_pending(job.name, kept)
+            doomed = [uid for uid in doomed if numbers[uid] not in refused]
+            run.warnings.append(
+                f"the server refused DELE of {len(kept)} message(s); rechecked next run"
+            )
         if await session.quit():
             self._store.mark_deleted(job.name, doomed, self._clock.now())
             run.deleted = len(doomed)

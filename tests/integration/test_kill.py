@@ -142,7 +142,11 @@ class _Tally:
             self.left["before the state store existed"] += 1
             return
         with sqlite3.connect(state_db) as db:
-            intents = db.execute("SELECT count(*) FROM intents").fetchone()[0]
+            try:
+                intents = db.execute("SELECT count(*) FROM intents").fetchone()[0]
+            except sqlite3.OperationalError:  # killed between creating the file and migrating
+                self.left["before the schema existed"] += 1
+                return
             pending = db.execute(
                 "SELECT count(*) FROM messages WHERE state = 'delete_pending'"
             ).fetchone()[0]

@@ -63,6 +63,19 @@ def test_drop_before_the_quit_reply_counts_nothing_as_deleted(hostile: Hostile) 
     assert case.query("SELECT delivered FROM runs ORDER BY id") == [5, 0]
 
 
+def test_refused_dele_is_not_counted_and_the_rest_are_deleted(hostile: Hostile) -> None:
+    # "-ERR message expunged": another client (or the server finishing a killed
+    # session of ours) removed it between our UIDL and DELE. Not a failure.
+    case = hostile(refuse_dele=frozenset({2}))
+    case.configure(delete_after="0s")
+    code, err = case.fetch()
+    assert code == 0, err
+    assert len(case.stored()) == 5
+    assert len(case.server.mailbox) == 1  # message 2 stays: its DELE was refused
+    assert case.query("SELECT count(*) FROM messages WHERE state = 'deleted'") == [4]
+    assert case.query("SELECT count(*) FROM messages WHERE state = 'delivered'") == [1]
+
+
 # -- framing ----------------------------------------------------------------------------
 
 

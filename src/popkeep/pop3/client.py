@@ -343,11 +343,12 @@ class POP3Session:
             writer.discard()
             raise
 
-    async def delete(self, numbers: Sequence[int]) -> None:
-        """DELE each message (pipelined). Deletions take effect only on QUIT +OK.
+    async def delete(self, numbers: Sequence[int]) -> list[int]:
+        """DELE each message (pipelined); returns the numbers the server refused.
 
-        All replies are read before a MessageError names the refused numbers,
-        so the session stays usable.
+        Deletions take effect only on QUIT +OK. A refusal (e.g. "-ERR message
+        expunged" when another client removed it meanwhile) spoils nothing: every
+        reply is read, the session stays usable, and the caller decides.
         """
         await self._drain()
         window = self._settings.pipeline_window if self._pipelining else 1
@@ -360,7 +361,8 @@ class POP3Session:
                 if isinstance(event, Err):
                     refused.append(number)
         if refused:
-            raise MessageError(f"server refused DELE of message(s) {refused}")
+            logger.warning("server refused DELE of message(s) %s", refused)
+        return refused
 
     async def quit(self) -> bool:
         """QUIT. True only on +OK: the server has entered UPDATE (RFC 1939 §6)."""

@@ -179,6 +179,7 @@ class MaildirSink:
         #: key → file name of what the folder holds; read once per sink, then kept
         #: up to date by our own deliveries (a reader moving files to cur/ keeps keys)
         self._names: dict[str, str] | None = None
+        self._found_scan = False  #: whether find() has scanned the folder since open()
 
     @classmethod
     def from_config(cls, config: MaildirSinkConfig, clock: Clock | None = None) -> MaildirSink:
@@ -193,6 +194,7 @@ class MaildirSink:
     async def open(self) -> None:
         """Create the Maildir (and folder) if missing. Raises DeliveryError."""
         await asyncio.to_thread(self._create)
+        self._found_scan = False  # a new run: the next find() looks at the folder again
 
     async def deliver(self, batch: Sequence[Delivery]) -> list[Receipt]:
         """Store the batch durably (group commit); one receipt per delivery, in order."""
@@ -203,10 +205,16 @@ class MaildirSink:
     async def find(
         self, delivery_key: str, message: SpooledMessage | None = None
     ) -> Receipt | None:
-        """The receipt of a message with this key in ``new/`` or ``cur/``, if any."""
-        found = await asyncio.to_thread(self._index)
-        self._names = found  # a fresh scan: also refreshes what deliver() skips
-        name = found.get(delivery_key)
+        """The receipt of a message with this key in ``new/`` or ``cur/``, if any.
+
+        The first call after :meth:`open` scans the folder; later calls use that
+        scan, kept current by our own deliveries (recovery asks about every
+        pending key, and one scan per run keeps that linear in the folder size).
+        """
+        if self._names is None or not self._found_scan:
+            self._names = await asyncio.to_thread(self._index)
+            self._found_scan = True
+        name = self._names.get(delivery_key)
         return None if name is None else Receipt(self.name, name)
 
     async def close(self) -> None:

@@ -33,8 +33,11 @@ class SourceSession(Protocol):
         """Messages in the order asked, streamed (pipelined where the server allows)."""
         ...
 
-    async def delete(self, numbers: Sequence[int]) -> None:
-        """Mark for deletion; nothing is deleted unless :meth:`quit` returns True."""
+    async def delete(self, numbers: Sequence[int]) -> list[int]:
+        """Mark for deletion; returns the numbers the server refused to mark.
+
+        Nothing is deleted unless :meth:`quit` returns True.
+        """
         ...
 
     async def quit(self) -> bool:

@@ -55,6 +55,7 @@ class Misbehaviour:
     huge_line_size: int = 10 * 1024 * 1024
     endless_retr: int | None = None  #: RETR of this message never ends
     drop_after_dele: bool = False  #: close the connection right after a DELE reply
+    refuse_dele: frozenset[int] = frozenset()  #: -ERR to DELE of these numbers ("expunged")
     drop_before_quit_reply: bool = False  #: close on QUIT without replying (no UPDATE)
 
 

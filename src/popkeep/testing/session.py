@@ -309,6 +309,8 @@ class Session:
         picked = self.pick(arg)
         if isinstance(picked, bytes):
             return await self.err(picked)
+        if picked[0] in self.mis.refuse_dele:  # e.g. another session expunged it meanwhile
+            return await self.err(b"message %d expunged" % picked[0])
         self.marked.add(picked[0])
         await self.ok(b"message %d deleted" % picked[0])
         return self.mis.drop_after_dele
