@@ -9,10 +9,12 @@ or hold policy (``collector``, ``retention``).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,9 +23,10 @@ from typing import Any
 from popkeep import retention
 from popkeep.clock import Clock, SystemClock
 from popkeep.collector import AccountJob, AccountResult, Collector, ProgressCallback
+from popkeep.config.load import default_state_path
 from popkeep.config.schema import AccountConfig, Config, MaildirSinkConfig, SinkConfig
 from popkeep.config.secrets import MaskingFilter
-from popkeep.errors import ConfigError, PopkeepError
+from popkeep.errors import AlreadyRunning, ConfigError
 from popkeep.model import MessageState, RunSummary, ServerStat, StoredMessage
 from popkeep.scheduler import run_once
 from popkeep.sinks.base import Sink
@@ -122,7 +125,6 @@ def open_store(config: Config) -> StateStore:
         raise ConfigError(
             f"{config.path}: state.url: only SQLite (state.path) is supported in this version"
         )
-    from popkeep.config.load import default_state_path
     from popkeep.state.sqlite import SQLiteStore
 
     path = config.state.path or default_state_path(os.environ)
@@ -170,6 +172,7 @@ class App:
         self.config = config
         self.clock = clock or SystemClock()
         self.store = store or open_store(config)
+        self._state_path = config.state.path or default_state_path(os.environ)
         self._session_factory = session_factory
 
     def close(self) -> None:
@@ -198,8 +201,48 @@ class App:
     async def fetch(
         self, names: Sequence[str] = (), progress: ProgressCallback | None = None
     ) -> list[AccountResult]:
-        jobs = [self.job(account) for account in self.accounts(names)]
-        return await run_once(Collector(self.store, self.clock, progress), jobs)
+        """One pass per account. An account another popkeep process is collecting
+        right now (a cron run that overlaps the previous one) is skipped with
+        AlreadyRunning: two collectors of one mailbox could both deliver a message
+        before either records it."""
+        with ExitStack() as locks:
+            accounts, skipped = [], []
+            for account in self.accounts(names):
+                if locks.enter_context(self._account_lock(account.name)):
+                    accounts.append(account)
+                else:
+                    skipped.append(account.name)
+            jobs = [self.job(account) for account in accounts]
+            results = await run_once(Collector(self.store, self.clock, progress), jobs)
+        return results + [self._already_running(name) for name in skipped]
+
+    @contextmanager
+    def _account_lock(self, account: str) -> Iterator[bool]:
+        """An exclusive, non-blocking flock per account, beside the state database.
+
+        Yields False when another process holds it. The kernel drops the lock when
+        the holder dies, so a killed run never leaves the account locked.
+        """
+        import fcntl
+
+        digest = hashlib.sha256(account.encode("utf-8")).hexdigest()[:16]
+        path = self._state_path.with_name(f"{self._state_path.name}.{digest}.lock")
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
+    def _already_running(self, account: str) -> AccountResult:
+        now = self.clock.now()
+        error = AlreadyRunning(f"account {account!r} is being collected by another process")
+        return AccountResult(RunSummary(account, now, now, type(error).__name__, str(error)), error)
 
     async def check(self, name: str) -> tuple[SourceSession, ServerStat]:
         """Connect and authenticate only; the caller reads TLS and CAPA off the session.
@@ -275,4 +318,4 @@ def load_app(path: Path, **kwargs: Any) -> App:
     return App(load_config(path), **kwargs)
 
 
-__all__ = ["AccountStatus", "App", "PlannedDeletion", "PopkeepError", "install_masking", "load_app"]
+__all__ = ["AccountStatus", "App", "PlannedDeletion", "install_masking", "load_app"]

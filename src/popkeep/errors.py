@@ -34,7 +34,8 @@ Tree::
     ├── DeliveryError               local,  account, retry: a sink could not store
     │   └── DeliveryRefused         no retry: the sink refused permanently
     ├── MessageError                remote, message: one message is skipped (too large …)
-    └── StateError                  local,  fatal: the state store is unusable
+    ├── StateError                  local,  fatal: the state store is unusable
+    └── AlreadyRunning              local,  account, retry: another fetch holds the account
 """
 
 from __future__ import annotations
@@ -192,3 +193,11 @@ class StateError(PopkeepError):
     exit_code = EX_SOFTWARE
     scope: ClassVar[Scope] = "fatal"
     hint = "check the state database path and permissions"
+
+
+class AlreadyRunning(PopkeepError):
+    """Another popkeep process is collecting this account right now (cron overlap)."""
+
+    exit_code = EX_TEMPFAIL
+    retry = True
+    hint = "another popkeep fetch is still running for it; this run skipped it"

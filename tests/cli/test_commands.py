@@ -115,3 +115,27 @@ def test_unknown_account_and_bad_config_are_clear(
     good = write_config(tmp_path, port=1, user="u", password="p")
     assert main(["-c", str(good), "fetch", "nope"]) == 78
     assert "unknown account 'nope'" in capsys.readouterr().err
+
+
+def test_overlapping_fetch_of_the_same_account_is_refused(
+    tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import fcntl
+    import hashlib
+    import os
+
+    config = _config(tmp_path, server, certs)
+    digest = hashlib.sha256(b"isp").hexdigest()[:16]
+    lock = tmp_path / f"state.db.{digest}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # "another popkeep fetch" holds the account
+        assert main(["-c", str(config), "fetch"]) == 75
+        err = capsys.readouterr().err
+        assert "isp: FAILED:" in err and "another process" in err
+        assert not (tmp_path / "Maildir").exists()
+    finally:
+        os.close(fd)  # the holder ends: the next run collects
+    assert main(["-c", str(config), "fetch"]) == 0
+    assert capsys.readouterr().out.startswith("isp: 12 new")
