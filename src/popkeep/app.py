@@ -27,7 +27,7 @@ from popkeep.config.load import default_state_path
 from popkeep.config.schema import AccountConfig, Config, MaildirSinkConfig, SinkConfig
 from popkeep.config.secrets import MaskingFilter
 from popkeep.errors import AlreadyRunning, ConfigError
-from popkeep.model import MessageState, RunSummary, ServerStat, StoredMessage
+from popkeep.model import RunSummary, ServerStat, StoredMessage
 from popkeep.scheduler import run_once
 from popkeep.sinks.base import Sink
 from popkeep.sources.base import SessionFactory, SourceSession
@@ -275,19 +275,19 @@ class App:
         return token
 
     def status(self) -> list[AccountStatus]:
-        rows = []
+        """Per account: the last run and the store's counts (one query per account)."""
         last = {run.account: run for run in self.store.runs(limit=1000)[::-1]}
+        rows = []
         for name in self.config.accounts:
-            messages = self.store.messages(name).values()
-            on_server = [m for m in messages if m.on_server]
+            totals = self.store.account_totals(name)
             rows.append(
                 AccountStatus(
                     account=name,
                     last_run=last.get(name),
-                    delivered=sum(1 for m in messages if m.first_retrieved_at is not None),
-                    on_server=len(on_server),
-                    gone=sum(1 for m in messages if m.state is MessageState.GONE),
-                    bytes_on_server=sum(m.size for m in on_server),
+                    delivered=totals.delivered,
+                    on_server=totals.on_server,
+                    gone=totals.gone,
+                    bytes_on_server=totals.on_server_bytes,
                 )
             )
         return rows
