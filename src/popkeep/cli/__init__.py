@@ -2,76 +2,34 @@
 
 Owns: argument parsing, rendering results for people (and ``--json`` for scripts),
 exit codes. Must not: name concrete sources/sinks/stores (``app`` does), or hold
-policy. Subcommands live in sibling modules and are imported lazily so that
-``popkeep --version`` and ``popkeep fetch`` stay cheap to start.
+policy. ``popkeep --version`` and plain ``popkeep fetch`` command lines run without
+click (:mod:`.runner`); everything else goes to the click group in
+:mod:`.group`, whose subcommands live in sibling modules, imported lazily.
 """
 
 from __future__ import annotations
 
-import importlib
+import sys
 from typing import Any
-
-import click
-
-from popkeep import __version__
-
-# command name -> "module:attribute" of its click.Command, imported on first use.
-_COMMANDS = {
-    "auth": "popkeep.cli.commands:auth",
-    "check": "popkeep.cli.commands:check",
-    "demo": "popkeep.cli.demo:demo",
-    "fetch": "popkeep.cli.commands:fetch",
-    "plan": "popkeep.cli.plan:plan",
-    "schedule": "popkeep.cli.commands:schedule",
-    "status": "popkeep.cli.commands:status",
-}
-
-
-class LazyGroup(click.Group):
-    """A group whose subcommands are imported only when invoked or listed."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *_COMMANDS])
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = _COMMANDS.get(cmd_name)
-        if target is None:
-            return super().get_command(ctx, cmd_name)
-        module_name, attr = target.split(":")
-        command: click.Command = getattr(importlib.import_module(module_name), attr)
-        return command
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="popkeep")
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Config file (default: $POPKEEP_CONFIG or ~/.config/popkeep/config.toml).",
-)
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.pass_context
-def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
-    """Collect mail from POP3 mailboxes into one central mailbox, safely."""
-    from popkeep.cli.common import setup_logging
-
-    ctx.obj = {"config_path": config_path}
-    setup_logging(verbose)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    try:
-        result: Any = cli.main(args=argv, prog_name="popkeep", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        return 130
-    return result if isinstance(result, int) else 0
+    from popkeep.cli.runner import run_fast
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    code = run_fast(args)
+    if code is not None:
+        return code
+    from popkeep.cli.group import click_main
+
+    return click_main(args)
+
+
+def __getattr__(name: str) -> Any:
+    """``popkeep.cli.cli``: the click group, imported on first use."""
+    if name == "cli":
+        from popkeep.cli.group import cli
+
+        return cli
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,83 +13,34 @@ from typing import Any
 
 import click
 
+from popkeep.cli import runner
 from popkeep.cli.common import (
     config_option,
     handles_errors,
-    is_terminal,
     json_option,
     resolve_config_path,
     run_async,
 )
 from popkeep.cli.render import (
-    fetch_line,
-    result_json,
     schedule_json,
     schedule_lines,
     status_json,
     status_lines,
 )
-from popkeep.errors import PopkeepError
 
 
 def _app(config_path: Path | None) -> Any:
-    from popkeep.app import load_app
-
-    app = load_app(resolve_config_path(config_path))
-    for warning in app.config.warnings:
-        click.echo(f"popkeep: warning: {warning}", err=True)
-    return app
-
-
-class _Progress:
-    """A progress bar per account on a terminal (stderr), redrawn in place."""
-
-    WIDTH = 30
-
-    def __init__(self) -> None:
-        self._shown = False
-
-    def __call__(self, account: str, done: int, total: int, octets: int) -> None:
-        filled = self.WIDTH * done // total if total else self.WIDTH
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        line = f"\r{account}: [{bar}] {done}/{total} messages, {octets / 1e6:.1f} MB "
-        click.echo(line, nl=False, err=True)
-        self._shown = True
-
-    def clear(self) -> None:
-        if self._shown:
-            click.echo("\r" + " " * 79 + "\r", nl=False, err=True)
+    return runner.load(resolve_config_path(config_path))
 
 
 @click.command()
 @click.argument("accounts", nargs=-1)
 @config_option
 @json_option
-@handles_errors
 def fetch(accounts: Sequence[str], config_path: Path | None, as_json: bool) -> int:
     """Fetch new mail of all (or the named) ACCOUNTS, deliver it, apply retention."""
-    app = _app(config_path)
-    progress = _Progress() if is_terminal() and not as_json else None
-    try:
-        results = run_async(app.fetch(accounts, progress))
-    finally:
-        if progress is not None:
-            progress.clear()
-        app.close()
-    if as_json:
-        click.echo(json.dumps({"accounts": [result_json(r) for r in results]}, indent=2))
-    else:
-        for result in results:
-            line = fetch_line(result)
-            click.echo(line, err=result.error is not None)
-            for warning in result.warnings:
-                click.echo(f"  warning: {warning}", err=True)
-    errors: list[PopkeepError] = [r.error for r in results if r.error is not None]
-    if not errors:
-        return 0
-    # The most actionable code wins: a config/auth problem over a passing outage.
-    worst = min(errors, key=lambda e: e.retry)
-    return worst.exit_code
+    # The same function runs the fast path (popkeep.cli.runner), so both behave alike.
+    return runner.fetch(accounts, resolve_config_path(config_path), as_json)
 
 
 @click.command()

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import logging
-import os
-import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from popkeep.cli.runner import default_config, error_line, is_terminal, run_async, setup_logging
 from popkeep.errors import PopkeepError
+
+__all__ = [
+    "config_option", "fail", "handles_errors", "is_terminal", "json_option",
+    "resolve_config_path", "run_async", "setup_logging",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -44,23 +46,12 @@ def resolve_config_path(given: Path | None) -> Path:
         if isinstance(ctx.obj, dict) and ctx.obj.get("config_path") is not None:
             return Path(ctx.obj["config_path"])
         ctx = ctx.parent
-    from popkeep.config.load import default_config_path
-
-    return default_config_path(os.environ)
-
-
-def setup_logging(verbose: int) -> None:
-    from popkeep.app import install_masking
-
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    install_masking()
+    return default_config()
 
 
 def fail(error: PopkeepError, prefix: str = "") -> click.exceptions.Exit:
     """Print the one-line reason (and hint) to stderr; return the Exit to raise."""
-    hint = f" ({error.hint})" if error.hint else ""
-    click.echo(f"popkeep: {prefix}{error}{hint}", err=True)
+    click.echo(error_line(error, prefix), err=True)
     return click.exceptions.Exit(error.exit_code)
 
 
@@ -75,11 +66,3 @@ def handles_errors(func: F) -> F:
             raise fail(exc) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
-
-
-def is_terminal() -> bool:
-    return sys.stdout.isatty()

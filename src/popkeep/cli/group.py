@@ -1,0 +1,71 @@
+"""The click group behind every command line the fast path does not run (see :mod:`.runner`)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from popkeep import __version__
+
+# command name -> "module:attribute" of its click.Command, imported on first use.
+_COMMANDS = {
+    "auth": "popkeep.cli.commands:auth",
+    "check": "popkeep.cli.commands:check",
+    "demo": "popkeep.cli.demo:demo",
+    "fetch": "popkeep.cli.commands:fetch",
+    "plan": "popkeep.cli.plan:plan",
+    "schedule": "popkeep.cli.commands:schedule",
+    "status": "popkeep.cli.commands:status",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported only when invoked or listed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attr = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attr)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="popkeep")
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Config file (default: $POPKEEP_CONFIG or ~/.config/popkeep/config.toml).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+    """Collect mail from POP3 mailboxes into one central mailbox, safely."""
+    from popkeep.cli.runner import setup_logging
+
+    ctx.obj = {"config_path": config_path}
+    setup_logging(verbose)
+
+
+def click_main(argv: list[str] | None) -> int:
+    """Run ``argv`` through click; returns the exit code."""
+    try:
+        result: Any = cli.main(args=argv, prog_name="popkeep", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,219 @@
+"""The ``popkeep fetch`` command without click: the path cron runs every few minutes.
+
+Owns: the fetch command's behaviour (loading the app, progress on a terminal,
+one line per account or ``--json``, the exit code) and a strict recogniser of
+the few command lines that need nothing else (``popkeep --version`` and
+``popkeep [-c FILE] [-v…] fetch [-c FILE] [--json] [ACCOUNT…]``). The click
+command in :mod:`popkeep.cli.commands` calls the same :func:`fetch`, so both
+paths behave alike; anything the recogniser does not know word for word
+(``--help``, a typo, another command) goes to click, which explains it.
+
+Why: click and what it imports cost ≈ 20–30 ms of CPU per start on a small
+machine, a sixth of a whole no-op poll (bench/README.md, "Where the time goes").
+Must not: import click, or anything that only other commands need.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from popkeep import __version__
+from popkeep.errors import PopkeepError
+
+if TYPE_CHECKING:
+    from popkeep.app import App
+
+T = TypeVar("T")
+
+
+# -- what every command shares (re-exported by cli.common) -------------------------------
+
+
+def setup_logging(verbose: int) -> None:
+    from popkeep.app import install_masking
+
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    install_masking()
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+def is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def say(text: str, *, err: bool = False, end: str = "\n") -> None:
+    """One line to stdout (or stderr), flushed: the output of every command."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + end)
+    stream.flush()
+
+
+def error_line(error: PopkeepError, prefix: str = "") -> str:
+    """``popkeep: <reason> (<hint>)``: how every command reports a PopkeepError."""
+    hint = f" ({error.hint})" if error.hint else ""
+    return f"popkeep: {prefix}{error}{hint}"
+
+
+def default_config() -> Path:
+    from popkeep.config.load import default_config_path
+
+    return default_config_path(os.environ)
+
+
+def load(config_path: Path) -> App:
+    """The app for ``config_path``; config warnings go to stderr."""
+    from popkeep.app import load_app
+
+    app = load_app(config_path)
+    for warning in app.config.warnings:
+        say(f"popkeep: warning: {warning}", err=True)
+    return app
+
+
+# -- fetch ------------------------------------------------------------------------------
+
+
+class Progress:
+    """A progress bar per account on a terminal (stderr), redrawn in place."""
+
+    WIDTH = 30
+
+    def __init__(self) -> None:
+        self._shown = False
+
+    def __call__(self, account: str, done: int, total: int, octets: int) -> None:
+        filled = self.WIDTH * done // total if total else self.WIDTH
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        say(f"\r{account}: [{bar}] {done}/{total} messages, {octets / 1e6:.1f} MB ",
+            err=True, end="")
+        self._shown = True
+
+    def clear(self) -> None:
+        if self._shown:
+            say("\r" + " " * 79 + "\r", err=True, end="")
+
+
+def fetch(accounts: Sequence[str], config_path: Path, as_json: bool) -> int:
+    """``popkeep fetch``: fetch, deliver, apply retention; print; return the exit code."""
+    from popkeep.cli.render import fetch_line, result_json
+
+    try:
+        app = load(config_path)
+        progress = Progress() if is_terminal() and not as_json else None
+        try:
+            results = run_async(app.fetch(accounts, progress))
+        finally:
+            if progress is not None:
+                progress.clear()
+            app.close()
+    except PopkeepError as exc:
+        say(error_line(exc), err=True)
+        return exc.exit_code
+    if as_json:
+        import json
+
+        say(json.dumps({"accounts": [result_json(r) for r in results]}, indent=2))
+    else:
+        for result in results:
+            say(fetch_line(result), err=result.error is not None)
+            for warning in result.warnings:
+                say(f"  warning: {warning}", err=True)
+    errors = [r.error for r in results if r.error is not None]
+    if not errors:
+        return 0
+    # The most actionable code wins: a config/auth problem over a passing outage.
+    return min(errors, key=lambda e: e.retry).exit_code
+
+
+# -- the fast path ------------------------------------------------------------------------
+
+
+class FastFetch(NamedTuple):
+    """A ``fetch`` command line the fast path can run exactly as click would."""
+
+    config: str | None
+    verbose: int
+    accounts: tuple[str, ...]
+    as_json: bool
+
+
+def _config_value(args: list[str], i: int) -> tuple[str, int] | None:
+    """``-c FILE`` / ``--config FILE`` / ``--config=FILE`` at ``args[i]``: (FILE, next i)."""
+    arg = args[i]
+    if arg in ("-c", "--config") and i + 1 < len(args):
+        return args[i + 1], i + 2
+    if arg.startswith("--config="):
+        return arg.removeprefix("--config="), i + 1
+    return None
+
+
+def _verbosity(arg: str) -> int:
+    """How much ``-v``, ``-vv``… or ``--verbose`` adds; 0 for anything else."""
+    if arg == "--verbose":
+        return 1
+    return len(arg) - 1 if len(arg) > 1 and arg[0] == "-" and set(arg[1:]) == {"v"} else 0
+
+
+def parse_fast(argv: Sequence[str]) -> FastFetch | str | None:
+    """``"version"``, a :class:`FastFetch`, or None: "let click parse this".
+
+    Recognises only what click would read the same way: group options ``-c FILE``,
+    ``--config FILE``, ``--config=FILE``, ``-v``/``-vv…``/``--verbose``; then
+    ``fetch`` with ``-c``/``--config`` (which wins over the group's) and
+    ``--json``, and account names that do not start with ``-``.
+    """
+    args = list(argv)
+    if args == ["--version"]:
+        return "version"
+    configs: dict[bool, str] = {}  # in_fetch → the last config path given there
+    verbose, as_json, in_fetch, accounts = 0, False, False, []
+    i = 0
+    while i < len(args):
+        arg, value = args[i], _config_value(args, i)
+        if value is not None:
+            configs[in_fetch], i = value
+            continue
+        if not in_fetch and arg == "fetch":
+            in_fetch = True
+        elif not in_fetch and _verbosity(arg):
+            verbose += _verbosity(arg)
+        elif in_fetch and arg == "--json":
+            as_json = True
+        elif in_fetch and arg and not arg.startswith("-"):
+            accounts.append(arg)
+        else:
+            return None
+        i += 1
+    chosen = configs.get(True, configs.get(False))
+    if not in_fetch or (chosen is not None and (not chosen or os.path.isdir(chosen))):
+        return None  # click's message for an empty path or a directory is the better one
+    return FastFetch(chosen, verbose, tuple(accounts), as_json)
+
+
+def run_fast(argv: Sequence[str]) -> int | None:
+    """Run ``argv`` without click when :func:`parse_fast` recognises it; else None."""
+    call = parse_fast(argv)
+    if call is None:
+        return None
+    if call == "version":
+        say(f"popkeep, version {__version__}")
+        return 0
+    assert isinstance(call, FastFetch)
+    setup_logging(call.verbose)
+    path = Path(call.config) if call.config is not None else default_config()
+    try:
+        return fetch(call.accounts, path, call.as_json)
+    except (EOFError, KeyboardInterrupt):
+        say("\nAborted.", err=True)  # what click prints (and returns) for ^C
+        return 130
