@@ -15,10 +15,9 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from popkeep import retention
 from popkeep.clock import Clock, SystemClock
@@ -134,8 +133,7 @@ def open_store(config: Config) -> StateStore:
 # -- the application ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class AccountStatus:
+class AccountStatus(NamedTuple):
     """One account as ``popkeep status`` shows it."""
 
     account: str
@@ -146,8 +144,7 @@ class AccountStatus:
     bytes_on_server: int
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedDeletion:
+class PlannedDeletion(NamedTuple):
     """One future (or due) deletion, for ``popkeep schedule``."""
 
     account: str

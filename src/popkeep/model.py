@@ -60,8 +60,7 @@ class StoredMessage(NamedTuple):
         return self.state in _ON_SERVER
 
 
-@dataclass(frozen=True, slots=True)
-class RetentionPolicy:
+class RetentionPolicy(NamedTuple):
     """What stays on the provider's server. ``delete_after=None`` means never."""
 
     delete_after: timedelta | None = None
@@ -70,16 +69,14 @@ class RetentionPolicy:
     low_water: float = 0.7
 
 
-@dataclass(frozen=True, slots=True)
-class Receipt:
+class Receipt(NamedTuple):
     """Proof that one sink holds one message durably."""
 
     sink: str
     ref: str  #: sink-specific locator (Maildir file name, APPENDUID, Gmail id …)
 
 
-@dataclass(frozen=True, slots=True)
-class RunSummary:
+class RunSummary(NamedTuple):
     """The outcome of one collector pass over one account."""
 
     account: str

@@ -23,8 +23,8 @@ Rules, in order:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from popkeep.model import MessageState, RetentionPolicy, ServerStat, StoredMessage
 
@@ -32,8 +32,7 @@ _KEEP_UNDELIVERED = "kept: not yet delivered to every sink (never deleted, whate
 _KEEP_NEVER = "kept: delete_after = never"
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """Whether to DELE one message, and why (a short string for logs and the CLI)."""
 
     uid: str

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from popkeep.config.secrets import SecretSource
 from popkeep.model import RetentionPolicy
@@ -40,8 +40,7 @@ TLSMode = Literal["implicit", "starttls", "none"]
 AuthMode = Literal["auto", "user", "apop", "plain"]
 
 
-@dataclass(frozen=True, slots=True)
-class StateConfig:
+class StateConfig(NamedTuple):
     """Where the state store lives: a SQLite file, or a PostgreSQL URL (one of the two)."""
 
     path: Path | None
@@ -75,8 +74,7 @@ class MaildirSinkConfig:
     trace_headers: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class AccountConfig:
+class AccountConfig(NamedTuple):
     """One POP3 mailbox to collect from, and what to leave on its server.
 
     Durations are float seconds; sizes are octets. ``tls_fingerprint`` is 64
@@ -102,8 +100,7 @@ class AccountConfig:
     enabled: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Config:
+class Config(NamedTuple):
     """The whole configuration. ``warnings`` are shown to the user, not fatal."""
 
     path: Path

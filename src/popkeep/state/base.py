@@ -9,15 +9,13 @@ Must not: talk to servers or sinks, or decide retention.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from popkeep.model import MessageState, Receipt, RunSummary, StoredMessage
 
 
-@dataclass(frozen=True, slots=True)
-class Intent:
+class Intent(NamedTuple):
     """Journaled before delivering: "uid with this content is about to go to these sinks"."""
 
     account: str
@@ -28,8 +26,7 @@ class Intent:
     sinks: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Delivered:
+class Delivered(NamedTuple):
     """A message that now holds receipts (possibly from a subset of the account's sinks)."""
 
     uid: str
@@ -38,8 +35,7 @@ class Delivered:
     receipts: tuple[Receipt, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class AccountTotals:
+class AccountTotals(NamedTuple):
     """What ``popkeep status`` shows for one account."""
 
     messages: int  #: every known message, all states

@@ -6,13 +6,11 @@ settings value. Must not: know about POP3, parse bytes, or retry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class TLSSettings:
+class TLSSettings(NamedTuple):
     """How to verify the server. Verification is always on; pinning adds to it.
 
     ``fingerprint`` (``"sha256:AB:CD…"`` or bare hex) pins the leaf certificate;
@@ -24,8 +22,7 @@ class TLSSettings:
     fingerprint: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TLSInfo:
+class TLSInfo(NamedTuple):
     """What the handshake established (shown by ``popkeep check``)."""
 
     version: str
