@@ -13,7 +13,7 @@ import pytest
 from popkeep.errors import StateError
 from popkeep.model import MessageState, Receipt
 from popkeep.state.base import Delivered, Intent
-from popkeep.state.migrations import SCHEMA_VERSION
+from popkeep.state.migrations import MIGRATIONS, SCHEMA_VERSION
 from popkeep.state.sqlite import SQLiteStore
 
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
@@ -65,6 +65,30 @@ def test_reopen_keeps_everything(tmp_path: Path) -> None:
         assert msg.state is MessageState.DELIVERED
         assert msg.first_retrieved_at == T0
         assert [i.uid for i in store.pending_intents("a")] == ["u2"]
+    finally:
+        store.close()
+
+
+def test_version_1_database_migrates_and_uid_states_reads_an_index(tmp_path: Path) -> None:
+    """A state file written by the first release (schema 1) gains the v2 index, keeps its
+    rows, and the no-op poll's query no longer sorts every row."""
+    path = tmp_path / "s.sqlite"
+    with sqlite3.connect(path) as conn:
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO messages (account, uid, size, state) VALUES ('a', 'u1', 5, 'delivered')"
+        )
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    store = SQLiteStore.open(path)
+    try:
+        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.uid_states("a") == {"u1": MessageState.DELIVERED}
+        plan = " ".join(str(row[-1]) for row in store._conn.execute(
+            "EXPLAIN QUERY PLAN SELECT state, group_concat(uid, char(10)) FROM messages"
+            " WHERE account = ? GROUP BY state", ("a",)))
+        assert "COVERING INDEX messages_by_state" in plan and "TEMP B-TREE" not in plan
     finally:
         store.close()
 
