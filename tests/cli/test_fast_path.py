@@ -121,3 +121,25 @@ def test_fast_and_click_fetch_print_and_exit_alike(
     fast_out = capsys.readouterr()
     assert click_main(["-c", str(config), "fetch"]) == 0
     assert capsys.readouterr() == fast_out
+
+
+def test_fast_path_process_flushes_everything_before_it_exits(
+    tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
+) -> None:
+    """As a program (``python -m popkeep``) the fast path ends with ``os._exit``: the
+    output must still be complete and the exit code right."""
+    config = write_config(tmp_path, port=server.port, user="taro", password=PASSWORD,
+                          ca_file=certs.ca_file)
+
+    def popkeep(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "popkeep", *args], capture_output=True,
+                              text=True, timeout=60, check=False)
+
+    version = popkeep("--version")
+    assert (version.returncode, version.stdout) == (0, f"popkeep, version {__version__}\n")
+    fetched = popkeep("-c", str(config), "-v", "fetch", "--json")
+    assert fetched.returncode == 0, fetched.stderr
+    assert json.loads(fetched.stdout)["accounts"][0]["delivered"] == len(demo_mailbox())
+    assert "INFO" in fetched.stderr  # -v logging reached stderr before the exit
+    missing = popkeep("-c", str(tmp_path / "nope.toml"), "fetch")
+    assert missing.returncode == 78 and "nope.toml" in missing.stderr
