@@ -164,6 +164,38 @@ def test_listing_pipelined_and_sequential() -> None:
     assert run(lambda s: s.listing(), serial) == expected
 
 
+def test_uids_in_number_order_and_shared_uid_refused() -> None:
+    stream = logged_in().expect(b"UIDL").reply(b"+OK\r\n2 bbb\r\n1 aaa\r\n.\r\n")
+    assert list(run(lambda s: s.uids(), stream).items()) == [("aaa", 1), ("bbb", 2)]
+    shared = logged_in().expect(b"UIDL").reply(b"+OK\r\n1 aaa\r\n2 aaa\r\n.\r\n")
+    with pytest.raises(RemoteProtocolError, match="share the unique-id"):
+        run(lambda s: s.uids(), shared)
+
+
+def test_few_sizes_are_asked_one_by_one_pipelined() -> None:
+    stream = (logged_in(CAPA_PIPE).expect(b"LIST 3").expect(b"LIST 7")
+              .reply(b"+OK 3 300\r\n+OK 7 700\r\n"))
+    assert run(lambda s: s.sizes([3, 7], 100), stream) == {3: 300, 7: 700}
+
+
+def test_many_sizes_take_one_scan_listing() -> None:
+    scan = b"+OK\r\n" + b"".join(b"%d %d\r\n" % (n, n * 10) for n in range(1, 11)) + b".\r\n"
+    # without PIPELINING, more than a handful of single LISTs would cost a round trip each
+    stream = logged_in().expect(b"LIST").reply(scan)
+    wanted = [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert run(lambda s: s.sizes(wanted, 10), stream) == {n: n * 10 for n in wanted}
+    short = logged_in().expect(b"LIST").reply(b"+OK\r\n1 10\r\n.\r\n")
+    with pytest.raises(RemoteProtocolError, match="does not list message"):
+        run(lambda s: s.sizes(wanted, 10), short)
+
+
+@pytest.mark.parametrize("reply", [b"-ERR no such message\r\n", b"+OK 4 12\r\n", b"+OK 3\r\n"])
+def test_single_list_refused_or_mismatched(reply: bytes) -> None:
+    stream = logged_in(CAPA_PIPE).expect(b"LIST 3").reply(reply)
+    with pytest.raises(RemoteProtocolError, match="LIST 3"):
+        run(lambda s: s.sizes([3], 100), stream)
+
+
 def test_listing_without_uidl() -> None:
     stream = logged_in().expect(b"UIDL").reply(b"-ERR unknown command\r\n")
     with pytest.raises(ServerRefused, match="UIDL"):

@@ -10,7 +10,16 @@ from hypothesis import strategies as st
 
 from popkeep.errors import RemoteProtocolError
 from popkeep.model import ListingEntry, ServerStat
-from popkeep.pop3.listing import join_listing, parse_capa, parse_list, parse_stat, parse_uidl
+from popkeep.pop3.listing import (
+    index_uids,
+    join_listing,
+    parse_capa,
+    parse_list,
+    parse_scan_line,
+    parse_stat,
+    parse_uid_index,
+    parse_uidl,
+)
 
 
 def test_capa() -> None:
@@ -36,6 +45,26 @@ def test_uidl_list_stat() -> None:
 def test_uidl_rejects(data: bytes) -> None:
     with pytest.raises(RemoteProtocolError):
         parse_uidl(data)
+    with pytest.raises(RemoteProtocolError):
+        parse_uid_index(data)
+
+
+def test_uid_index_bulk_path_matches_the_strict_one() -> None:
+    body = b"".join(b"%d u%05d\r\n" % (n, 7 * n % 1000) for n in range(1, 500))
+    for data in (body, b"".join(reversed(body.splitlines(True))), body.replace(b"\r\n", b"\n")):
+        fast = parse_uid_index(data)
+        assert list(fast.items()) == list(index_uids(parse_uidl(data)).items())
+        assert list(fast.values()) == sorted(fast.values())
+    with pytest.raises(RemoteProtocolError, match="share the unique-id"):
+        parse_uid_index(b"1 a\r\n2 b\r\n3 a\r\n")
+
+
+def test_scan_line() -> None:
+    assert parse_scan_line("7 1234", 7) == 1234
+    assert parse_scan_line("7 1234 extra words", 7) == 1234
+    for text in ("7", "8 1234", "7 x", "x 1"):
+        with pytest.raises(RemoteProtocolError):
+            parse_scan_line(text, 7)
 
 
 @pytest.mark.parametrize(
@@ -63,7 +92,7 @@ def test_join() -> None:
 
 @given(st.binary(max_size=300))
 def test_parsers_never_crash(data: bytes) -> None:
-    for parse in (parse_uidl, parse_list, parse_capa):
+    for parse in (parse_uidl, parse_uid_index, parse_list, parse_capa):
         with contextlib.suppress(RemoteProtocolError):
             parse(data)
     with contextlib.suppress(RemoteProtocolError):

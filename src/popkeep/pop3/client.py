@@ -24,9 +24,8 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from popkeep.errors import (
     AuthError,
@@ -57,19 +56,29 @@ from popkeep.pop3.codec import (
     plain_response,
 )
 from popkeep.pop3.codec import apop_digest as _apop_digest
-from popkeep.pop3.listing import join_listing, parse_capa, parse_list, parse_stat, parse_uidl
+from popkeep.pop3.listing import (
+    join_listing,
+    parse_capa,
+    parse_list,
+    parse_scan_line,
+    parse_stat,
+    parse_uid_index,
+    parse_uidl,
+)
 from popkeep.spool import SpooledMessage, SpoolWriter
 from popkeep.transport.base import Stream, TLSInfo, TLSSettings
 
 logger = logging.getLogger(__name__)
 
 READ_SIZE = 256 << 10
+#: at most this many sizes (and 1/32 of the mailbox) are asked with one ``LIST n`` each
+FEW_SIZES = 512
+FEW_SIZES_SERIAL = 8
 _STATUS_EVENTS = (Ok, Err, Continue)  #: logged at debug level (a tuple: no union built per event)
 _BUSY_CODES = frozenset({"IN-USE", "LOGIN-DELAY", "SYS/TEMP"})  # RFC 2449 §8, RFC 3206
 
 
-@dataclass(frozen=True)
-class SessionSettings:
+class SessionSettings(NamedTuple):
     """Everything one POP3 session needs; built from the account config."""
 
     host: str
@@ -263,11 +272,68 @@ class POP3Session:
             raise server_error("STAT", event)
         return parse_stat(event.text)
 
+    async def uids(self) -> dict[str, int]:
+        """UIDL (RFC 1939 §7) → {unique-id: message number}, in message-number order.
+
+        Raises ServerRefused when the server lacks UIDL (without unique-ids popkeep
+        cannot tell messages apart across sessions), RemoteProtocolError on a
+        malformed listing or a unique-id shared by two messages.
+        """
+        await self._drain()
+        await self._send(Command("UIDL"))
+        uidl = await self._collect()
+        if isinstance(uidl, Err):
+            raise ServerRefused(f"{self._settings.host} does not support UIDL "
+                                f"(RFC 1939 §7): {_describe(uidl)}")
+        return parse_uid_index(uidl)
+
+    async def sizes(self, numbers: Sequence[int], count: int) -> dict[int, int]:
+        """Sizes (octets, as LIST reports them) of ``numbers``, of ``count`` messages in all.
+
+        A few messages are asked one ``LIST n`` each (pipelined where the server
+        offers PIPELINING), so a poll with little new mail does not transfer and
+        parse the scan listing of the whole mailbox; many are asked with one LIST.
+        Raises RemoteProtocolError when a message asked about is not listed.
+        """
+        await self._drain()
+        if self._pipelining:
+            # one scan line costs far less than one LIST n round of the codec
+            few = len(numbers) <= min(FEW_SIZES, max(16, count // 32))
+        else:
+            few = len(numbers) <= FEW_SIZES_SERIAL  # each one a round trip
+        if few:
+            return await self._sizes_one_by_one(numbers)
+        await self._send(Command("LIST"))
+        scan = await self._collect()
+        if isinstance(scan, Err):
+            raise server_error("LIST", scan)
+        listed = dict(parse_list(scan))
+        missing = [n for n in numbers if n not in listed]
+        if missing:
+            raise RemoteProtocolError(f"LIST does not list message(s) {missing[:10]}")
+        return {n: listed[n] for n in numbers}
+
+    async def _sizes_one_by_one(self, numbers: Sequence[int]) -> dict[int, int]:
+        window = self._settings.pipeline_window if self._pipelining else 1
+        sizes: dict[int, int] = {}
+        for start in range(0, len(numbers), window):
+            batch = numbers[start : start + window]
+            await self._send(*(Command("LIST", str(n)) for n in batch))
+            for number in batch:
+                event = await self._event()
+                if isinstance(event, Err):
+                    raise RemoteProtocolError(
+                        f"LIST {number} refused although UIDL listed it: {_describe(event)}"
+                    )
+                if not isinstance(event, Ok):
+                    raise RemoteProtocolError(f"unexpected {event!r} in reply to LIST {number}")
+                sizes[number] = parse_scan_line(event.text, number)
+        return sizes
+
     async def listing(self) -> list[ListingEntry]:
         """UIDL + LIST joined by number (pipelined when the server offers PIPELINING).
 
-        Raises ServerRefused when the server lacks UIDL: without unique-ids
-        popkeep cannot tell messages apart across sessions.
+        Raises ServerRefused when the server lacks UIDL.
         """
         await self._drain()
         if self._pipelining:

@@ -122,6 +122,54 @@ def parse_stat(text: str) -> ServerStat:
     return ServerStat(count, octets)
 
 
+def parse_scan_line(text: str, number: int) -> int:
+    """The text of +OK to ``LIST n`` ("n size …", RFC 1939 §5 scan listing) → the size.
+
+    Raises RemoteProtocolError when the reply is malformed or names another message.
+    """
+    fields = text.split()
+    if len(fields) < 2:
+        raise RemoteProtocolError(f"LIST {number}: malformed reply {text[:80]!r}")
+    if _number(fields[0].encode("utf-8"), "LIST message number") != number:
+        raise RemoteProtocolError(f"LIST {number}: reply names message {fields[0][:20]!r}")
+    return _number(fields[1].encode("utf-8"), "LIST size")
+
+
+def index_uids(uidl: list[tuple[int, str]]) -> dict[str, int]:
+    """UIDL pairs → {unique-id: message number}, in message-number order.
+
+    Raises RemoteProtocolError when two different messages share one unique-id:
+    RFC 1939 §7 forbids it, and collecting such a mailbox could deliver one
+    message under the other's identity or delete the wrong one, so the run
+    stops instead.
+    """
+    ordered = sorted(uidl)
+    by_uid = {uid: number for number, uid in ordered}
+    if len(by_uid) != len(ordered):
+        owner: dict[str, int] = {}
+        for number, uid in ordered:
+            if uid in owner:
+                raise RemoteProtocolError(
+                    f"messages {owner[uid]} and {number} share the unique-id {uid!r}"
+                )
+            owner[uid] = number
+    return by_uid
+
+
+def parse_uid_index(data: bytes) -> dict[str, int]:
+    """UIDL body → {unique-id: message number} in number order: :func:`index_uids` of
+    :func:`parse_uidl`, built in bulk for a well-formed listing (the no-op poll's path)."""
+    if _UIDL_BODY.fullmatch(data):
+        tokens = data.decode("ascii").split()
+        numbers = list(map(int, tokens[0::2]))
+        by_uid = dict(zip(tokens[1::2], numbers, strict=True))
+        if len(by_uid) == len(numbers) == len(set(numbers)):
+            if numbers == sorted(numbers):  # the usual order: a linear check in C
+                return by_uid
+            return dict(sorted(by_uid.items(), key=lambda item: item[1]))
+    return index_uids(parse_uidl(data))  # names the offending line or unique-id
+
+
 def join_listing(
     uidl: list[tuple[int, str]], scan: list[tuple[int, int]]
 ) -> list[ListingEntry]:
@@ -135,13 +183,6 @@ def join_listing(
     sizes = dict(scan)
     if len(sizes) != len(uidl) or any(n not in sizes for n, _ in uidl):
         raise RemoteProtocolError("UIDL and LIST name different messages")
-    ordered = sorted(uidl)
-    if len({uid for _, uid in ordered}) != len(ordered):
-        owner: dict[str, int] = {}
-        for number, uid in ordered:
-            if uid in owner:
-                raise RemoteProtocolError(
-                    f"messages {owner[uid]} and {number} share the unique-id {uid!r}"
-                )
-            owner[uid] = number
-    return [ListingEntry(number, uid, sizes[number]) for number, uid in ordered]
+    return [
+        ListingEntry(number, uid, sizes[number]) for uid, number in index_uids(uidl).items()
+    ]

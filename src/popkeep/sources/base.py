@@ -25,6 +25,14 @@ class SourceSession(Protocol):
 
     async def stat(self) -> ServerStat: ...
 
+    async def uids(self) -> dict[str, int]:
+        """{unique-id: message number} of every message, in message-number order."""
+        ...
+
+    async def sizes(self, numbers: Sequence[int], count: int) -> dict[int, int]:
+        """Octets of each of ``numbers`` (as the server reports them); ``count``: mailbox size."""
+        ...
+
     async def listing(self) -> list[ListingEntry]: ...
 
     def retrieve(
