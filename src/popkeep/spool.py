@@ -86,6 +86,11 @@ class SpooledMessage:
     def in_memory(self) -> bool:
         return self._data is not None
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` released the bytes (size and sha256 stay readable)."""
+        return self._data is None and self._file is None
+
     def read_all(self) -> bytes:
         """All bytes at once. Only for messages held in memory (small); large ones raise."""
         if self._data is None:
@@ -108,6 +113,8 @@ class SpooledMessage:
             yield block
 
     def close(self) -> None:
+        """Release the bytes: the memory, or the spill file (unnamed, so its dirty pages
+        are dropped, never written back). Idempotent."""
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -6,7 +6,9 @@ QUIT +OK and ``mark_deleted``) are short and rarely hit by chance. Here every
 durable step of a pass is a state-store write, so the store is wrapped and the
 pass is stopped dead just before or just after the n-th call of each writing
 method: from then on every store call raises, as if the process were gone (no
-cleanup writes anything). Then a normal pass recovers, and:
+cleanup writes anything). The same is done at each call of the Maildir sink's
+``stage`` and ``commit`` (a kill between staging a message into ``tmp/`` and making
+its group durable). Then a normal pass recovers, and:
 
 - every message is in the Maildir exactly once;
 - nothing was deleted on the server that is not in the Maildir (checked right
@@ -107,13 +109,17 @@ def world(tmp_path: Path) -> Iterator[Callable[[], tuple[ScriptedPOP3Server, Pat
         thread.stop()
 
 
-def _pass(config: Path, wrap: Callable[[SQLiteStore], Any]) -> tuple[Any, bool]:
-    """One collector pass with batches of two messages; returns (store wrapper, crashed)."""
+def _pass(config: Path, wrap: Callable[[SQLiteStore], Any],
+          wrap_sink: Callable[[Any], Any] = lambda s: s) -> tuple[Any, bool]:
+    """One collector pass staging one message at a time and committing every two
+    (so every run has the same crash points); returns (store wrapper, crashed)."""
     cfg = load_config(config)
     real = SQLiteStore.open(cfg.state.path or config.parent / "state.db")
     store = wrap(real)
     app = App(cfg, store=real)
-    job: AccountJob = dataclasses.replace(app.job(cfg.accounts["isp"]), batch_messages=2)
+    job: AccountJob = app.job(cfg.accounts["isp"])
+    job = dataclasses.replace(job, batch_messages=2, commit_messages=2, stage_messages=1,
+                              commit_seconds=1e9, sinks=[wrap_sink(s) for s in job.sinks])
     try:
         result = asyncio.run(Collector(store, SystemClock()).run(job))
         assert result.error is None, result.error
@@ -159,3 +165,69 @@ def test_every_crash_point_recovers_exactly_once(
             stored = _stored(config)
             assert set(stored) == source and max(stored.values()) == 1, where
             assert len(server.mailbox) == 0, f"{where}: recovery did not finish the deletions"
+
+
+SINK_STEPS = ("stage", "commit")
+
+
+class DyingSink:
+    """Delegates to a real staging sink; the process dies at the ``nth`` call of
+    ``method``, before or after it takes effect. Once dead every call raises
+    :class:`Crash`, ``discard`` too: a killed process cleans nothing up, so its
+    staged files stay in ``tmp/``."""
+
+    def __init__(self, real: Any, method: str | None = None, nth: int = 0,
+                 after: bool = False) -> None:
+        self._real, self._method, self._nth, self._after = real, method, nth, after
+        self.calls: Counter[str] = Counter()
+        self.dead = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._real, name)
+        if name not in (*SINK_STEPS, "discard", "deliver", "find"):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.dead:
+                raise Crash(name)
+            self.calls[name] += 1
+            if name == self._method and self.calls[name] == self._nth:
+                self.dead = True
+                if self._after:
+                    await attr(*args, **kwargs)
+                raise Crash(name)
+            return await attr(*args, **kwargs)
+
+        return call
+
+
+def test_every_crash_between_staging_and_commit_recovers_exactly_once(
+    world: Callable[[], tuple[ScriptedPOP3Server, Path]],
+) -> None:
+    _, config = world()
+    counting: list[DyingSink] = []
+
+    def count(real: Any) -> DyingSink:
+        counting.append(DyingSink(real))
+        return counting[0]
+
+    _pass(config, lambda s: s, count)
+    points = [(name, n) for name in SINK_STEPS for n in range(1, counting[0].calls[name] + 1)]
+    assert len(points) >= 6 + 3  # a message staged at a time, committed two by two
+    leftovers = 0  # staged files a "killed" run left in tmp/
+    for name, nth in points:
+        for after in (False, True):
+            where = f"{'after' if after else 'before'} sink.{name} #{nth}"
+            server, config = world()
+            by_uid = {u: _digest(server.mailbox.message(u)) for u in server.mailbox.uids}
+            dying = functools.partial(DyingSink, method=name, nth=nth, after=after)
+            _, crashed = _pass(config, lambda s: s, dying)
+            assert crashed, where
+            assert {by_uid[u] for u in server.mailbox.deleted} <= set(_stored(config)), where
+            leftovers += len(list((config.parent / "Maildir" / "tmp").iterdir()))
+            _pass(config, lambda s: s)  # recovery: a normal pass
+            stored = _stored(config)
+            assert set(stored) == set(by_uid.values()), where
+            assert max(stored.values()) == 1, where
+            assert len(server.mailbox) == 0, where
+    assert leftovers > 0, "no crash point left a staged file behind"

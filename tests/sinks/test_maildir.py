@@ -7,6 +7,7 @@ import errno
 import mailbox
 import os
 import stat
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from popkeep.config.schema import MaildirSinkConfig
 from popkeep.errors import ConfigError, DeliveryError, DeliveryRefused
 from popkeep.model import Receipt
 from popkeep.sinks import maildir as maildir_module
-from popkeep.sinks.base import Delivery, Sink, delivery_key
+from popkeep.sinks.base import Delivery, Sink, Staged, delivery_key, staging
 from popkeep.sinks.maildir import MaildirSink, folder_dirname
 from popkeep.spool import SpooledMessage, SpoolWriter
 
@@ -302,3 +303,130 @@ def test_trace_headers_only_when_configured(tmp_path: Path) -> None:
     assert rest == body.replace(b"\r\n", b"\n")
     assert b"\r" not in stored
     assert asyncio.run(traced.find(d.key)) == receipt
+
+
+# -- staging (StagingSink) --------------------------------------------------------------
+
+
+def test_maildir_is_a_staging_sink(tmp_path: Path) -> None:
+    assert staging(sink(tmp_path)) is not None
+
+
+def test_stage_then_commit(tmp_path: Path) -> None:
+    s = sink(tmp_path)
+    batch = [make(f"A: b\r\n\r\n{i}\r\n".encode(), uid=f"u{i}") for i in range(3)]
+
+    async def go() -> list[Receipt]:
+        await s.open()
+        handles = await s.stage(batch)
+        assert [h.delivery for h in handles] == batch
+        assert not any(h.done for h in handles)
+        # staged: in tmp/, invisible to readers and to find()
+        assert len(files(tmp_path / "tmp")) == 3
+        assert files(tmp_path / "new") == []
+        assert all([await s.find(d.key) is None for d in batch])
+        receipts = await s.commit(handles)
+        assert [await s.find(d.key) for d in batch] == receipts
+        return receipts
+
+    receipts = asyncio.run(go())
+    assert files(tmp_path / "tmp") == []
+    assert files(tmp_path / "new") == sorted(r.ref for r in receipts)
+    assert (tmp_path / "new" / receipts[2].ref).read_bytes() == b"A: b\n\n2\n"
+
+
+def test_stage_then_discard_leaves_nothing(tmp_path: Path) -> None:
+    s = sink(tmp_path)
+    batch = [make(f"A: b\r\n\r\n{i}\r\n".encode(), uid=f"u{i}") for i in range(3)]
+
+    async def go() -> None:
+        await s.open()
+        handles = await s.stage(batch)
+        assert len(files(tmp_path / "tmp")) == 3
+        await s.discard(handles)
+        await s.discard(handles)  # twice is harmless
+        assert await s.find(batch[0].key) is None
+        # discarded keys can be staged and committed again
+        assert len(await s.commit(await s.stage(batch[:1]))) == 1
+
+    asyncio.run(go())
+    assert files(tmp_path / "tmp") == []
+    assert len(files(tmp_path / "new")) == 1
+
+
+def test_stage_of_a_held_key_writes_nothing(tmp_path: Path) -> None:
+    s = sink(tmp_path)
+    d = make(b"A: b\r\n\r\nheld\r\n")
+    (first,) = deliver(s, [d])
+
+    async def go() -> list[Receipt]:
+        await s.open()
+        handles = await s.stage([d, d])
+        assert all(h.done for h in handles)
+        assert files(tmp_path / "tmp") == []
+        return await s.commit(handles)
+
+    assert asyncio.run(go()) == [first, first]
+    assert files(tmp_path / "new") == [first.ref]
+
+
+def test_the_same_key_twice_in_staging_is_written_once(tmp_path: Path) -> None:
+    s = sink(tmp_path)
+    d = make(b"A: b\r\n\r\ntwice\r\n")
+
+    async def go() -> list[Receipt]:
+        await s.open()
+        first = await s.stage([d])
+        second = await s.stage([d])
+        assert second[0].done and len(files(tmp_path / "tmp")) == 1
+        return await s.commit([*first, *second])
+
+    one, two = asyncio.run(go())
+    assert one == two and files(tmp_path / "new") == [one.ref]
+
+
+def test_commit_of_several_stage_calls_uses_one_syncfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = maildir_module._load_syncfs()
+    if real is None:
+        pytest.skip("no syncfs on this platform")
+    calls: list[int] = []
+
+    def counting_syncfs(fd: int) -> int:
+        calls.append(fd)
+        return real(fd)
+
+    monkeypatch.setattr(maildir_module, "_load_syncfs", lambda: counting_syncfs)
+    s = sink(tmp_path)
+
+    async def go() -> None:
+        await s.open()
+        handles = []
+        for i in range(5):
+            handles += await s.stage([make(f"A: {i}\r\n\r\n".encode(), uid=f"u{i}")])
+        assert calls == []  # staging alone flushes nothing
+        await s.commit(handles)
+
+    asyncio.run(go())
+    assert len(calls) == 1
+    assert len(files(tmp_path / "new")) == 5
+
+
+def test_open_removes_tmp_files_older_than_36_hours(tmp_path: Path) -> None:
+    asyncio.run(sink(tmp_path).open())
+    old, young = tmp_path / "tmp" / "old.killed", tmp_path / "tmp" / "young.writing"
+    old.write_bytes(b"left by a killed run")
+    young.write_bytes(b"another process is writing this")
+    stale = time.time() - maildir_module.TMP_MAX_AGE - 60
+    os.utime(old, (stale, stale))
+    recent = time.time() - 3600
+    os.utime(young, (recent, recent))
+    asyncio.run(sink(tmp_path).open())
+    assert files(tmp_path / "tmp") == ["young.writing"]
+
+
+def test_commit_rejects_a_foreign_handle(tmp_path: Path) -> None:
+    s = sink(tmp_path)
+    with pytest.raises(DeliveryRefused, match="not a handle"):
+        asyncio.run(s.commit([Staged(make(b"x"))]))

@@ -5,6 +5,16 @@ every message of the batch is durable (Maildir: file and directory fsynced; IMAP
 tagged OK to APPEND; Gmail: the API returned an id). Must not: decide anything
 about retention, or build paths from server-supplied data (only ``Delivery.key``,
 which popkeep derives from the content hash, may appear in a sink-side name).
+
+Staging (optional, :class:`StagingSink`): a sink that can write a message
+somewhere invisible first (Maildir: ``tmp/``) splits delivery in two, so the
+collector can write each message as it arrives and make many of them durable
+at once. :meth:`StagingSink.stage` writes, invisibly and not yet durably;
+:meth:`StagingSink.commit` makes staged messages durable *and* visible, all or
+error; :meth:`StagingSink.discard` removes what was staged and not committed.
+A staged message counts for nothing: until ``commit`` returns it is neither
+delivered nor findable by :meth:`Sink.find`, and a crash leaves at most an
+invisible leftover (the sink documents how it is cleaned up).
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from popkeep.model import Receipt
 from popkeep.spool import SpooledMessage
@@ -69,3 +79,49 @@ class Sink(Protocol):
     async def close(self) -> None:
         """Release connections; never raises."""
         ...
+
+
+class Staged:
+    """Handle of one message a :class:`StagingSink` staged and has not committed.
+
+    The collector reads ``delivery`` only; each sink keeps its own state in a
+    subclass. ``done`` is true when staging wrote nothing because the sink
+    already holds the key (committing it only yields the receipt).
+    """
+
+    __slots__ = ("delivery", "done")
+
+    def __init__(self, delivery: Delivery, done: bool = False) -> None:
+        self.delivery = delivery
+        self.done = done
+
+
+@runtime_checkable
+class StagingSink(Sink, Protocol):
+    """A sink that can write first and make durable later (see the module docstring).
+
+    ``deliver(batch)`` must still work, and be equivalent to ``commit(stage(batch))``.
+    """
+
+    async def stage(self, batch: Sequence[Delivery]) -> list[Staged]:
+        """Write each message where neither readers nor :meth:`Sink.find` see it; one
+        handle per delivery, in order. Not durable. A key the sink already holds
+        yields a ``done`` handle and writes nothing. Raises DeliveryError; what this
+        call staged before failing is removed."""
+        ...
+
+    async def commit(self, staged: Sequence[Staged]) -> list[Receipt]:
+        """Make staged messages durable and visible; one receipt per handle, in order.
+
+        All-or-error, like :meth:`Sink.deliver`: on DeliveryError, what did become
+        visible is found again by :meth:`Sink.find`, and the rest is removed."""
+        ...
+
+    async def discard(self, staged: Sequence[Staged]) -> None:
+        """Remove staged, uncommitted messages (committed ones are left alone); never raises."""
+        ...
+
+
+def staging(sink: Sink) -> StagingSink | None:
+    """``sink`` as a :class:`StagingSink`, or None when it can only ``deliver``."""
+    return sink if isinstance(sink, StagingSink) else None

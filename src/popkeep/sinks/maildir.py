@@ -11,23 +11,33 @@ move the file to ``cur/`` and append ``:2,<flags>``. :meth:`MaildirSink.find`
 looks for ``.{key}.`` in both directories, and :meth:`MaildirSink.deliver` does
 not write a key that is already there (crash recovery is idempotent).
 
-Why a batch is durable when :meth:`MaildirSink.deliver` returns (group commit):
+Staging and group commit (:class:`~popkeep.sinks.base.StagingSink`):
+:meth:`MaildirSink.stage` writes messages into ``tmp/`` as they arrive
+(``{time}.{key}.{host},P{pid}``: no server data in the name), where readers and
+:meth:`MaildirSink.find` never look; :meth:`MaildirSink.commit` makes a whole
+group durable and visible at once; :meth:`MaildirSink.deliver` is the two in a
+row. Why a group is durable when ``commit`` returns:
 
-1. every message of the batch is written into ``tmp/`` and closed;
+1. every message of the group was written into ``tmp/`` and closed by ``stage``;
 2. one ``syncfs(2)`` flushes the data *and* metadata of every dirty file on the
    filesystem holding the Maildir (``tmp/`` and ``new/`` are on one filesystem,
    which ``rename(2)`` needs anyway), so all the tmp files are on disk. Where
-   ``syncfs`` is unavailable each file is ``fsync``-ed before it is closed;
+   ``syncfs`` is unavailable ``stage`` ``fsync``-s each file before closing it;
 3. only then is each file renamed into ``new/``: a name in ``new/`` therefore
    never points at data that is not on disk, even after a power cut;
 4. ``new/`` is ``fsync``-ed once, which makes the renames durable. (``tmp/`` is
    not: a lost unlink there can only resurrect a name in ``tmp/``, which readers
    ignore.)
 
-One syncfs plus two directory fsyncs per batch instead of two fsyncs per message
+One syncfs plus one directory fsync per group instead of two fsyncs per message
 is what makes fetching thousands of messages fast. (Linux ≥ 5.8 reports writeback
 errors from ``syncfs``; older kernels may not.) ``fsync=False`` skips steps 2 and
 4 — for tests and throw-away mailboxes only.
+
+A process killed between ``stage`` and ``commit`` leaves files in ``tmp/``
+(invisible; the message is fetched and staged again by the next run).
+:meth:`MaildirSink.open` removes files in ``tmp/`` untouched for 36 hours, the
+Maildir convention: younger ones may belong to another process writing now.
 
 The blocking work runs in a worker thread (``asyncio.to_thread``) so the event
 loop keeps reading the network while the disk writes.
@@ -42,15 +52,16 @@ import itertools
 import logging
 import os
 import re
+import stat
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from popkeep.clock import Clock, SystemClock
 from popkeep.config.schema import MaildirSinkConfig
 from popkeep.errors import ConfigError, DeliveryError, DeliveryRefused
 from popkeep.model import Receipt
-from popkeep.sinks.base import Delivery
+from popkeep.sinks.base import Delivery, Staged
 from popkeep.sinks.trace import to_lf, trace_lines
 from popkeep.spool import SpooledMessage
 
@@ -60,6 +71,8 @@ _SUBDIRS = ("cur", "new", "tmp")
 _KEY = re.compile(r"[0-9a-f]{1,128}")
 _FOLDER_SEPARATORS = re.compile(r"[./]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: files in tmp/ untouched for this long are leftovers of a killed run (Maildir convention)
+TMP_MAX_AGE = 36 * 3600
 
 
 # -- folder names ---------------------------------------------------------------------
@@ -132,6 +145,12 @@ def _load_syncfs() -> Callable[[int], int] | None:
     return syncfs
 
 
+def _mine(handle: Staged) -> _Staged:
+    if not isinstance(handle, _Staged):
+        raise DeliveryRefused("maildir: not a handle this sink staged")
+    return handle
+
+
 def _write_all(fd: int, data: bytes) -> None:
     """Write every byte (os.write may write less than asked)."""
     view = memoryview(data)
@@ -139,12 +158,16 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-@dataclass(slots=True)
-class _Staged:
-    """One message written to ``tmp/``, waiting to be renamed into ``new/``."""
+class _Staged(Staged):
+    """One message in ``tmp/`` (``tmp`` set) waiting to be renamed into ``new/``, or one
+    that needs no writing (``tmp`` None: already held, or staged by an earlier handle)."""
 
-    tmp: str
-    name: str  #: final file name in new/
+    __slots__ = ("name", "tmp")
+
+    def __init__(self, delivery: Delivery, tmp: str | None, name: str) -> None:
+        super().__init__(delivery, done=tmp is None)
+        self.tmp = tmp
+        self.name = name  #: final file name in new/
 
 
 class MaildirSink:
@@ -180,6 +203,8 @@ class MaildirSink:
         #: up to date by our own deliveries (a reader moving files to cur/ keeps keys)
         self._names: dict[str, str] | None = None
         self._found_scan = False  #: whether find() has scanned the folder since open()
+        #: key → final name of what is staged in tmp/ and not committed (not in _names)
+        self._staging: dict[str, str] = {}
 
     @classmethod
     def from_config(cls, config: MaildirSinkConfig, clock: Clock | None = None) -> MaildirSink:
@@ -192,15 +217,32 @@ class MaildirSink:
     # -- Sink protocol ----------------------------------------------------------------
 
     async def open(self) -> None:
-        """Create the Maildir (and folder) if missing. Raises DeliveryError."""
-        await asyncio.to_thread(self._create)
+        """Create the Maildir (and folder) if missing, and remove files left in ``tmp/``
+        for more than 36 hours. Raises DeliveryError."""
+        await asyncio.to_thread(self._open)
         self._found_scan = False  # a new run: the next find() looks at the folder again
 
     async def deliver(self, batch: Sequence[Delivery]) -> list[Receipt]:
         """Store the batch durably (group commit); one receipt per delivery, in order."""
+        return await self.commit(await self.stage(batch))
+
+    async def stage(self, batch: Sequence[Delivery]) -> list[Staged]:
+        """Write each message into ``tmp/`` (not durable, not visible); see StagingSink."""
         if not batch:
             return []
-        return await asyncio.to_thread(self._deliver_batch, list(batch))
+        return await asyncio.to_thread(self._stage_batch, list(batch))
+
+    async def commit(self, staged: Sequence[Staged]) -> list[Receipt]:
+        """One group commit of staged messages: syncfs, renames into ``new/``, fsync ``new/``."""
+        if not staged:
+            return []
+        return await asyncio.to_thread(self._commit_batch, [_mine(h) for h in staged])
+
+    async def discard(self, staged: Sequence[Staged]) -> None:
+        """Remove staged files still in ``tmp/``; never raises."""
+        todo = [h for h in staged if isinstance(h, _Staged) and h.tmp is not None]
+        if todo:
+            await asyncio.to_thread(self._remove, todo)
 
     async def find(
         self, delivery_key: str, message: SpooledMessage | None = None
@@ -221,6 +263,10 @@ class MaildirSink:
         """Nothing to release: every delivery is complete when it returns."""
 
     # -- creating ---------------------------------------------------------------------
+
+    def _open(self) -> None:
+        self._create()
+        self._clean_tmp()
 
     def _create(self) -> None:
         try:
@@ -270,7 +316,8 @@ class MaildirSink:
                         found.setdefault(key, entry.name)
         return found
 
-    def _deliver_batch(self, batch: list[Delivery]) -> list[Receipt]:
+    def _prepare(self, batch: list[Delivery]) -> dict[str, str]:
+        """Check the keys, create the folder if needed; the key → name index."""
         for delivery in batch:
             if not _KEY.fullmatch(delivery.key):
                 raise DeliveryRefused(f"maildir: refusing unsafe delivery key {delivery.key!r}")
@@ -281,29 +328,36 @@ class MaildirSink:
             self._syncfs_loaded = True
         if self._names is None:
             self._names = self._index()
-        names = self._names
-        staged: list[_Staged] = []
+        return self._names
+
+    def _stage_batch(self, batch: list[Delivery]) -> list[Staged]:
+        """Write every message whose key is neither held nor already staged into ``tmp/``."""
+        names = self._prepare(batch)
+        staging = self._staging
+        handles: list[Staged] = []
+        written: list[_Staged] = []
         try:
             for delivery in batch:
-                if delivery.key not in names:
-                    item = self._stage(delivery, staged)
-                    names[delivery.key] = item.name
-            self._commit(staged)
+                held = names.get(delivery.key) or staging.get(delivery.key)
+                if held is not None:  # already in new/ or cur/, or staged by this batch
+                    handles.append(_Staged(delivery, None, held))
+                    continue
+                item = self._stage(delivery, written)
+                staging[delivery.key] = item.name
+                handles.append(item)
         except OSError as exc:
-            self._discard(staged)
-            self._names = None  # some renames may have happened: rescan next time
-            where = exc.filename or self.directory
-            raise DeliveryError(f"maildir: cannot store in {where}: {exc.strerror or exc}") from exc
-        return [Receipt(self.name, names[d.key]) for d in batch]
+            self._remove(written)
+            raise self._error(exc) from exc
+        return handles
 
-    def _stage(self, delivery: Delivery, staged: list[_Staged]) -> _Staged:
-        """Write one message (CRLF → LF) into ``tmp/``; append it to ``staged`` first so
+    def _stage(self, delivery: Delivery, written: list[_Staged]) -> _Staged:
+        """Write one message (CRLF → LF) into ``tmp/``; append it to ``written`` first so
         a failure half-way still gets the partial file removed."""
         stem = f"{int(self._clock.now().timestamp())}.{delivery.key}.{self._host}"
         tmp = f"{self._tmp_dir}/{stem},P{os.getpid()}"  # str paths: 2,000 files add up
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        item = _Staged(tmp, stem)
-        staged.append(item)
+        item = _Staged(delivery, tmp, stem)
+        written.append(item)
         size = 0
         chunks = delivery.message.chunks()
         if self._trace:
@@ -324,17 +378,40 @@ class MaildirSink:
         item.name = f"{stem},S={size}"
         return item
 
-    def _commit(self, staged: list[_Staged]) -> None:
+    def _commit_batch(self, handles: list[_Staged]) -> list[Receipt]:
         """Make the staged files durable, then move them into ``new/`` (module docstring)."""
-        if not staged:
-            return
+        written = [item for item in handles if item.tmp is not None]
+        try:
+            if written:
+                self._commit(written)
+        except OSError as exc:
+            self._remove(written)
+            self._names = None  # some renames may have happened: rescan next time
+            raise self._error(exc) from exc
+        names = self._names if self._names is not None else self._index()
+        self._names = names
+        receipts = []
+        for item in handles:
+            name = names.get(item.delivery.key)
+            if name is None:  # a follower whose first copy was discarded
+                raise DeliveryError(f"maildir: {item.delivery.key} was discarded, not stored")
+            receipts.append(Receipt(self.name, name))
+        return receipts
+
+    def _commit(self, written: list[_Staged]) -> None:
         new_dir = f"{self.directory}/new"
         if self._syncfs is not None:
             self._flush_filesystem(Path(self._tmp_dir))
-        for item in staged:
+        names = self._names
+        for item in written:
+            assert item.tmp is not None
             # If this fails half-way, the files already renamed are complete and
-            # durable (found again by find()); _discard() removes the rest from tmp/.
+            # durable (found again by find()); _remove() takes the rest out of tmp/.
             os.rename(item.tmp, f"{new_dir}/{item.name}")
+            item.tmp, item.done = None, True
+            self._staging.pop(item.delivery.key, None)
+            if names is not None:
+                names[item.delivery.key] = item.name
         self._sync_dir(Path(new_dir))
 
     def _flush_filesystem(self, anywhere: Path) -> None:
@@ -349,12 +426,36 @@ class MaildirSink:
         finally:
             os.close(fd)
 
-    def _discard(self, staged: list[_Staged]) -> None:
+    def _remove(self, staged: Sequence[_Staged]) -> None:
         """Remove what is still in ``tmp/``; files already in ``new/`` are complete."""
         for item in staged:
+            if item.tmp is None:
+                continue
+            if self._staging.get(item.delivery.key) == item.name:
+                del self._staging[item.delivery.key]
             try:
                 os.unlink(item.tmp)
             except FileNotFoundError:
                 pass
             except OSError as exc:
                 log.warning("maildir: cannot remove %s: %s", item.tmp, exc.strerror)
+            item.tmp = None
+
+    def _error(self, exc: OSError) -> DeliveryError:
+        where = exc.filename or self.directory
+        return DeliveryError(f"maildir: cannot store in {where}: {exc.strerror or exc}")
+
+    def _clean_tmp(self) -> None:
+        """Remove files in ``tmp/`` untouched for 36 hours (the Maildir convention):
+        what a killed run staged and never committed. Younger ones may be another
+        process's messages being written right now."""
+        limit = time.time() - TMP_MAX_AGE
+        with contextlib.suppress(FileNotFoundError), os.scandir(self._tmp_dir) as it:
+            for entry in it:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(info.st_mode) and max(info.st_atime, info.st_mtime) < limit:
+                        os.unlink(entry.path)
+                        log.info("maildir: removed stale %s", entry.path)
+                except OSError as exc:
+                    log.warning("maildir: cannot remove %s: %s", entry.path, exc.strerror)
