@@ -250,6 +250,10 @@ def test_uid_states_agree_with_messages(store: StateStore) -> None:
     assert states == {uid: m.state for uid, m in store.messages("a").items()}
     assert states["u1"] is MessageState.DELETED and states["u2"] is MessageState.GONE
     assert states["partial"] is MessageState.SEEN and states["u0"] is MessageState.DELIVERED
+    grouped = store.uids_by_state("a")
+    assert {uid: st for st, uids in grouped.items() for uid in uids} == states
+    assert sorted(grouped[MessageState.DELIVERED]) == ["u0", "u3", "u4"]
+    assert store.uids_by_state("nobody") == {}
 
 
 def test_known_hashes_finds_only_this_accounts_content(store: StateStore) -> None:

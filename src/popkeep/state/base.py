@@ -51,6 +51,14 @@ class StateStore(Protocol):
         """Every known message of the account, by uid (all states)."""
         ...
 
+    def uids_by_state(self, account: str) -> dict[MessageState, list[str]]:
+        """state → uids of every known message of the account (states with none left out).
+
+        What a poll starts from: the few DELETE_PENDING and SEEN uids are at hand
+        without a Python pass over all of them.
+        """
+        ...
+
     def uid_states(self, account: str) -> dict[str, MessageState]:
         """uid → state of every known message of the account: the cheap diff input.
 
