@@ -14,7 +14,6 @@ on it. Every writing method is exactly one transaction (``BEGIN IMMEDIATE`` …
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -302,6 +301,8 @@ class SQLiteStore:
         """Record intents (replacing any for the same account and uid), one transaction."""
         if not intents:
             return
+        import json  # lazy: a poll with nothing new never needs it (start-up is measured)
+
         now = _encode_time(datetime.now(UTC))  # bookkeeping only, no decision uses it
         rows = [
             (i.account, i.uid, i.key, i.sha256, i.size, json.dumps(list(i.sinks)), now)
@@ -323,6 +324,10 @@ class SQLiteStore:
                     WHERE account = ? ORDER BY created_at, uid""",
                 (account,),
             ).fetchall()
+        if not rows:
+            return []
+        import json  # lazy, as in journal()
+
         return [
             Intent(account, uid, key, sha256, size, tuple(json.loads(sinks)))
             for uid, key, sha256, size, sinks in rows
