@@ -137,12 +137,12 @@ def warm_up(bench: Bench, corpus: Corpus) -> None:
     m = measure.run_timed(cmd.argv, cmd.env, workdir, bench.args.timeout)
     if m.exit_code != 0:
         raise SystemExit(f"warm-up fetch failed: {m.stderr_tail}")
-    shutil.rmtree(workdir)
+    measure.remove_tree(workdir)
 
 
 def fresh_dir(name: str) -> Path:
     path = WORK / "runs" / name
-    shutil.rmtree(path, ignore_errors=True)
+    measure.remove_tree(path)
     path.mkdir(parents=True)
     return path
 
@@ -213,7 +213,7 @@ def bulk(bench: Bench, scenario: str, tls: str) -> None:
             elif not rec.verified and bench.args.keep_failed:
                 workdir.rename(workdir.with_name(f"{workdir.name}-failed-{index}"))
             else:
-                shutil.rmtree(workdir, ignore_errors=True)
+                measure.remove_tree(workdir)
 
 
 def prime(bench: Bench, tool: tools.Tool, tls: str, corpus: Corpus, scenario: str) -> Path | None:
@@ -247,7 +247,7 @@ def noop(bench: Bench, scenario: str, tls: str) -> None:
             bench.records.append(rec)
     for workdir in workdirs.values():
         if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
+            measure.remove_tree(workdir)
 
 
 def startup(bench: Bench) -> dict[str, object]:
@@ -277,7 +277,7 @@ def startup(bench: Bench) -> dict[str, object]:
         "noop_detail": first.stderr_tail.strip()[-300:] if first.exit_code else "",
     }
     bench.log(f"startup: {result}")
-    shutil.rmtree(workdir, ignore_errors=True)
+    measure.remove_tree(workdir)
     return result
 
 
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     WORK.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(WORK / "dovecot", ignore_errors=True)
-    shutil.rmtree(WORK / "runs", ignore_errors=True)
+    measure.remove_tree(WORK / "runs")
     dovecot = Dovecot.start(WORK / "dovecot", users=("small",), password=PASSWORD)
     bench = Bench(args, dovecot)
     try:
