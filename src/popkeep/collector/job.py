@@ -1,0 +1,93 @@
+"""What a collector pass works on: the job (built by ``app``), its result, and its state.
+
+Owns: the records shared by :mod:`.core` (the pass) and :mod:`.pipeline` (fetch →
+stage → commit). Must not: do I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from popkeep.errors import PopkeepError
+from popkeep.model import MessageState, RetentionPolicy, RunSummary, StoredMessage
+from popkeep.sinks.base import Sink
+from popkeep.sources.base import SessionFactory
+
+#: Called after each commit (durable and recorded): (account, messages done, messages
+#: to fetch, bytes done).
+ProgressCallback = Callable[[str, int, int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountJob:
+    """What the collector needs to know about one account (built by ``app``)."""
+
+    name: str
+    connect: SessionFactory
+    sinks: Sequence[Sink]
+    policy: RetentionPolicy
+    max_message_size: int | None = None
+    #: received-but-not-staged bytes before the stream pauses; with a non-staging
+    #: sink, also the commit group (messages are held open until it has them)
+    batch_messages: int = 1000
+    batch_bytes: int = 16 << 20
+    spool_dir: Path | None = None
+    #: staging sinks only: commit (make durable, record) at the latest after this
+    #: many messages, bytes or seconds since the last commit, and at the end
+    commit_messages: int = 5000
+    commit_bytes: int = 512 << 20
+    commit_seconds: float = 10.0
+    #: at most this much is handed to the staging sinks in one step, and a step
+    #: starts once this much has arrived (or a commit is due)
+    stage_messages: int = 256
+    stage_bytes: int = 8 << 20
+    stage_min_messages: int = 64
+    stage_min_bytes: int = 1 << 20
+
+
+@dataclass(slots=True)
+class AccountResult:
+    """The run's summary and, when the run failed, the error that ended it."""
+
+    summary: RunSummary
+    error: PopkeepError | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RunState:
+    """Mutable counters of one pass; frozen into a RunSummary at the end."""
+
+    job: AccountJob
+    #: uid → state of every message the store knows for this account (cheap to load)
+    states: dict[str, MessageState]
+    #: the same, grouped: state → uids (the store's form; see Collector._load_states)
+    by_state: dict[MessageState, list[str]] = field(default_factory=dict)
+    #: full records, loaded only when partial receipts matter (see Pipeline.held_by)
+    known: dict[str, StoredMessage] | None = None
+    listed: int = 0
+    delivered: int = 0
+    delivered_bytes: int = 0
+    adopted: int = 0
+    deleted: int = 0
+    gone: int = 0
+    skipped: int = 0
+    server_count: int = 0
+    server_octets: int = 0
+    total: int = 0
+    done: int = 0
+    #: delivery keys journaled by an earlier run that never recorded its receipts
+    pending_keys: frozenset[str] = frozenset()
+    #: sinks that failed this run (open or deliver): skipped from then on, no deletions
+    failed_sinks: dict[str, PopkeepError] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def sink_failed(self) -> bool:
+        return bool(self.failed_sinks)
+
+
+def sink_names(job: AccountJob) -> tuple[str, ...]:
+    return tuple(sink.name for sink in job.sinks)

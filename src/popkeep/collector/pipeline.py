@@ -1,0 +1,348 @@
+"""Fetch → stage → commit: how the messages of one pass reach every sink durably.
+
+Owns: the order that makes a message DELIVERED (see the collector's docstring):
+dedup by content, the intent journal before any sink makes a message visible,
+every sink durable before ``record_delivered``, crash recovery by asking the
+sinks about keys an earlier run journaled, and per-sink failure.
+
+Messages flow: received (from the stream) → staged (StagingSinks wrote them,
+invisibly) → committed (intents journaled, every sink durable, receipts
+recorded). One step at a time runs beside the stream (see ``_step``), so the disk
+works while the network reads; a commit groups thousands of messages.
+
+Must not: talk to the server beyond consuming ``retrieve``, or decide retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from popkeep.clock import Clock
+from popkeep.collector.job import AccountJob, ProgressCallback, RunState, sink_names
+from popkeep.errors import PopkeepError
+from popkeep.model import ListingEntry, MessageState, Receipt
+from popkeep.sinks.base import Delivery, Sink, Staged, StagingSink, delivery_key, staging
+from popkeep.sources.base import SourceSession
+from popkeep.spool import SpooledMessage
+from popkeep.state.base import Delivered, Intent, StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Flow:
+    """Messages of one fetch on their way from the stream to a commit (see ``_fetch``)."""
+
+    #: sink name → the sinks that stage (write as messages arrive, commit later)
+    stagers: dict[str, StagingSink]
+    #: a non-staging sink: messages stay open until the commit hands them to it
+    hold: bool
+    commit_messages: int
+    commit_bytes: int
+    last_commit: float  #: clock.monotonic() of the last commit (or of the start)
+    #: staging sink name → its handles since the last commit
+    handles: dict[str, list[Staged]]
+    #: received, not yet taken by a step
+    received: list[tuple[ListingEntry, SpooledMessage]] = field(default_factory=list)
+    received_bytes: int = 0
+    #: fresh messages since the last commit (staged, or held for non-staging sinks)
+    deliveries: list[Delivery] = field(default_factory=list)
+    uncommitted_bytes: int = 0
+    taken: int = 0  #: messages (fresh and repeats) taken since the last commit
+    #: uid → receipts a staging sink already held from an earlier, crashed run
+    found: dict[str, list[Receipt]] = field(default_factory=dict)
+    #: (uid, sha256, size) of repeated content, adopted after the next commit
+    repeats: list[tuple[str, str, int]] = field(default_factory=list)
+    #: content delivered (or being delivered) this run: later copies are repeats
+    hashes: set[str] = field(default_factory=set)
+    broken: bool = False  #: a step failed: nothing more is committed this run
+
+
+class Pipeline:
+    """Delivers what one pass fetches; one instance serves every pass of a collector."""
+
+    def __init__(
+        self, store: StateStore, clock: Clock, progress: ProgressCallback | None = None
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._progress = progress
+
+    async def fetch(
+        self, run: RunState, session: SourceSession, wanted: list[ListingEntry]
+    ) -> None:
+        """Stream the wanted messages; stage them as they arrive, commit in groups."""
+        if not wanted:
+            return
+        job = run.job
+        by_number = {entry.number: entry for entry in wanted}
+        flow = self._flow(job)
+        step: asyncio.Future[None] | None = None
+        try:
+            async for number, message in session.retrieve(list(by_number), job.spool_dir):
+                flow.received.append((by_number[number], message))
+                flow.received_bytes += message.size
+                if step is not None and step.done():
+                    finished, step = step, None
+                    finished.result()  # a failed step ends the stream
+                if step is None and self._ready(job, flow):
+                    step = asyncio.ensure_future(self._step(run, flow))
+                # Backpressure: stop reading while too much waits for the sinks.
+                while step is not None and flow.received_bytes > job.batch_bytes:
+                    finished, step = step, None
+                    await finished
+                    if flow.received:
+                        step = asyncio.ensure_future(self._step(run, flow))
+        finally:
+            try:
+                if step is not None:
+                    await step
+                # Whatever ended the stream, make what was fully received durable.
+                if not flow.broken:
+                    await self._step(run, flow, final=True)
+            finally:
+                await self._abandon(run, flow)
+
+    def _flow(self, job: AccountJob) -> _Flow:
+        stagers = {s.name: v for s in job.sinks if (v := staging(s)) is not None}
+        hold = len(stagers) < len(job.sinks)
+        return _Flow(
+            stagers=stagers,
+            hold=hold,
+            # A non-staging sink needs the messages open until the commit: keep it small.
+            commit_messages=job.batch_messages if hold else job.commit_messages,
+            commit_bytes=job.batch_bytes if hold else job.commit_bytes,
+            last_commit=self._clock.monotonic(),
+            handles={name: [] for name in stagers},
+        )
+
+    async def _step(self, run: RunState, flow: _Flow, final: bool = False) -> None:
+        """Stage what has been received (one group, or everything when ``final``) and
+        commit when a trigger is reached (always when ``final``)."""
+        try:
+            while flow.received:
+                await self._stage(run, flow, self._take(run.job, flow))
+                if self._due(run.job, flow):
+                    await self._commit(run, flow)
+                if not final:
+                    return
+            if final and flow.taken:
+                await self._commit(run, flow)
+        except BaseException:
+            flow.broken = True  # nothing more is committed this run
+            raise
+
+    def _ready(self, job: AccountJob, flow: _Flow) -> bool:
+        """Whether enough has arrived to be worth a step: tiny groups cost a thread
+        hand-off and a dedup query each, while the disk is free anyway."""
+        return (
+            len(flow.received) >= min(job.stage_min_messages, job.stage_messages)
+            or flow.received_bytes >= job.stage_min_bytes
+            or self._clock.monotonic() - flow.last_commit >= job.commit_seconds
+        )
+
+    @staticmethod
+    def _take(job: AccountJob, flow: _Flow) -> list[tuple[ListingEntry, SpooledMessage]]:
+        """The oldest received messages, up to ``stage_messages`` / ``stage_bytes`` (≥ 1)."""
+        count = size = 0
+        for _, message in flow.received:
+            if count and (count >= job.stage_messages or size + message.size > job.stage_bytes):
+                break
+            count += 1
+            size += message.size
+        group = flow.received[:count]
+        del flow.received[:count]
+        flow.received_bytes -= size
+        return group
+
+    def _due(self, job: AccountJob, flow: _Flow) -> bool:
+        if not flow.taken:
+            return False
+        return (
+            flow.taken >= flow.commit_messages
+            or flow.uncommitted_bytes >= flow.commit_bytes
+            or self._clock.monotonic() - flow.last_commit >= job.commit_seconds
+        )
+
+    async def _stage(
+        self, run: RunState, flow: _Flow, group: list[tuple[ListingEntry, SpooledMessage]]
+    ) -> None:
+        """Dedup ``group``, then hand the fresh messages to every staging sink."""
+        job = run.job
+        fresh, repeats = self._split_known_content(run, flow, group)
+        flow.taken += len(group)
+        flow.repeats.extend(repeats)
+        deliveries = [
+            Delivery(job.name, entry.uid, delivery_key(job.name, msg.sha256), msg)
+            for entry, msg in fresh
+        ]
+        flow.deliveries.extend(deliveries)
+        flow.uncommitted_bytes += sum(d.message.size for d in deliveries)
+        try:
+            for name, sink in flow.stagers.items():
+                if name in run.failed_sinks:
+                    continue
+                todo = [d for d in deliveries if name not in self.held_by(run, d.uid)]
+                todo = await self._recover(run, sink, todo, flow.found)
+                try:
+                    flow.handles[name].extend(await sink.stage(todo))
+                except PopkeepError as exc:
+                    await self._fail(run, flow, sink, exc)
+        finally:
+            # Every staging sink has its copy: free the memory / spool file now, so a
+            # big message's spool is gone before the commit's flush. Repeats are
+            # never delivered; with a non-staging sink the fresh ones wait for it.
+            keep = {id(msg) for _, msg in fresh} if flow.hold else set()
+            for _, message in group:
+                if id(message) not in keep:
+                    message.close()
+
+    async def _fail(self, run: RunState, flow: _Flow, sink: Sink, exc: PopkeepError) -> None:
+        """``sink`` failed: skip it for the rest of the run (no deletions), drop its staging."""
+        log.warning("account %s: sink %s: %s", run.job.name, sink.name, exc)
+        run.failed_sinks[sink.name] = exc
+        stager = flow.stagers.get(sink.name)
+        if stager is not None:
+            await stager.discard(flow.handles[sink.name])
+            flow.handles[sink.name] = []
+
+    def _split_known_content(
+        self, run: RunState, flow: _Flow, group: list[tuple[ListingEntry, SpooledMessage]]
+    ) -> tuple[list[tuple[ListingEntry, SpooledMessage]], list[tuple[str, str, int]]]:
+        """Dedup by content: (messages to deliver, (uid, sha256, size) to adopt afterwards).
+
+        Content already delivered under another UIDL (a provider re-keyed its
+        mailbox, or lists the same bytes twice), or already staged this run, is
+        adopted after the commit that holds its first copy, never delivered again.
+        """
+        fresh: list[tuple[ListingEntry, SpooledMessage]] = []
+        repeats: list[tuple[str, str, int]] = []
+        known = self._store.known_hashes(run.job.name, [m.sha256 for _, m in group])
+        for entry, message in group:
+            original = None
+            if message.sha256 in known:
+                original = self._store.find_by_hash(run.job.name, message.sha256)
+            if message.sha256 in flow.hashes or (
+                original is not None and original.uid != entry.uid and original.sinks
+            ):
+                repeats.append((entry.uid, message.sha256, message.size))
+            else:
+                flow.hashes.add(message.sha256)
+                fresh.append((entry, message))
+        return fresh, repeats
+
+    def _adopt(self, run: RunState, repeats: list[tuple[str, str, int]]) -> None:
+        for uid, sha256, size in repeats:
+            original = self._store.find_by_hash(run.job.name, sha256)
+            if original is None or not original.sinks:
+                continue  # its first copy failed to deliver: fetched again next run
+            self._store.adopt(run.job.name, uid, original, size)
+            run.adopted += 1
+
+    async def _commit(self, run: RunState, flow: _Flow) -> None:
+        """Make everything staged (or held) since the last commit durable and recorded."""
+        deliveries, repeats, taken = flow.deliveries, flow.repeats, flow.taken
+        try:
+            if deliveries:
+                await self._deliver_fresh(run, flow, deliveries)
+        finally:
+            for delivery in deliveries:
+                delivery.message.close()
+        flow.deliveries, flow.repeats, flow.found = [], [], {}
+        flow.handles = {name: [] for name in flow.stagers}
+        flow.taken = flow.uncommitted_bytes = 0
+        flow.last_commit = self._clock.monotonic()
+        self._adopt(run, repeats)
+        run.done += taken
+        if self._progress is not None:
+            self._progress(run.job.name, run.done, run.total, run.delivered_bytes)
+
+    async def _deliver_fresh(self, run: RunState, flow: _Flow, deliveries: list[Delivery]) -> None:
+        """Journal → every sink durable (commit or deliver) → record, in that order."""
+        job = run.job
+        names = sink_names(job)
+        self._store.journal(
+            [
+                Intent(job.name, d.uid, d.key, d.message.sha256, d.message.size, names)
+                for d in deliveries
+            ]
+        )
+        receipts = {d.uid: list(flow.found.get(d.uid, ())) for d in deliveries}
+        for sink in job.sinks:
+            if sink.name in run.failed_sinks:
+                continue
+            try:
+                for delivery, receipt in await self._deliver_to(run, flow, sink, deliveries):
+                    receipts[delivery.uid].append(receipt)
+            except PopkeepError as exc:
+                await self._fail(run, flow, sink, exc)
+        delivered = [
+            Delivered(d.uid, d.message.sha256, d.message.size, tuple(receipts[d.uid]))
+            for d in deliveries
+        ]
+        self._store.record_delivered(job.name, delivered, names, self._clock.now())
+        if not run.failed_sinks:
+            run.delivered += len(deliveries)
+            run.delivered_bytes += sum(d.message.size for d in deliveries)
+
+    async def _deliver_to(
+        self, run: RunState, flow: _Flow, sink: Sink, deliveries: list[Delivery]
+    ) -> list[tuple[Delivery, Receipt]]:
+        """One sink's share of a commit: commit what it staged, or deliver (non-staging)."""
+        stager = flow.stagers.get(sink.name)
+        if stager is not None:
+            handles = flow.handles[sink.name]
+            receipts = await stager.commit(handles)
+            return [(h.delivery, r) for h, r in zip(handles, receipts, strict=True)]
+        found: dict[str, list[Receipt]] = {}
+        todo = [d for d in deliveries if sink.name not in self.held_by(run, d.uid)]
+        todo = await self._recover(run, sink, todo, found)
+        done = [(d, r) for d in deliveries for r in found.get(d.uid, ())]
+        if todo:
+            done.extend(zip(todo, await sink.deliver(todo), strict=True))
+        return done
+
+    async def _recover(
+        self, run: RunState, sink: Sink, todo: list[Delivery], found: dict[str, list[Receipt]]
+    ) -> list[Delivery]:
+        """Ask ``sink`` about keys an earlier run journaled; add what it holds to ``found``
+        (uid → receipts) and return the rest.
+
+        This is the crash recovery: a run killed between a durable delivery and its
+        state commit left an intent; the sink is searched (Maildir by file name,
+        IMAP and Gmail by Message-ID + content hash) before anything is redone.
+        """
+        if not run.pending_keys or not sink.exactly_once:
+            return todo
+        remaining = []
+        for delivery in todo:
+            receipt = None
+            if delivery.key in run.pending_keys:
+                receipt = await sink.find(delivery.key, delivery.message)
+            if receipt is None:
+                remaining.append(delivery)
+            else:
+                found.setdefault(delivery.uid, []).append(receipt)
+        return remaining
+
+    async def _abandon(self, run: RunState, flow: _Flow) -> None:
+        """After the stream: remove what is staged and not committed, close what is open."""
+        for name, stager in flow.stagers.items():
+            if flow.handles[name]:
+                await stager.discard(flow.handles[name])
+                flow.handles[name] = []
+        for delivery in flow.deliveries:
+            delivery.message.close()
+        for _, message in flow.received:
+            message.close()
+
+    def held_by(self, run: RunState, uid: str) -> frozenset[str]:
+        """Sinks already holding ``uid`` (partial receipts of a SEEN message)."""
+        if run.states.get(uid) is not MessageState.SEEN:
+            return frozenset()
+        if run.known is None:
+            run.known = self._store.messages(run.job.name)
+        known = run.known.get(uid)
+        return known.sinks if known is not None else frozenset()
