@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import statistics
 import sys
 import time
@@ -369,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(WORK / "dovecot", ignore_errors=True)
     measure.remove_tree(WORK / "runs")
+    # A SIGTERM (timeout, ^C from a wrapper) still runs the finally below: no Dovecot left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     dovecot = Dovecot.start(WORK / "dovecot", users=("small",), password=PASSWORD)
     bench = Bench(args, dovecot)
     try:
