@@ -139,15 +139,27 @@ def test_mixed_account_gets_every_message_exactly_once_in_both(
 
 def test_staging_only_account_commits_in_groups(
     serve: Callable[[Mailbox], tuple[ScriptedPOP3Server, Path]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     messages = list(realistic_mailbox(10, seed=22, size_profile="small"))
     _, config = serve(Mailbox.from_messages(messages))
     progress: list[int] = []
+    commits: list[int] = []
+    record = SQLiteStore.record_delivered
+
+    def recording(self: SQLiteStore, account: str, delivered: Sequence[Any],
+                  *args: Any) -> None:
+        commits.append(len(delivered))
+        record(self, account, delivered, *args)
+
+    monkeypatch.setattr(SQLiteStore, "record_delivered", recording)
     # batch_messages (the non-staging commit group) must not matter here
     result = _run(config, lambda job: dataclasses.replace(
         job, batch_messages=1, commit_messages=4, stage_messages=1), progress)
     assert result.error is None, result.error
-    assert progress == [4, 8, 10]  # one durable commit per 4 messages, and the rest
+    assert commits == [4, 4, 2]  # one durable commit per 4 messages, and the rest
+    # progress follows every staged message, not only the commits
+    assert progress == sorted(progress) and progress[-1] == 10 and len(progress) > 3
     assert _maildir(config) == Counter(_digest(m) for m in messages)
     assert list((config.parent / "Maildir" / "tmp").iterdir()) == []
 

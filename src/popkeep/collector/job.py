@@ -15,8 +15,9 @@ from popkeep.model import MessageState, RetentionPolicy, RunSummary, StoredMessa
 from popkeep.sinks.base import Sink
 from popkeep.sources.base import SessionFactory
 
-#: Called after each commit (durable and recorded): (account, messages done, messages
-#: to fetch, bytes done).
+#: Called as a fetch goes on (after each staging step and each commit): (account,
+#: messages fetched so far, messages to fetch, octets fetched). For a progress bar:
+#: what counts as delivered is the run's summary, written after the commits.
 ProgressCallback = Callable[[str, int, int, int], None]
 
 

@@ -198,6 +198,7 @@ class Pipeline:
             for _, message in group:
                 if id(message) not in keep:
                     message.close()
+        self._report(run, flow)
 
     async def _fail(self, run: RunState, flow: _Flow, sink: Sink, exc: PopkeepError) -> None:
         """``sink`` failed: skip it for the rest of the run (no deletions), drop its staging."""
@@ -256,8 +257,14 @@ class Pipeline:
         flow.last_commit = self._clock.monotonic()
         self._adopt(run, repeats)
         run.done += taken
+        self._report(run, flow)
+
+    def _report(self, run: RunState, flow: _Flow) -> None:
+        """Progress for people: fetched so far (staged or committed), not only durable."""
         if self._progress is not None:
-            self._progress(run.job.name, run.done, run.total, run.delivered_bytes)
+            done = run.done + flow.taken
+            octets = run.delivered_bytes + flow.uncommitted_bytes
+            self._progress(run.job.name, done, run.total, octets)
 
     async def _deliver_fresh(self, run: RunState, flow: _Flow, deliveries: list[Delivery]) -> None:
         """Journal → every sink durable (commit or deliver) → record, in that order."""
