@@ -359,33 +359,26 @@ class SQLiteStore:
                 [(account, d.uid) for d in delivered],
             )
             cur.executemany(_REFRESH_SINKS, [(account, d.uid) for d in delivered])
-            complete, partial = self._split_by_coverage(cur, account, delivered, required)
+            # Coverage is decided in SQL (no query and no Python step per message):
+            # every required sink name must appear in the refreshed ``sinks`` column.
+            names = sorted(required)
+            cover = " AND ".join(
+                ["instr(char(31) || coalesce(sinks, '') || char(31), ?) > 0"] * len(names)
+            ) or "1"
+            needles = [f"{_SEP}{name}{_SEP}" for name in names]
             cur.executemany(
-                """UPDATE messages SET state = 'delivered',
-                          first_retrieved_at = coalesce(first_retrieved_at, ?)
-                    WHERE account = ? AND uid = ? AND state IN ('seen', 'delivered')""",
-                [(stamp, account, uid) for uid in complete],
+                f"""UPDATE messages SET state = 'delivered',
+                           first_retrieved_at = coalesce(first_retrieved_at, ?)
+                     WHERE account = ? AND uid = ? AND state IN ('seen', 'delivered')
+                       AND {cover}""",  # noqa: S608 - only placeholders are interpolated
+                [(stamp, account, d.uid, *needles) for d in delivered],
             )
             cur.executemany(
-                """UPDATE messages SET state = 'seen'
-                    WHERE account = ? AND uid = ? AND state = 'delivered'""",
-                [(account, uid) for uid in partial],
+                f"""UPDATE messages SET state = 'seen'
+                     WHERE account = ? AND uid = ? AND state = 'delivered'
+                       AND NOT ({cover})""",  # noqa: S608 - only placeholders are interpolated
+                [(account, d.uid, *needles) for d in delivered],
             )
-
-    @staticmethod
-    def _split_by_coverage(
-        cur: sqlite3.Cursor, account: str, delivered: Sequence[Delivered], required: set[str]
-    ) -> tuple[list[str], list[str]]:
-        """(uids whose receipts cover ``required``, the others), reading inside the txn."""
-        complete: list[str] = []
-        partial: list[str] = []
-        for d in delivered:
-            (sinks,) = cur.execute(
-                "SELECT sinks FROM messages WHERE account = ? AND uid = ?", (account, d.uid)
-            ).fetchone()
-            held = set(sinks.split(_SEP)) if sinks else set()
-            (complete if required <= held else partial).append(d.uid)
-        return complete, partial
 
     def adopt(self, account: str, uid: str, original: StoredMessage, size: int) -> None:
         """Register ``uid`` as the same content as ``original``: receipts, sha256 and
