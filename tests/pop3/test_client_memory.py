@@ -19,7 +19,7 @@ from popkeep.errors import (
     ServerBusy,
     ServerRefused,
 )
-from popkeep.model import ListingEntry, ServerStat
+from popkeep.model import ServerStat
 from popkeep.pop3.client import POP3Session, SessionSettings
 from popkeep.pop3.codec import apop_digest, plain_response, stuff
 from popkeep.transport.base import Stream, TLSSettings
@@ -154,16 +154,6 @@ def test_pass_refusals(reply: bytes, error: type[Exception]) -> None:
     assert stream.closed
 
 
-def test_listing_pipelined_and_sequential() -> None:
-    uidl = b"+OK\r\n1 aaa\r\n2 bbb\r\n.\r\n"
-    scan = b"+OK\r\n1 10\r\n2 20\r\n.\r\n"
-    expected = [ListingEntry(1, "aaa", 10), ListingEntry(2, "bbb", 20)]
-    piped = logged_in(CAPA_PIPE).expect(b"UIDL").expect(b"LIST").reply(uidl + scan)
-    assert run(lambda s: s.listing(), piped) == expected
-    serial = logged_in().expect(b"UIDL").reply(uidl).expect(b"LIST").reply(scan)
-    assert run(lambda s: s.listing(), serial) == expected
-
-
 def test_uids_in_number_order_and_shared_uid_refused() -> None:
     stream = logged_in().expect(b"UIDL").reply(b"+OK\r\n2 bbb\r\n1 aaa\r\n.\r\n")
     assert list(run(lambda s: s.uids(), stream).items()) == [("aaa", 1), ("bbb", 2)]
@@ -196,10 +186,10 @@ def test_single_list_refused_or_mismatched(reply: bytes) -> None:
         run(lambda s: s.sizes([3], 100), stream)
 
 
-def test_listing_without_uidl() -> None:
+def test_uids_without_uidl() -> None:
     stream = logged_in().expect(b"UIDL").reply(b"-ERR unknown command\r\n")
     with pytest.raises(ServerRefused, match="UIDL"):
-        run(lambda s: s.listing(), stream)
+        run(lambda s: s.uids(), stream)
 
 
 def collect(session: POP3Session, numbers: list[int]) -> Awaitable[list[tuple[int, bytes]]]:

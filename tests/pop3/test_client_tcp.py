@@ -82,9 +82,10 @@ def test_plain_pipelined_session(tmp_path: Path) -> None:
 
     async def body(server: MiniServer) -> tuple[list[bytes], bool]:
         session = await POP3Session.connect(settings(server.port), open_stream)
-        listing = await session.listing()
-        assert [e.number for e in listing] == list(range(1, len(messages) + 1))
-        numbers = [e.number for e in listing]
+        numbers = list((await session.uids()).values())
+        assert numbers == list(range(1, len(messages) + 1))
+        sizes = await session.sizes(numbers, len(numbers))  # many: one pipelined scan listing
+        assert [sizes[n] for n in numbers] == [len(m) for m in messages]
         got = []
         async for number, message in session.retrieve(numbers, spool_dir=tmp_path):
             assert message.sha256 == hashlib.sha256(messages[number - 1]).hexdigest()

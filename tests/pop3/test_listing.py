@@ -9,10 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from popkeep.errors import RemoteProtocolError
-from popkeep.model import ListingEntry, ServerStat
+from popkeep.model import ServerStat
 from popkeep.pop3.listing import (
     index_uids,
-    join_listing,
     parse_capa,
     parse_list,
     parse_scan_line,
@@ -79,15 +78,6 @@ def test_list_rejects(data: bytes) -> None:
 def test_stat_rejects(text: str) -> None:
     with pytest.raises(RemoteProtocolError):
         parse_stat(text)
-
-
-def test_join() -> None:
-    assert join_listing([(2, "b"), (1, "a")], [(1, 10), (2, 20)]) == [
-        ListingEntry(1, "a", 10), ListingEntry(2, "b", 20)]
-    with pytest.raises(RemoteProtocolError, match="share"):
-        join_listing([(1, "a"), (2, "a")], [(1, 10), (2, 20)])
-    with pytest.raises(RemoteProtocolError, match="different"):
-        join_listing([(1, "a")], [(1, 10), (2, 20)])
 
 
 @given(st.binary(max_size=300))

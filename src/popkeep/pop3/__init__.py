@@ -21,7 +21,7 @@ from popkeep.pop3.codec import (
     plain_response,
     stuff,
 )
-from popkeep.pop3.listing import join_listing, parse_capa, parse_list, parse_stat, parse_uidl
+from popkeep.pop3.listing import parse_capa, parse_list, parse_stat, parse_uid_index, parse_uidl
 
 __all__ = [
     "NEED_DATA",
@@ -38,10 +38,10 @@ __all__ = [
     "SaslResponse",
     "State",
     "apop_digest",
-    "join_listing",
     "parse_capa",
     "parse_list",
     "parse_stat",
+    "parse_uid_index",
     "parse_uidl",
     "plain_response",
     "stuff",

@@ -39,7 +39,7 @@ from popkeep.errors import (
     ServerError,
     ServerRefused,
 )
-from popkeep.model import ListingEntry, ServerStat
+from popkeep.model import ServerStat
 from popkeep.pop3.codec import (
     NEED_DATA,
     Command,
@@ -57,13 +57,11 @@ from popkeep.pop3.codec import (
 )
 from popkeep.pop3.codec import apop_digest as _apop_digest
 from popkeep.pop3.listing import (
-    join_listing,
     parse_capa,
     parse_list,
     parse_scan_line,
     parse_stat,
     parse_uid_index,
-    parse_uidl,
 )
 from popkeep.spool import SpooledMessage, SpoolWriter
 from popkeep.transport.base import Stream, TLSInfo, TLSSettings
@@ -329,30 +327,6 @@ class POP3Session:
                     raise RemoteProtocolError(f"unexpected {event!r} in reply to LIST {number}")
                 sizes[number] = parse_scan_line(event.text, number)
         return sizes
-
-    async def listing(self) -> list[ListingEntry]:
-        """UIDL + LIST joined by number (pipelined when the server offers PIPELINING).
-
-        Raises ServerRefused when the server lacks UIDL.
-        """
-        await self._drain()
-        if self._pipelining:
-            await self._send(Command("UIDL"), Command("LIST"))
-            uidl, scan = await self._collect(), await self._collect()
-        else:
-            await self._send(Command("UIDL"))
-            uidl = await self._collect()
-            if isinstance(uidl, Err):
-                raise ServerRefused(f"{self._settings.host} does not support UIDL "
-                                    f"(RFC 1939 §7): {_describe(uidl)}")
-            await self._send(Command("LIST"))
-            scan = await self._collect()
-        if isinstance(uidl, Err):
-            raise ServerRefused(f"{self._settings.host} does not support UIDL "
-                                f"(RFC 1939 §7): {_describe(uidl)}")
-        if isinstance(scan, Err):
-            raise server_error("LIST", scan)
-        return join_listing(parse_uidl(uidl), parse_list(scan))
 
     async def retrieve(
         self, numbers: Sequence[int], spool_dir: Path | None = None

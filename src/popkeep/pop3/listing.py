@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 
 from popkeep.errors import RemoteProtocolError
-from popkeep.model import ListingEntry, ServerStat
+from popkeep.model import ServerStat
 
 MAX_NUMBER_DIGITS = 12  # message numbers and sizes beyond this are not plausible
 MAX_UID = 70  # RFC 1939 §7: unique-id is 1..70 octets in 0x21..0x7E
@@ -168,21 +168,3 @@ def parse_uid_index(data: bytes) -> dict[str, int]:
                 return by_uid
             return dict(sorted(by_uid.items(), key=lambda item: item[1]))
     return index_uids(parse_uidl(data))  # names the offending line or unique-id
-
-
-def join_listing(
-    uidl: list[tuple[int, str]], scan: list[tuple[int, int]]
-) -> list[ListingEntry]:
-    """Join UIDL and LIST by message number, ordered by number.
-
-    Raises RemoteProtocolError when the two listings do not name the same
-    messages, or when two different messages share one unique-id: RFC 1939 §7
-    forbids it, and collecting such a mailbox could deliver one message under
-    the other's identity or delete the wrong one, so the run stops instead.
-    """
-    sizes = dict(scan)
-    if len(sizes) != len(uidl) or any(n not in sizes for n, _ in uidl):
-        raise RemoteProtocolError("UIDL and LIST name different messages")
-    return [
-        ListingEntry(number, uid, sizes[number]) for uid, number in index_uids(uidl).items()
-    ]

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from popkeep.model import ListingEntry, ServerStat
+from popkeep.model import ServerStat
 from popkeep.spool import SpooledMessage
 from popkeep.transport.base import TLSInfo
 
@@ -32,8 +32,6 @@ class SourceSession(Protocol):
     async def sizes(self, numbers: Sequence[int], count: int) -> dict[int, int]:
         """Octets of each of ``numbers`` (as the server reports them); ``count``: mailbox size."""
         ...
-
-    async def listing(self) -> list[ListingEntry]: ...
 
     def retrieve(
         self, numbers: Sequence[int], spool_dir: Path | None = None
