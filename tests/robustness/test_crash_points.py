@@ -50,16 +50,29 @@ class Crash(BaseException):
     """The process died here (a BaseException: no ``except PopkeepError`` catches it)."""
 
 
-class DyingStore:
-    """Delegates to a real store; dies at the ``nth`` call of ``method`` (before or after
-    it takes effect). Once dead, every call raises :class:`Crash`. With ``method=None``
-    it only counts calls."""
+class Dying:
+    """Delegates to ``real`` (set by subclasses' ``__getattr__``); the process dies at the
+    ``nth`` counted call of ``method``, before or after it takes effect. Once dead, every
+    call raises :class:`Crash`. With ``method=None`` it only counts calls."""
 
-    def __init__(self, real: SQLiteStore, method: str | None = None, nth: int = 0,
+    def __init__(self, real: Any, method: str | None = None, nth: int = 0,
                  after: bool = False) -> None:
         self._real, self._method, self._nth, self._after = real, method, nth, after
         self.calls: Counter[str] = Counter()
         self.dead = False
+
+    def _fatal(self, name: str, counted: bool = True) -> bool:
+        """Whether this call of ``name`` is the one that dies (raises if already dead)."""
+        if self.dead:
+            raise Crash(name)
+        if counted:
+            self.calls[name] += 1
+            self.dead = name == self._method and self.calls[name] == self._nth
+        return self.dead
+
+
+class DyingStore(Dying):
+    """A state store that dies at one of its writes (:data:`WRITES`)."""
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._real, name)
@@ -67,15 +80,10 @@ class DyingStore:
             return attr
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            if self.dead:
+            if self._fatal(name, counted=name in WRITES):
+                if self._after:
+                    attr(*args, **kwargs)
                 raise Crash(name)
-            if name in WRITES:
-                self.calls[name] += 1
-                if name == self._method and self.calls[name] == self._nth:
-                    self.dead = True
-                    if self._after:
-                        attr(*args, **kwargs)
-                    raise Crash(name)
             return attr(*args, **kwargs)
 
         return call
@@ -170,17 +178,9 @@ def test_every_crash_point_recovers_exactly_once(
 SINK_STEPS = ("stage", "commit")
 
 
-class DyingSink:
-    """Delegates to a real staging sink; the process dies at the ``nth`` call of
-    ``method``, before or after it takes effect. Once dead every call raises
-    :class:`Crash`, ``discard`` too: a killed process cleans nothing up, so its
-    staged files stay in ``tmp/``."""
-
-    def __init__(self, real: Any, method: str | None = None, nth: int = 0,
-                 after: bool = False) -> None:
-        self._real, self._method, self._nth, self._after = real, method, nth, after
-        self.calls: Counter[str] = Counter()
-        self.dead = False
+class DyingSink(Dying):
+    """A staging sink that dies at one of its steps. ``discard`` dies too once dead: a
+    killed process cleans nothing up, so its staged files stay in ``tmp/``."""
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._real, name)
@@ -188,11 +188,7 @@ class DyingSink:
             return attr
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            if self.dead:
-                raise Crash(name)
-            self.calls[name] += 1
-            if name == self._method and self.calls[name] == self._nth:
-                self.dead = True
+            if self._fatal(name):
                 if self._after:
                     await attr(*args, **kwargs)
                 raise Crash(name)
