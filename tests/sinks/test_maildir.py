@@ -255,7 +255,9 @@ def test_fallback_without_syncfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert len(synced) >= 4 + 2  # every file, then new/ and tmp/
 
 
-def test_group_commit_uses_one_syncfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def syncfs_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The real syncfs(2), counted: the fd of every call."""
     real = maildir_module._load_syncfs()
     if real is None:
         pytest.skip("no syncfs on this platform")
@@ -265,10 +267,12 @@ def test_group_commit_uses_one_syncfs(tmp_path: Path, monkeypatch: pytest.Monkey
         calls.append(fd)
         return real(fd)
 
-    def counting() -> object:
-        return counting_syncfs
+    monkeypatch.setattr(maildir_module, "_load_syncfs", lambda: counting_syncfs)
+    return calls
 
-    monkeypatch.setattr(maildir_module, "_load_syncfs", counting)
+
+def test_group_commit_uses_one_syncfs(tmp_path: Path, syncfs_calls: list[int]) -> None:
+    calls = syncfs_calls
     batch = [make(f"A: {i}\r\n\r\n".encode(), uid=f"u{i}") for i in range(50)]
     deliver(sink(tmp_path), batch)
     assert len(calls) == 1
@@ -386,18 +390,9 @@ def test_the_same_key_twice_in_staging_is_written_once(tmp_path: Path) -> None:
 
 
 def test_commit_of_several_stage_calls_uses_one_syncfs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, syncfs_calls: list[int]
 ) -> None:
-    real = maildir_module._load_syncfs()
-    if real is None:
-        pytest.skip("no syncfs on this platform")
-    calls: list[int] = []
-
-    def counting_syncfs(fd: int) -> int:
-        calls.append(fd)
-        return real(fd)
-
-    monkeypatch.setattr(maildir_module, "_load_syncfs", lambda: counting_syncfs)
+    calls = syncfs_calls
     s = sink(tmp_path)
 
     async def go() -> None:
