@@ -69,7 +69,7 @@ def test_reopen_keeps_everything(tmp_path: Path) -> None:
         store.close()
 
 
-def test_version_1_database_migrates_and_uid_states_reads_an_index(tmp_path: Path) -> None:
+def test_version_1_database_migrates_and_uids_by_state_reads_an_index(tmp_path: Path) -> None:
     """A state file written by the first release (schema 1) gains the v2 index, keeps its
     rows, and the no-op poll's query no longer sorts every row."""
     path = tmp_path / "s.sqlite"
@@ -84,7 +84,7 @@ def test_version_1_database_migrates_and_uid_states_reads_an_index(tmp_path: Pat
     store = SQLiteStore.open(path)
     try:
         assert store.schema_version == SCHEMA_VERSION == 2
-        assert store.uid_states("a") == {"u1": MessageState.DELIVERED}
+        assert store.uids_by_state("a") == {MessageState.DELIVERED: ["u1"]}
         plan = " ".join(str(row[-1]) for row in store._conn.execute(
             "EXPLAIN QUERY PLAN SELECT state, group_concat(uid, char(10)) FROM messages"
             " WHERE account = ? GROUP BY state", ("a",)))

@@ -59,14 +59,6 @@ class StateStore(Protocol):
         """
         ...
 
-    def uid_states(self, account: str) -> dict[str, MessageState]:
-        """uid → state of every known message of the account: the cheap diff input.
-
-        A poll of a large mailbox where nothing is new needs only this, not
-        :meth:`messages`.
-        """
-        ...
-
     def known_hashes(self, account: str, hashes: Sequence[str]) -> set[str]:
         """Which of ``hashes`` some message of the account already has (one query per batch)."""
         ...

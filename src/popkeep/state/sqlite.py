@@ -238,13 +238,6 @@ class SQLiteStore:
             ).fetchall()
         return {_STATES[state]: uids.split("\n") for state, uids in rows}
 
-    def uid_states(self, account: str) -> dict[str, MessageState]:
-        """uid → state (from :meth:`uids_by_state`, joined in C)."""
-        states: dict[str, MessageState] = {}
-        for state, uids in self.uids_by_state(account).items():
-            states.update(dict.fromkeys(uids, state))
-        return states
-
     @staticmethod
     def _build(account: str, rows: list[tuple[Any, ...]]) -> dict[str, StoredMessage]:
         sink_sets: dict[str | None, frozenset[str]] = {None: frozenset()}

@@ -75,7 +75,7 @@ _V1: tuple[str, ...] = (
     "CREATE INDEX runs_by_account ON runs (account, started_at)",
 )
 
-#: Version 2: a covering index for ``uid_states`` (state → uids of an account), so
+#: Version 2: a covering index for ``uids_by_state`` (state → uids of an account), so
 #: a no-op poll of a 20,000-message account reads the index in order instead of
 #: sorting every row into a temporary B-tree (≈ 16 → 8 ms here).
 _V2: tuple[str, ...] = (
