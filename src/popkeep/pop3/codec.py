@@ -505,13 +505,19 @@ def _find_terminator(buf: bytes, pos: int, end: int) -> tuple[int, tuple[int, in
 
     Returns (offset of the first "\\n." or -1, (start, end) of the terminator or
     None). Bare-LF ".\\n" terminates as well as ".\\r\\n" (broken servers). Most
-    blocks hold no "\\n." at all, so one scan usually decides.
+    blocks hold no "\\n." at all, so one scan usually decides. A one-octet search
+    for "." (memchr, many times faster than the two-octet one) goes first: it
+    settles a block without any "." (base64 attachments) and lets the "\\n."
+    search start just before the first ".".
     """
+    first = buf.find(b".", pos, end)
+    if first < 0:
+        return -1, None
     if buf.startswith(b".\r\n", pos):
         return -1, (pos, pos + 3)
     if buf.startswith(b".\n", pos):
         return -1, (pos, pos + 2)
-    dot = buf.find(b"\n.", pos, end)
+    dot = buf.find(b"\n.", max(pos, first - 1), end)
     if dot < 0:
         return dot, None
     crlf = buf.find(b"\n.\r\n", dot, end)
