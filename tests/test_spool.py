@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from pathlib import Path
 
 import pytest
 
-from popkeep.spool import SpoolWriter
+from popkeep.spool import SpoolWriter, to_lf
 
 
 def _chunks(total: int, size: int = 100_000) -> list[bytes]:
@@ -27,3 +28,52 @@ def test_content_size_and_hash_in_memory_and_spilled(tmp_path: Path, total: int)
     assert (message.size, message.sha256) == (len(whole), hashlib.sha256(whole).hexdigest())
     assert b"".join(message.chunks(size=65536)) == whole
     message.close()
+
+
+# CR/LF in every arrangement a server can send: pairs, bare CRs, bare LFs, CR last.
+_AWKWARD = b"Subject: x\r\n\r\nline\r\nbare\rcr\r\r\nand bare\nlf\n\r\r\n\r" * 40_000
+
+
+def _reference_lf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_to_lf_is_the_same_wherever_the_stream_is_cut(seed: int) -> None:
+    rng = random.Random(seed)
+    cuts = sorted(rng.sample(range(1, len(_AWKWARD)), 300))
+    pieces = [_AWKWARD[a:b] for a, b in zip([0, *cuts], [*cuts, len(_AWKWARD)], strict=True)]
+    assert b"".join(to_lf(pieces)) == _reference_lf(_AWKWARD)
+
+
+@pytest.mark.parametrize("spill_at", [1_000, 100_000_000], ids=["spilled", "in-memory"])
+def test_lf_copy_matches_converting_afterwards(tmp_path: Path, spill_at: int) -> None:
+    rng = random.Random(7)
+    writer = SpoolWriter(tmp_path, spill_at=spill_at, lf_copy=True)
+    start = 0
+    while start < len(_AWKWARD):  # odd write sizes: CRs land on every boundary sooner or later
+        step = rng.randrange(1, 5_000)
+        writer.write(_AWKWARD[start : start + step])
+        start += step
+    message = writer.finish()
+    try:
+        assert message.in_memory is (spill_at > len(_AWKWARD))
+        assert b"".join(message.chunks()) == _AWKWARD  # the network form is untouched
+        assert message.sha256 == hashlib.sha256(_AWKWARD).hexdigest()
+        assert b"".join(message.lf_chunks(size=4096)) == _reference_lf(_AWKWARD)
+        assert b"".join(message.lf_chunks()).endswith(b"\n\r")  # trailing lone CR kept
+    finally:
+        message.close()
+    assert message.closed
+
+
+def test_lf_copy_files_are_gone_after_close_and_discard(tmp_path: Path) -> None:
+    writer = SpoolWriter(tmp_path, spill_at=1_000, lf_copy=True)
+    writer.write(b"x" * 5_000 + b"\r\n")
+    message = writer.finish()
+    assert list(tmp_path.iterdir()) == []  # unnamed files: nothing to clean up after a crash
+    message.close()
+    broken = SpoolWriter(tmp_path, spill_at=1_000, lf_copy=True)
+    broken.write(b"y" * 5_000)
+    broken.discard()
+    assert list(tmp_path.iterdir()) == []

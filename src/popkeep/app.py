@@ -193,6 +193,7 @@ class App:
             policy=account.retention,
             max_message_size=account.max_message_size,
             spool_dir=spool_dir,
+            lf_copy=any(isinstance(self.config.sinks[n], MaildirSinkConfig) for n in account.sinks),
         )
 
     async def fetch(

@@ -3,6 +3,9 @@
 Owns: buffering the bytes of one message as received (dot-unstuffed, line endings
 as the server sent them), its size and sha256. Memory per message is bounded by
 ``spill_at``; beyond it the bytes go to an unnamed file in the spool directory.
+With ``lf_copy`` a spilled message also gets a second unnamed file with CRLF → LF
+already done (:func:`to_lf`), written while the message downloads: a sink storing
+LF (Maildir) then only copies it, instead of converting 200 MB after the download.
 Must not: parse the message, or build any path from server data.
 """
 
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,23 +21,68 @@ DEFAULT_SPILL_AT = 4 << 20
 CHUNK = 1 << 20
 
 
+class LfConverter:
+    """CRLF → LF for a byte stream cut anywhere: a CR at the end of one chunk waits for
+    the next. A lone CR or LF passes through unchanged."""
+
+    __slots__ = ("_cr",)
+
+    def __init__(self) -> None:
+        self._cr = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._cr:
+            chunk = b"\r" + chunk
+            self._cr = False
+        if chunk.endswith(b"\r"):
+            chunk = chunk[:-1]
+            self._cr = True
+        return chunk.replace(b"\r\n", b"\n")
+
+    def end(self) -> bytes:
+        """What is still held back (a final lone CR)."""
+        held, self._cr = self._cr, False
+        return b"\r" if held else b""
+
+
+def to_lf(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """CRLF → LF across chunk boundaries; a lone CR or LF passes through unchanged."""
+    convert = LfConverter()
+    for chunk in chunks:
+        if chunk and (out := convert.feed(chunk)):
+            yield out
+    if tail := convert.end():
+        yield tail
+
+
 class SpoolWriter:
     """Accumulates one message; :meth:`finish` returns the :class:`SpooledMessage`."""
 
-    def __init__(self, spool_dir: Path | None = None, spill_at: int = DEFAULT_SPILL_AT) -> None:
+    def __init__(
+        self,
+        spool_dir: Path | None = None,
+        spill_at: int = DEFAULT_SPILL_AT,
+        *,
+        lf_copy: bool = False,
+    ) -> None:
         self._dir = spool_dir
         self._spill_at = spill_at
+        self._lf_copy = lf_copy
         self._parts: list[bytes] = []
         self._held = 0
         self._size = 0
         self._hash = hashlib.sha256()
         self._file: BinaryIO | None = None
+        self._lf_file: BinaryIO | None = None
+        self._lf = LfConverter()
 
     def write(self, chunk: bytes) -> None:
         self._hash.update(chunk)
         self._size += len(chunk)
         if self._file is not None:
             self._file.write(chunk)
+            if self._lf_file is not None:
+                self._lf_file.write(self._lf.feed(chunk))
             return
         self._parts.append(chunk)
         self._held += len(chunk)
@@ -46,8 +94,12 @@ class SpoolWriter:
 
         # An unnamed temporary file: nothing to clean up if we crash.
         self._file = tempfile.TemporaryFile(dir=self._dir)  # noqa: SIM115 - owned by the message
+        if self._lf_copy:
+            self._lf_file = tempfile.TemporaryFile(dir=self._dir)  # noqa: SIM115 - likewise
         for part in self._parts:
             self._file.write(part)
+            if self._lf_file is not None:
+                self._lf_file.write(self._lf.feed(part))
         self._parts = []
         self._held = 0
 
@@ -58,25 +110,40 @@ class SpoolWriter:
     def finish(self) -> SpooledMessage:
         if self._file is not None:
             self._file.flush()
-            return SpooledMessage(self._size, self._hash.hexdigest(), None, self._file)
+            if self._lf_file is not None:
+                self._lf_file.write(self._lf.end())
+                self._lf_file.flush()
+            return SpooledMessage(
+                self._size, self._hash.hexdigest(), None, self._file, self._lf_file
+            )
         return SpooledMessage(self._size, self._hash.hexdigest(), b"".join(self._parts), None)
 
     def discard(self) -> None:
         if self._file is not None:
             self._file.close()
+        if self._lf_file is not None:
+            self._lf_file.close()
         self._parts = []
 
 
 class SpooledMessage:
     """The bytes of one message as received, with their size and sha256 (hex)."""
 
-    __slots__ = ("_data", "_file", "sha256", "size")
+    __slots__ = ("_data", "_file", "_lf_file", "sha256", "size")
 
-    def __init__(self, size: int, sha256: str, data: bytes | None, file: BinaryIO | None) -> None:
+    def __init__(
+        self,
+        size: int,
+        sha256: str,
+        data: bytes | None,
+        file: BinaryIO | None,
+        lf_file: BinaryIO | None = None,
+    ) -> None:
         self.size = size
         self.sha256 = sha256
         self._data = data
         self._file = file
+        self._lf_file = lf_file  #: the bytes with CRLF → LF done, when spooled with lf_copy
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SpooledMessage:
@@ -103,14 +170,15 @@ class SpooledMessage:
             yield self._data
             return
         assert self._file is not None
-        fd = self._file.fileno()
-        offset = 0
-        while True:
-            block = os.pread(fd, size, offset)
-            if not block:
-                return
-            offset += len(block)
-            yield block
+        yield from _read_file(self._file, size)
+
+    def lf_chunks(self, size: int = CHUNK) -> Iterator[bytes]:
+        """The bytes with CRLF → LF (:func:`to_lf`); read from the copy made while the
+        message downloaded, when there is one."""
+        if self._lf_file is not None:
+            yield from _read_file(self._lf_file, size)
+        else:
+            yield from to_lf(self.chunks(size))
 
     def close(self) -> None:
         """Release the bytes: the memory, or the spill file (unnamed, so its dirty pages
@@ -118,4 +186,19 @@ class SpooledMessage:
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self._lf_file is not None:
+            self._lf_file.close()
+            self._lf_file = None
         self._data = None
+
+
+def _read_file(file: BinaryIO, size: int) -> Iterator[bytes]:
+    """A spool file from its start, ``size`` octets at a time (pread: no shared offset)."""
+    fd = file.fileno()
+    offset = 0
+    while True:
+        block = os.pread(fd, size, offset)
+        if not block:
+            return
+        offset += len(block)
+        yield block

@@ -224,6 +224,7 @@ def test_a_big_message_spool_is_released_before_the_commit(
     def watch(job: AccountJob) -> AccountJob:
         maildir = job.sinks[0]
         assert isinstance(maildir, MaildirSink)
+        assert job.lf_copy  # a Maildir sink: spilled messages get their LF copy as they arrive
         watched.append(WatchCommit(maildir))
         return dataclasses.replace(job, sinks=watched)
 
@@ -231,5 +232,7 @@ def test_a_big_message_spool_is_released_before_the_commit(
     assert result.error is None, result.error
     # the 20 MB message spilled to a spool file (> 4 MB); closed before the flush
     assert sorted(watched[0].at_commit) == [(25, True), (BIG, True)]
-    sizes = sorted(p.stat().st_size for p in (config.parent / "Maildir" / "new").iterdir())
-    assert sizes[1] > BIG * 0.95
+    stored = sorted((config.parent / "Maildir" / "new").iterdir(), key=lambda p: p.stat().st_size)
+    assert stored[1].stat().st_size > BIG * 0.95
+    original = b"".join(big_message(BIG, seed=5))
+    assert _digest(stored[1].read_bytes()) == _digest(original)  # CRLF → LF, nothing else

@@ -90,8 +90,8 @@ def test_python_mailbox_reads_what_we_wrote(tmp_path: Path) -> None:
     assert sorted(m["Subject"] for m in box) == [f"m{i}" for i in range(5)]
 
 
-def _spilled(data: bytes) -> SpooledMessage:
-    writer = SpoolWriter(spill_at=1024)
+def _spilled(data: bytes, lf_copy: bool = False) -> SpooledMessage:
+    writer = SpoolWriter(spill_at=1024, lf_copy=lf_copy)
     for start in range(0, len(data), 7000):
         writer.write(data[start : start + 7000])
     message = writer.finish()
@@ -99,13 +99,14 @@ def _spilled(data: bytes) -> SpooledMessage:
     return message
 
 
-def test_spilled_message_with_crlf_split_across_chunks(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lf_copy", [False, True], ids=["converted-by-sink", "lf-copy"])
+def test_spilled_message_with_crlf_split_across_chunks(tmp_path: Path, lf_copy: bool) -> None:
     # spool.CHUNK is 1 MiB: put a CR as the last byte of the first chunk.
     head = b"Subject: big\r\n\r\n"
     line = b"x" * 98 + b"\r\n"
     prefix = (head + line * ((1 << 20) // len(line) + 1))[: (1 << 20) - 1]
     body = prefix + b"\r\n" + line * 25_000
-    message = _spilled(body)
+    message = _spilled(body, lf_copy)
     try:
         first = next(message.chunks())
         assert first.endswith(b"\r")  # the pair really is split

@@ -35,6 +35,8 @@ class AccountJob:
     batch_messages: int = 1000
     batch_bytes: int = 16 << 20
     spool_dir: Path | None = None
+    #: a sink stores LF line endings (Maildir): spool large messages with an LF copy
+    lf_copy: bool = False
     #: staging sinks only: commit (make durable, record) at the latest after this
     #: many messages, bytes or seconds since the last commit, and at the end
     commit_messages: int = 5000

@@ -81,7 +81,9 @@ class Pipeline:
         flow = self._flow(job)
         step: asyncio.Future[None] | None = None
         try:
-            async for number, message in session.retrieve(list(by_number), job.spool_dir):
+            async for number, message in session.retrieve(
+                list(by_number), job.spool_dir, lf_copy=job.lf_copy
+            ):
                 flow.received.append((by_number[number], message))
                 flow.received_bytes += message.size
                 if step is not None and step.done():

@@ -329,7 +329,7 @@ class POP3Session:
         return sizes
 
     async def retrieve(
-        self, numbers: Sequence[int], spool_dir: Path | None = None
+        self, numbers: Sequence[int], spool_dir: Path | None = None, *, lf_copy: bool = False
     ) -> AsyncGenerator[tuple[int, SpooledMessage], None]:
         """RETR each message, yielding (number, message) in order.
 
@@ -337,7 +337,8 @@ class POP3Session:
         PIPELINING, else one. Each body streams into a SpoolWriter (memory
         bounded). A body beyond ``max_message_size`` raises LimitExceeded and
         spoils the session. Messages the server refuses (-ERR) are skipped and,
-        after all others were yielded, reported by one MessageError.
+        after all others were yielded, reported by one MessageError. ``lf_copy``:
+        a message that spills also gets its LF copy written as it arrives.
         """
         await self._drain()
         window = self._settings.pipeline_window if self._pipelining else 1
@@ -355,7 +356,7 @@ class POP3Session:
                 await self._send(*(Command("RETR", str(n)) for n in batch))
                 in_flight.extend(batch)
             number = in_flight.popleft()
-            message = await self._read_message(number, spool_dir)
+            message = await self._read_message(number, spool_dir, lf_copy)
             if message is None:
                 refused.append(number)
             else:
@@ -363,13 +364,15 @@ class POP3Session:
         if refused:
             raise MessageError(f"server refused RETR of message(s) {refused}")
 
-    async def _read_message(self, number: int, spool_dir: Path | None) -> SpooledMessage | None:
+    async def _read_message(
+        self, number: int, spool_dir: Path | None, lf_copy: bool
+    ) -> SpooledMessage | None:
         event = await self._event()
         if isinstance(event, Err):
             logger.warning("RETR %d refused: %s", number, _describe(event))
             return None
         limit = self._settings.max_message_size
-        writer = SpoolWriter(spool_dir)
+        writer = SpoolWriter(spool_dir, lf_copy=lf_copy)
         try:
             while not isinstance(event, End):
                 event = await self._event()

@@ -62,7 +62,7 @@ from popkeep.config.schema import MaildirSinkConfig
 from popkeep.errors import ConfigError, DeliveryError, DeliveryRefused
 from popkeep.model import Receipt
 from popkeep.sinks.base import Delivery, Staged
-from popkeep.sinks.trace import to_lf, trace_lines
+from popkeep.sinks.trace import trace_lines
 from popkeep.spool import SpooledMessage
 
 log = logging.getLogger(__name__)
@@ -359,13 +359,12 @@ class MaildirSink:
         item = _Staged(delivery, tmp, stem)
         written.append(item)
         size = 0
-        chunks = delivery.message.chunks()
+        chunks = delivery.message.lf_chunks()
         if self._trace:
-            chunks = itertools.chain(
-                [trace_lines(delivery, self.name, self._clock.now())], chunks
-            )
+            trace = trace_lines(delivery, self.name, self._clock.now())  # whole CRLF lines
+            chunks = itertools.chain([trace.replace(b"\r\n", b"\n")], chunks)
         try:
-            for piece in to_lf(chunks):
+            for piece in chunks:
                 _write_all(fd, piece)
                 size += len(piece)
             if self._fsync and self._syncfs is None:

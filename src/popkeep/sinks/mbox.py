@@ -33,8 +33,8 @@ from popkeep.config.sink_types import MboxSinkConfig
 from popkeep.errors import DeliveryError
 from popkeep.model import Receipt
 from popkeep.sinks.base import Delivery
-from popkeep.sinks.trace import envelope_sender, network_chunks, to_lf, trace_lines
-from popkeep.spool import SpooledMessage
+from popkeep.sinks.trace import envelope_sender, network_chunks, trace_lines
+from popkeep.spool import SpooledMessage, to_lf
 
 logger = logging.getLogger(__name__)
 

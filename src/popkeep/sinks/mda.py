@@ -24,8 +24,8 @@ from popkeep.config.sink_types import MdaSinkConfig
 from popkeep.errors import EX_TEMPFAIL, DeliveryError, DeliveryRefused
 from popkeep.model import Receipt
 from popkeep.sinks.base import Delivery
-from popkeep.sinks.trace import network_chunks, to_lf, trace_lines
-from popkeep.spool import SpooledMessage
+from popkeep.sinks.trace import network_chunks, trace_lines
+from popkeep.spool import SpooledMessage, to_lf
 
 logger = logging.getLogger(__name__)
 

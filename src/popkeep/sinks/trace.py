@@ -10,7 +10,7 @@ the default is that a sink stores the bytes as received.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 
 from popkeep.sinks.base import Delivery
@@ -103,20 +103,3 @@ def network_chunks(delivery: Delivery, prefix: bytes = b"") -> Iterator[bytes]:
     if prefix:
         yield prefix
     yield from delivery.message.chunks()
-
-
-def to_lf(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """CRLF → LF across chunk boundaries; a lone CR or LF passes through unchanged."""
-    pending_cr = False
-    for chunk in chunks:
-        if not chunk:
-            continue
-        if pending_cr:
-            chunk = b"\r" + chunk
-            pending_cr = False
-        if chunk.endswith(b"\r"):
-            chunk = chunk[:-1]
-            pending_cr = True
-        yield chunk.replace(b"\r\n", b"\n")
-    if pending_cr:
-        yield b"\r"

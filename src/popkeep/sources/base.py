@@ -34,9 +34,12 @@ class SourceSession(Protocol):
         ...
 
     def retrieve(
-        self, numbers: Sequence[int], spool_dir: Path | None = None
+        self, numbers: Sequence[int], spool_dir: Path | None = None, *, lf_copy: bool = False
     ) -> AsyncIterator[tuple[int, SpooledMessage]]:
-        """Messages in the order asked, streamed (pipelined where the server allows)."""
+        """Messages in the order asked, streamed (pipelined where the server allows).
+
+        ``lf_copy``: spool large messages with an LF copy too (SpoolWriter).
+        """
         ...
 
     async def delete(self, numbers: Sequence[int]) -> list[int]:
