@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,20 @@ class Popkeep(Tool):
         if not (Path(binary).exists() or shutil.which(binary)):
             return f"{binary} not found"
         return None
+
+    def precompile(self) -> None:
+        """Write popkeep's ``.pyc`` files, as ``pip install`` does. With
+        PYTHONDONTWRITEBYTECODE set (it is on the machines this runs on), a stale or
+        missing ``.pyc`` would be recompiled in every run and charged to popkeep."""
+        python = Path(_popkeep_bin()).with_name("python")
+        if not python.exists():
+            return  # an installed popkeep: pip compiled it
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        code = (
+            "import compileall, os, popkeep; "
+            "compileall.compile_dir(os.path.dirname(popkeep.__file__), quiet=1)"
+        )
+        subprocess.run([str(python), "-c", code], env=env, check=True)
 
     def prepare(self, run: Run) -> Command:
         make_maildir(run.maildir)
