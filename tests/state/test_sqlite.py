@@ -180,3 +180,50 @@ def test_returned_dict_is_the_callers(tmp_path: Path) -> None:
         assert store.messages("a")["u1"].state is MessageState.GONE
     finally:
         store.close()
+
+
+def _history(store: SQLiteStore) -> tuple[object, list[tuple[object, ...]]]:
+    """Record a mixed history; return the messages and every message and receipt row."""
+    both, md = ("maildir", "imap"), ("maildir",)
+
+    def d(uid: str, sinks: tuple[str, ...], sha: str = "a") -> Delivered:
+        return Delivered(uid, sha * 64, 10, tuple(Receipt(s, f"{s}-{uid}") for s in sinks))
+
+    store.record_delivered("a", [
+        d("fresh-both", tuple(reversed(both))),  # receipts out of order
+        d("fresh-partial", md), d("fresh-none", ()),
+        d("twice", md), d("twice", ("imap",), "b"),  # one uid twice in one batch
+    ], both, T0)  # fmt: skip
+    store.mark_gone("a", ["fresh-none"], T0)
+    store.record_delivered("a", [
+        d("fresh-partial", ("imap",)), d("fresh-both", both), d("fresh-none", md),
+        d("later", both, "c"),
+    ], both, T0 + timedelta(hours=1))  # fmt: skip
+    with sqlite3.connect(store.path) as conn:
+        rows = conn.execute("SELECT * FROM messages ORDER BY account, uid").fetchall()
+        rows += conn.execute("SELECT * FROM receipts ORDER BY account, uid, sink").fetchall()
+    return store.messages("a"), rows
+
+
+def test_fresh_rows_inserted_at_once_match_the_general_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """record_delivered inserts never-seen uids with their final state in one statement;
+    the rows must be exactly those the general (upsert, refresh, update) path writes."""
+    fast = SQLiteStore.open(tmp_path / "fast.db")
+    try:
+        got = _history(fast)
+    finally:
+        fast.close()
+    monkeypatch.setattr(SQLiteStore, "_insert_fresh", staticmethod(lambda *_: set()))
+    general = SQLiteStore.open(tmp_path / "general.db")
+    try:
+        want = _history(general)
+    finally:
+        general.close()
+    assert got == want
+    messages = got[0]
+    assert isinstance(messages, dict)
+    assert messages["fresh-both"].state is MessageState.DELIVERED  # the test sees both paths
+    assert messages["fresh-none"].state is MessageState.GONE
+    assert messages["later"].first_retrieved_at == T0 + timedelta(hours=1)

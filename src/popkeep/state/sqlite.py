@@ -18,6 +18,7 @@ import logging
 import os
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -340,9 +341,11 @@ class SQLiteStore:
         stamp = _encode_time(now)
         required = set(all_sinks)
         with self._transaction("record deliveries") as cur:
-            cur.executemany(
-                _UPSERT_MESSAGE, [(account, d.uid, d.size, d.sha256) for d in delivered]
-            )
+            # A uid the table does not hold yet (the bulk of a first fetch) is inserted
+            # with its final state and sinks: one statement instead of four.
+            fresh = self._insert_fresh(cur, account, delivered, required, stamp)
+            known = [d for d in delivered if d.uid not in fresh]
+            cur.executemany(_UPSERT_MESSAGE, [(account, d.uid, d.size, d.sha256) for d in known])
             cur.executemany(
                 _UPSERT_RECEIPT,
                 [(account, d.uid, r.sink, r.ref, stamp) for d in delivered for r in d.receipts],
@@ -351,6 +354,9 @@ class SQLiteStore:
                 "DELETE FROM intents WHERE account = ? AND uid = ?",
                 [(account, d.uid) for d in delivered],
             )
+            if not known:
+                return
+            delivered = known
             cur.executemany(_REFRESH_SINKS, [(account, d.uid) for d in delivered])
             # Coverage is decided in SQL (no query and no Python step per message):
             # every required sink name must appear in the refreshed ``sinks`` column.
@@ -372,6 +378,47 @@ class SQLiteStore:
                        AND NOT ({cover})""",  # noqa: S608 - only placeholders are interpolated
                 [(account, d.uid, *needles) for d in delivered],
             )
+
+    @staticmethod
+    def _insert_fresh(
+        cur: sqlite3.Cursor,
+        account: str,
+        delivered: Sequence[Delivered],
+        required: set[str],
+        stamp: str,
+    ) -> set[str]:
+        """Insert the rows of uids not in ``messages`` yet, as :meth:`record_delivered`
+        leaves them (state, first_retrieved_at, sinks); returns those uids."""
+        counts = Counter(d.uid for d in delivered)
+        candidates = [d.uid for d in delivered if counts[d.uid] == 1]  # repeats: general path
+        existing: set[str] = set()
+        for start in range(0, len(candidates), 400):  # stay under SQLite's parameter limit
+            chunk = candidates[start : start + 400]
+            marks = ",".join("?" * len(chunk))  # placeholders only: values are bound
+            # Receipts too: a row's sinks column must list every receipt it has.
+            query = (
+                f"SELECT uid FROM messages WHERE account = ? AND uid IN ({marks})"  # noqa: S608
+                f" UNION SELECT uid FROM receipts WHERE account = ? AND uid IN ({marks})"
+            )
+            existing.update(row[0] for row in cur.execute(query, (account, *chunk) * 2))
+        fresh = set(candidates) - existing
+        rows = []
+        for d in delivered:
+            if d.uid in fresh:
+                sinks = sorted({r.sink for r in d.receipts})  # BINARY order = code points
+                covered = required.issubset(sinks)
+                rows.append((
+                    account, d.uid, d.size, d.sha256,
+                    "delivered" if covered else "seen", stamp if covered else None,
+                    _SEP.join(sinks) or None,
+                ))  # fmt: skip
+        cur.executemany(
+            """INSERT INTO messages
+               (account, uid, size, sha256, state, first_retrieved_at, sinks)
+               VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            rows,
+        )
+        return fresh
 
     def adopt(self, account: str, uid: str, original: StoredMessage, size: int) -> None:
         """Register ``uid`` as the same content as ``original``: receipts, sha256 and
