@@ -347,10 +347,12 @@ class Connection:
             return self._send_sasl(cmd)
         if self.state in (State.ERROR, State.CLOSED, State.GREETING, State.TLS_PENDING):
             raise LocalProtocolError(f"cannot send {cmd.name} in state {self.state.value}")
-        state = self.state
-        for pending in self._pending:  # a plain loop: up to a whole RETR window, per command
-            if pending.on_ok is not state:
-                raise LocalProtocolError(f"cannot send {cmd.name}: a state change is in flight")
+        # Every entry but the last was queued when all before it expected the state of
+        # that moment, so they share one on_ok: the first and the last decide (no loop
+        # over a whole RETR window per command).
+        pending, state = self._pending, self.state
+        if pending and (pending[0].on_ok is not state or pending[-1].on_ok is not state):
+            raise LocalProtocolError(f"cannot send {cmd.name}: a state change is in flight")
         entry = TRANSITIONS.get((self.state, cmd.name))
         if entry is None or (cmd.name == "STLS" and self._tls_done):
             raise LocalProtocolError(f"{cmd.name} is not allowed in state {self.state.value}")
