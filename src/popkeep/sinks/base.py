@@ -19,6 +19,7 @@ invisible leftover (the sink documents how it is cleaned up).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,8 +35,12 @@ def delivery_key(account: str, sha256: str) -> str:
     The same message fetched again (after a crash, or under a new UIDL) gets the
     same key, which is what lets recovery find it in the sink.
     """
-    acct = hashlib.sha256(account.encode("utf-8")).hexdigest()[:16]
-    return f"{acct}{sha256[:40]}"
+    return f"{_account_tag(account)}{sha256[:40]}"
+
+
+@functools.lru_cache(maxsize=64)
+def _account_tag(account: str) -> str:
+    return hashlib.sha256(account.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)

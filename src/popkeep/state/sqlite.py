@@ -298,10 +298,13 @@ class SQLiteStore:
         import json  # lazy: a poll with nothing new never needs it (start-up is measured)
 
         now = _encode_time(datetime.now(UTC))  # bookkeeping only, no decision uses it
+        encoded: dict[tuple[str, ...], str] = {}  # a batch shares one or two sink lists
         rows = [
-            (i.account, i.uid, i.key, i.sha256, i.size, json.dumps(list(i.sinks)), now)
+            (i.account, i.uid, i.key, i.sha256, i.size,
+             encoded.get(i.sinks) or encoded.setdefault(i.sinks, json.dumps(list(i.sinks))),
+             now)
             for i in intents
-        ]
+        ]  # fmt: skip
         with self._transaction("journal intents") as cur:
             cur.executemany(
                 """INSERT OR REPLACE INTO intents
