@@ -200,6 +200,15 @@ def test_no_command_before_greeting_or_behind_a_state_change() -> None:
     conn.send(Command("QUIT"))
     with pytest.raises(LocalProtocolError):
         conn.send(Command("NOOP"))
+    # Behind a pipelined window: the state change is the last of many in flight.
+    conn = authorized()
+    for n in range(1, 40):
+        conn.send(Command("RETR", str(n)))
+    conn.send(Command("NOOP"))  # no state change in flight yet: fine
+    conn.send(Command("QUIT"))
+    with pytest.raises(LocalProtocolError, match="in flight"):
+        conn.send(Command("RETR", "40"))
+    assert conn.pending == 41
 
 
 def test_pass_may_contain_spaces_and_is_masked() -> None:
