@@ -203,18 +203,35 @@ def bulk(bench: Bench, scenario: str, tls: str) -> None:
     """Fresh Maildir and fresh state for every run; the last verified 20k run primes noop."""
     corpus = corpora(bench.args.quick)[scenario]
     fill(bench, corpus)
+    tools_here = selected_tools(bench, scenario)
+    if not tools_here:
+        return
+    # Removing a run's files slows file creation in the runs after it (measure.SETTLE_S),
+    # so the runs of a scenario are all removed at its end, when the disk has room.
+    need = bench.expected[corpus.user].octets * len(tools_here) * bench.args.runs * 1.3
+    defer = shutil.disk_usage(WORK).free > need + (4 << 30)
+    done: list[Path] = []
     for index in range(1, bench.args.runs + 1):
-        for tool in selected_tools(bench, scenario):
-            workdir = fresh_dir(f"{scenario}-{tls}-{tool.name}")
+        # Each run starts with another tool: none is always the first after a removal.
+        turn = (index - 1) % len(tools_here)
+        for tool in tools_here[turn:] + tools_here[:turn]:
+            workdir = fresh_dir(f"{scenario}-{tls}-{tool.name}-{index}")
             run = tools.Run(workdir, server_for(bench, corpus, tls))
             rec = timed_run(bench, tool, run, (scenario, tls, index), bench.expected[corpus.user])
             bench.records.append(rec)
             if scenario == "20k" and (rec.verified or rec.refold_only):
+                previous = bench.primed.get((tool.name, tls))
+                if previous is not None:
+                    done.append(previous)
                 bench.primed[(tool.name, tls)] = workdir
             elif not rec.verified and bench.args.keep_failed:
-                workdir.rename(workdir.with_name(f"{workdir.name}-failed-{index}"))
+                workdir.rename(workdir.with_name(f"{workdir.name}-failed"))
+            elif defer:
+                done.append(workdir)
             else:
                 measure.remove_tree(workdir)
+    for workdir in done:
+        measure.remove_tree(workdir)
 
 
 def prime(bench: Bench, tool: tools.Tool, tls: str, corpus: Corpus, scenario: str) -> Path | None:
