@@ -79,6 +79,8 @@ class Bench:
     records: list[Record] = field(default_factory=list)
     # (tool, tls) -> work dir of a verified 20k bulk run: primed state for the no-op poll.
     primed: dict[tuple[str, str], Path] = field(default_factory=dict)
+    #: work dirs removed only when the benchmark ends (see warm_up)
+    leftovers: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def log(self, msg: str) -> None:
@@ -138,7 +140,8 @@ def warm_up(bench: Bench, corpus: Corpus) -> None:
     m = measure.run_timed(cmd.argv, cmd.env, workdir, bench.args.timeout)
     if m.exit_code != 0:
         raise SystemExit(f"warm-up fetch failed: {m.stderr_tail}")
-    measure.remove_tree(workdir)
+    # Kept until the benchmark ends: removing its files now would slow the first timed run.
+    bench.leftovers.append(workdir)
 
 
 def fresh_dir(name: str) -> Path:
@@ -402,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         start_fig = None if args.no_startup else startup(bench)
     finally:
         dovecot.stop()
+        for workdir in bench.leftovers:
+            measure.remove_tree(workdir)
     elapsed = time.time() - started
     described = {}
     for name, corpus in corpora(args.quick).items():
