@@ -79,7 +79,7 @@ class Bench:
     records: list[Record] = field(default_factory=list)
     # (tool, tls) -> work dir of a verified 20k bulk run: primed state for the no-op poll.
     primed: dict[tuple[str, str], Path] = field(default_factory=dict)
-    #: work dirs removed only when the benchmark ends (see warm_up)
+    #: work dirs removed only when the benchmark ends (see warm_up and bulk)
     leftovers: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -210,10 +210,10 @@ def bulk(bench: Bench, scenario: str, tls: str) -> None:
     if not tools_here:
         return
     # Removing a run's files slows file creation in the runs after it (measure.SETTLE_S),
-    # so the runs of a scenario are all removed at its end, when the disk has room.
+    # so runs are removed when the benchmark ends, if the disk has room for them.
     need = bench.expected[corpus.user].octets * len(tools_here) * bench.args.runs * 1.3
     defer = shutil.disk_usage(WORK).free > need + (4 << 30)
-    done: list[Path] = []
+    later = bench.leftovers if defer else []  # removed when the benchmark (scenario) ends
     for index in range(1, bench.args.runs + 1):
         # Each run starts with another tool: none is always the first after a removal.
         turn = (index - 1) % len(tools_here)
@@ -225,16 +225,17 @@ def bulk(bench: Bench, scenario: str, tls: str) -> None:
             if scenario == "20k" and (rec.verified or rec.refold_only):
                 previous = bench.primed.get((tool.name, tls))
                 if previous is not None:
-                    done.append(previous)
+                    later.append(previous)
                 bench.primed[(tool.name, tls)] = workdir
             elif not rec.verified and bench.args.keep_failed:
                 workdir.rename(workdir.with_name(f"{workdir.name}-failed"))
             elif defer:
-                done.append(workdir)
+                later.append(workdir)
             else:
                 measure.remove_tree(workdir)
-    for workdir in done:
-        measure.remove_tree(workdir)
+    if not defer:
+        for workdir in later:
+            measure.remove_tree(workdir)
 
 
 def prime(bench: Bench, tool: tools.Tool, tls: str, corpus: Corpus, scenario: str) -> Path | None:
