@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from popkeep.errors import RemoteProtocolError
 from popkeep.model import ServerStat
 from popkeep.pop3.listing import (
+    UidIndexBuilder,
     index_uids,
     parse_capa,
     parse_list,
@@ -56,6 +57,28 @@ def test_uid_index_bulk_path_matches_the_strict_one() -> None:
         assert list(fast.values()) == sorted(fast.values())
     with pytest.raises(RemoteProtocolError, match="share the unique-id"):
         parse_uid_index(b"1 a\r\n2 b\r\n3 a\r\n")
+
+
+def _fed(pieces: list[bytes]) -> dict[str, int]:
+    index = UidIndexBuilder()
+    for piece in pieces:
+        index.feed(piece)
+    return index.result()
+
+
+def test_uid_index_fed_in_pieces_of_whole_lines_matches_one_body() -> None:
+    lines = [b"%d u%05d\r\n" % (n, 7 * n % 1000) for n in range(1, 500)]
+    for cut in (1, 7, 100, 499):
+        pieces = [b"".join(lines[i : i + cut]) for i in range(0, len(lines), cut)]
+        assert list(_fed(pieces).items()) == list(parse_uid_index(b"".join(lines)).items())
+    assert _fed([]) == {}
+    # What only shows across pieces still fails, naming what is wrong.
+    with pytest.raises(RemoteProtocolError, match="share the unique-id"):
+        _fed([b"1 a\r\n", b"2 b\r\n", b"3 a\r\n"])
+    with pytest.raises(RemoteProtocolError):
+        _fed([b"1 a\r\n", b"1 b\r\n"])  # one message number twice
+    with pytest.raises(RemoteProtocolError):
+        _fed([b"1 a\r\n", b"2 a b\r\n"])  # a malformed line in a later piece
 
 
 def test_scan_line() -> None:

@@ -57,11 +57,11 @@ from popkeep.pop3.codec import (
 )
 from popkeep.pop3.codec import apop_digest as _apop_digest
 from popkeep.pop3.listing import (
+    UidIndexBuilder,
     parse_capa,
     parse_list,
     parse_scan_line,
     parse_stat,
-    parse_uid_index,
 )
 from popkeep.spool import SpooledMessage, SpoolWriter
 from popkeep.transport.base import Stream, TLSInfo, TLSSettings
@@ -279,11 +279,16 @@ class POP3Session:
         """
         await self._drain()
         await self._send(Command("UIDL"))
-        uidl = await self._collect()
-        if isinstance(uidl, Err):
+        event = await self._event()
+        if isinstance(event, Err):
             raise ServerRefused(f"{self._settings.host} does not support UIDL "
-                                f"(RFC 1939 §7): {_describe(uidl)}")
-        return parse_uid_index(uidl)
+                                f"(RFC 1939 §7): {_describe(event)}")
+        index = UidIndexBuilder()  # parses each piece while the next one is on its way
+        while not isinstance(event, End):
+            event = await self._event()
+            if isinstance(event, Data):
+                index.feed(event.data)
+        return index.result()
 
     async def sizes(self, numbers: Sequence[int], count: int) -> dict[int, int]:
         """Sizes (octets, as LIST reports them) of ``numbers``, of ``count`` messages in all.

@@ -159,12 +159,44 @@ def index_uids(uidl: list[tuple[int, str]]) -> dict[str, int]:
 def parse_uid_index(data: bytes) -> dict[str, int]:
     """UIDL body → {unique-id: message number} in number order: :func:`index_uids` of
     :func:`parse_uidl`, built in bulk for a well-formed listing (the no-op poll's path)."""
-    if _UIDL_BODY.fullmatch(data):
-        tokens = data.decode("ascii").split()
-        numbers = list(map(int, tokens[0::2]))
-        by_uid = dict(zip(tokens[1::2], numbers, strict=True))
-        if len(by_uid) == len(numbers) == len(set(numbers)):
-            if numbers == sorted(numbers):  # the usual order: a linear check in C
-                return by_uid
-            return dict(sorted(by_uid.items(), key=lambda item: item[1]))
-    return index_uids(parse_uidl(data))  # names the offending line or unique-id
+    index = UidIndexBuilder()
+    index.feed(data)
+    return index.result()
+
+
+class UidIndexBuilder:
+    """:func:`parse_uid_index` of a body that arrives in pieces of whole lines.
+
+    The bulk of the work (validation, split, ``int``) is done per piece, while the
+    rest of a 20,000-line listing is still on its way; :meth:`result` only builds
+    the dict. Anything unusual falls back to the line-by-line parser, which names
+    the offending line or unique-id.
+    """
+
+    __slots__ = ("_bulk", "_numbers", "_parts", "_uids")
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._numbers: list[int] = []
+        self._uids: list[str] = []
+        self._bulk = True
+
+    def feed(self, piece: bytes) -> None:
+        """Whole lines of the body (a multi-line response's Data event)."""
+        self._parts.append(piece)
+        if self._bulk and _UIDL_BODY.fullmatch(piece):
+            tokens = piece.decode("ascii").split()
+            self._numbers.extend(map(int, tokens[0::2]))
+            self._uids.extend(tokens[1::2])
+        else:
+            self._bulk = False
+
+    def result(self) -> dict[str, int]:
+        numbers = self._numbers
+        if self._bulk:
+            by_uid = dict(zip(self._uids, numbers, strict=True))
+            if len(by_uid) == len(numbers) == len(set(numbers)):
+                if numbers == sorted(numbers):  # the usual order: a linear check in C
+                    return by_uid
+                return dict(sorted(by_uid.items(), key=lambda item: item[1]))
+        return index_uids(parse_uidl(b"".join(self._parts)))
