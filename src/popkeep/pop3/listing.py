@@ -173,12 +173,12 @@ class UidIndexBuilder:
     the offending line or unique-id.
     """
 
-    __slots__ = ("_bulk", "_numbers", "_parts", "_uids")
+    __slots__ = ("_bulk", "_by_uid", "_numbers", "_parts")
 
     def __init__(self) -> None:
         self._parts: list[bytes] = []
         self._numbers: list[int] = []
-        self._uids: list[str] = []
+        self._by_uid: dict[str, int] = {}
         self._bulk = True
 
     def feed(self, piece: bytes) -> None:
@@ -186,17 +186,19 @@ class UidIndexBuilder:
         self._parts.append(piece)
         if self._bulk and _UIDL_BODY.fullmatch(piece):
             tokens = piece.decode("ascii").split()
-            self._numbers.extend(map(int, tokens[0::2]))
-            self._uids.extend(tokens[1::2])
+            numbers = list(map(int, tokens[0::2]))
+            self._numbers += numbers
+            self._by_uid.update(zip(tokens[1::2], numbers, strict=True))
         else:
             self._bulk = False
 
     def result(self) -> dict[str, int]:
-        numbers = self._numbers
-        if self._bulk:
-            by_uid = dict(zip(self._uids, numbers, strict=True))
-            if len(by_uid) == len(numbers) == len(set(numbers)):
-                if numbers == sorted(numbers):  # the usual order: a linear check in C
+        numbers, by_uid = self._numbers, self._by_uid
+        if self._bulk and len(by_uid) == len(numbers):  # else a unique-id repeats
+            if not numbers or numbers == list(range(numbers[0], numbers[0] + len(numbers))):
+                return by_uid  # 1..n in order, the usual listing: unique, nothing to sort
+            if len(set(numbers)) == len(numbers):
+                if numbers == sorted(numbers):
                     return by_uid
                 return dict(sorted(by_uid.items(), key=lambda item: item[1]))
         return index_uids(parse_uidl(b"".join(self._parts)))
