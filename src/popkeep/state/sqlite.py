@@ -298,13 +298,11 @@ class SQLiteStore:
         import json  # lazy: a poll with nothing new never needs it (start-up is measured)
 
         now = _encode_time(datetime.now(UTC))  # bookkeeping only, no decision uses it
-        encoded: dict[tuple[str, ...], str] = {}  # a batch shares one or two sink lists
+        # A batch shares one or two sink lists: encode each distinct one once.
+        encoded = {sinks: json.dumps(list(sinks)) for sinks in {i.sinks for i in intents}}
         rows = [
-            (i.account, i.uid, i.key, i.sha256, i.size,
-             encoded.get(i.sinks) or encoded.setdefault(i.sinks, json.dumps(list(i.sinks))),
-             now)
-            for i in intents
-        ]  # fmt: skip
+            (i.account, i.uid, i.key, i.sha256, i.size, encoded[i.sinks], now) for i in intents
+        ]
         with self._transaction("journal intents") as cur:
             cur.executemany(
                 """INSERT OR REPLACE INTO intents
@@ -357,30 +355,40 @@ class SQLiteStore:
                 "DELETE FROM intents WHERE account = ? AND uid = ?",
                 [(account, d.uid) for d in delivered],
             )
-            if not known:
-                return
-            delivered = known
-            cur.executemany(_REFRESH_SINKS, [(account, d.uid) for d in delivered])
-            # Coverage is decided in SQL (no query and no Python step per message):
-            # every required sink name must appear in the refreshed ``sinks`` column.
-            names = sorted(required)
-            cover = " AND ".join(
-                ["instr(char(31) || coalesce(sinks, '') || char(31), ?) > 0"] * len(names)
-            ) or "1"
-            needles = [f"{_SEP}{name}{_SEP}" for name in names]
-            cur.executemany(
-                f"""UPDATE messages SET state = 'delivered',
-                           first_retrieved_at = coalesce(first_retrieved_at, ?)
-                     WHERE account = ? AND uid = ? AND state IN ('seen', 'delivered')
-                       AND {cover}""",  # noqa: S608 - only placeholders are interpolated
-                [(stamp, account, d.uid, *needles) for d in delivered],
-            )
-            cur.executemany(
-                f"""UPDATE messages SET state = 'seen'
-                     WHERE account = ? AND uid = ? AND state = 'delivered'
-                       AND NOT ({cover})""",  # noqa: S608 - only placeholders are interpolated
-                [(account, d.uid, *needles) for d in delivered],
-            )
+            if known:
+                self._settle_known(cur, account, known, required, stamp)
+
+    @staticmethod
+    def _settle_known(
+        cur: sqlite3.Cursor,
+        account: str,
+        delivered: Sequence[Delivered],
+        required: set[str],
+        stamp: str,
+    ) -> None:
+        """The general path of :meth:`record_delivered` for uids already in the tables:
+        refresh their sinks column from the receipts, then set DELIVERED or SEEN."""
+        cur.executemany(_REFRESH_SINKS, [(account, d.uid) for d in delivered])
+        # Coverage is decided in SQL (no query and no Python step per message):
+        # every required sink name must appear in the refreshed ``sinks`` column.
+        names = sorted(required)
+        cover = " AND ".join(
+            ["instr(char(31) || coalesce(sinks, '') || char(31), ?) > 0"] * len(names)
+        ) or "1"
+        needles = [f"{_SEP}{name}{_SEP}" for name in names]
+        cur.executemany(
+            f"""UPDATE messages SET state = 'delivered',
+                       first_retrieved_at = coalesce(first_retrieved_at, ?)
+                 WHERE account = ? AND uid = ? AND state IN ('seen', 'delivered')
+                   AND {cover}""",  # noqa: S608 - only placeholders are interpolated
+            [(stamp, account, d.uid, *needles) for d in delivered],
+        )
+        cur.executemany(
+            f"""UPDATE messages SET state = 'seen'
+                 WHERE account = ? AND uid = ? AND state = 'delivered'
+                   AND NOT ({cover})""",  # noqa: S608 - only placeholders are interpolated
+            [(account, d.uid, *needles) for d in delivered],
+        )
 
     @staticmethod
     def _insert_fresh(
