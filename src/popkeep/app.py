@@ -1,7 +1,7 @@
 """The composition root: configuration → concrete objects, via registries.
 
 Owns: the only place that names concrete classes (sources, sinks, stores,
-transports). Each registry maps a config dataclass or a word the user wrote to a
+transports). Each registry maps a config record class or a word the user wrote to a
 builder that imports its implementation lazily, so ``popkeep fetch`` never loads
 the Gmail libraries, the planner or the web stack. Must not: format output (``cli``)
 or hold policy (``collector``, ``retention``).
@@ -66,7 +66,7 @@ def _lazy(module: str, factory: str) -> SinkBuilder:
     return build
 
 
-#: config dataclass name → builder. The dataclasses live in popkeep.config.
+#: config class name → builder. The config records live in popkeep.config.
 SINK_BUILDERS: dict[str, SinkBuilder] = {
     "MaildirSinkConfig": _maildir,
     "ImapSinkConfig": _lazy("popkeep.sinks.imap", "ImapSink"),

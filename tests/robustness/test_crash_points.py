@@ -18,7 +18,6 @@ its group durable). Then a normal pass recovers, and:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import hashlib
 from collections import Counter
@@ -126,7 +125,7 @@ def _pass(config: Path, wrap: Callable[[SQLiteStore], Any],
     store = wrap(real)
     app = App(cfg, store=real)
     job: AccountJob = app.job(cfg.accounts["isp"])
-    job = dataclasses.replace(job, batch_messages=2, commit_messages=2, stage_messages=1,
+    job = job._replace(batch_messages=2, commit_messages=2, stage_messages=1,
                               commit_seconds=1e9, sinks=[wrap_sink(s) for s in job.sinks])
     try:
         result = asyncio.run(Collector(store, SystemClock()).run(job))

@@ -5,7 +5,6 @@ message's spool is released before the commit flushes the disk."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import mailbox
 from collections import Counter
@@ -119,7 +118,7 @@ def test_mixed_account_gets_every_message_exactly_once_in_both(
 
     def mixed(job: AccountJob) -> AccountJob:
         # batch_messages: with a non-staging sink, the commit group (≈ 5 commits here)
-        return dataclasses.replace(job, batch_messages=5, stage_messages=2, sinks=[
+        return job._replace(batch_messages=5, stage_messages=2, sinks=[
             *job.sinks, MboxSink(MboxSinkConfig("archive", mbox_path))])
 
     progress: list[int] = []
@@ -154,8 +153,8 @@ def test_staging_only_account_commits_in_groups(
 
     monkeypatch.setattr(SQLiteStore, "record_delivered", recording)
     # batch_messages (the non-staging commit group) must not matter here
-    result = _run(config, lambda job: dataclasses.replace(
-        job, batch_messages=1, commit_messages=4, stage_messages=1), progress)
+    result = _run(config, lambda job: job._replace(
+        batch_messages=1, commit_messages=4, stage_messages=1), progress)
     assert result.error is None, result.error
     assert commits == [4, 4, 2]  # one durable commit per 4 messages, and the rest
     # progress follows every staged message, not only the commits
@@ -177,7 +176,7 @@ def test_a_failing_staging_sink_does_not_stop_the_other_sink(
             maildir = job.sinks[0]
             assert isinstance(maildir, MaildirSink)
             first = FailingStage(maildir) if failing else maildir
-            return dataclasses.replace(job, batch_messages=2, sinks=[
+            return job._replace(batch_messages=2, sinks=[
                 first, MboxSink(MboxSinkConfig("archive", mbox_path))])
         return tune
 
@@ -226,7 +225,7 @@ def test_a_big_message_spool_is_released_before_the_commit(
         assert isinstance(maildir, MaildirSink)
         assert job.lf_copy  # a Maildir sink: spilled messages get their LF copy as they arrive
         watched.append(WatchCommit(maildir))
-        return dataclasses.replace(job, sinks=watched)
+        return job._replace(sinks=watched)
 
     result = _run(config, watch)
     assert result.error is None, result.error

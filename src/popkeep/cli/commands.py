@@ -63,7 +63,7 @@ def check(account: str, config_path: Path | None) -> int:
         click.echo(f"  sha256: {tls.fingerprint_sha256}")
     capa = " ".join(sorted(session.capabilities)) or "(no CAPA)"
     click.echo(f"  capabilities: {capa}")
-    click.echo(f"  mailbox: {stat.count} messages, {stat.octets} octets")
+    click.echo(f"  mailbox: {stat.messages} messages, {stat.octets} octets")
     return 0
 
 

@@ -131,7 +131,7 @@ class Collector:
     async def _session(self, run: RunState, session: SourceSession) -> None:
         stat = await session.stat()
         numbers = await session.uids()
-        run.server_count, run.server_octets, run.listed = stat.count, stat.octets, len(numbers)
+        run.server_count, run.server_octets, run.listed = stat.messages, stat.octets, len(numbers)
         self._reconcile(run, numbers)
         wanted = await self._select(run, session, numbers)
         await self._pipeline.fetch(run, session, wanted)

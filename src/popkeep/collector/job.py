@@ -2,13 +2,17 @@
 
 Owns: the records shared by :mod:`.core` (the pass) and :mod:`.pipeline` (fetch →
 stage → commit). Must not: do I/O.
+
+NamedTuples and a plain class rather than dataclasses: generating a dataclass's
+methods costs about a millisecond per class at import, and every cron poll pays
+it (``popkeep fetch`` start-up is measured, bench/README.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from popkeep.errors import PopkeepError
 from popkeep.model import MessageState, RetentionPolicy, RunSummary, StoredMessage
@@ -21,8 +25,7 @@ from popkeep.sources.base import SessionFactory
 ProgressCallback = Callable[[str, int, int, int], None]
 
 
-@dataclass(frozen=True, slots=True)
-class AccountJob:
+class AccountJob(NamedTuple):
     """What the collector needs to know about one account (built by ``app``)."""
 
     name: str
@@ -50,42 +53,62 @@ class AccountJob:
     stage_min_bytes: int = 1 << 20
 
 
-@dataclass(slots=True)
-class AccountResult:
+class AccountResult(NamedTuple):
     """The run's summary and, when the run failed, the error that ended it."""
 
     summary: RunSummary
     error: PopkeepError | None = None
-    warnings: list[str] = field(default_factory=list)
+    warnings: Sequence[str] = ()
 
 
-@dataclass(slots=True)
 class RunState:
     """Mutable counters of one pass; frozen into a RunSummary at the end."""
 
-    job: AccountJob
-    #: uid → state of every message the store knows for this account (cheap to load)
-    states: dict[str, MessageState]
-    #: the same, grouped: state → uids (the store's form; see Collector._load_states)
-    by_state: dict[MessageState, list[str]] = field(default_factory=dict)
-    #: full records, loaded only when partial receipts matter (see Pipeline.held_by)
-    known: dict[str, StoredMessage] | None = None
-    listed: int = 0
-    delivered: int = 0
-    delivered_bytes: int = 0
-    adopted: int = 0
-    deleted: int = 0
-    gone: int = 0
-    skipped: int = 0
-    server_count: int = 0
-    server_octets: int = 0
-    total: int = 0
-    done: int = 0
-    #: delivery keys journaled by an earlier run that never recorded its receipts
-    pending_keys: frozenset[str] = frozenset()
-    #: sinks that failed this run (open or deliver): skipped from then on, no deletions
-    failed_sinks: dict[str, PopkeepError] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    __slots__ = (
+        "adopted",
+        "by_state",
+        "deleted",
+        "delivered",
+        "delivered_bytes",
+        "done",
+        "failed_sinks",
+        "gone",
+        "job",
+        "known",
+        "listed",
+        "pending_keys",
+        "server_count",
+        "server_octets",
+        "skipped",
+        "states",
+        "total",
+        "warnings",
+    )
+
+    def __init__(self, job: AccountJob, states: dict[str, MessageState]) -> None:
+        self.job = job
+        #: uid → state of every message the store knows for this account (cheap to load)
+        self.states = states
+        #: the same, grouped: state → uids (the store's form; see Collector._load_states)
+        self.by_state: dict[MessageState, list[str]] = {}
+        #: full records, loaded only when partial receipts matter (see Pipeline.held_by)
+        self.known: dict[str, StoredMessage] | None = None
+        self.listed = 0
+        self.delivered = 0
+        self.delivered_bytes = 0
+        self.adopted = 0
+        self.deleted = 0
+        self.gone = 0
+        self.skipped = 0
+        self.server_count = 0
+        self.server_octets = 0
+        self.total = 0
+        self.done = 0
+        #: delivery keys journaled by an earlier run that never recorded its receipts
+        self.pending_keys: frozenset[str] = frozenset()
+        #: sinks that failed this run (open or deliver): skipped from then on, no deletions
+        self.failed_sinks: dict[str, PopkeepError] = {}
+        self.warnings: list[str] = []
 
     @property
     def sink_failed(self) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
 
 from popkeep.clock import Clock
 from popkeep.collector.job import AccountJob, ProgressCallback, RunState, sink_names
@@ -31,33 +30,48 @@ from popkeep.state.base import Delivered, Intent, StateStore
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
 class _Flow:
-    """Messages of one fetch on their way from the stream to a commit (see ``_fetch``)."""
+    """Messages of one fetch on their way from the stream to a commit (see ``_fetch``).
 
-    #: sink name → the sinks that stage (write as messages arrive, commit later)
-    stagers: dict[str, StagingSink]
-    #: a non-staging sink: messages stay open until the commit hands them to it
-    hold: bool
-    commit_messages: int
-    commit_bytes: int
-    last_commit: float  #: clock.monotonic() of the last commit (or of the start)
-    #: staging sink name → its handles since the last commit
-    handles: dict[str, list[Staged]]
-    #: received, not yet taken by a step
-    received: list[tuple[ListingEntry, SpooledMessage]] = field(default_factory=list)
-    received_bytes: int = 0
-    #: fresh messages since the last commit (staged, or held for non-staging sinks)
-    deliveries: list[Delivery] = field(default_factory=list)
-    uncommitted_bytes: int = 0
-    taken: int = 0  #: messages (fresh and repeats) taken since the last commit
-    #: uid → receipts a staging sink already held from an earlier, crashed run
-    found: dict[str, list[Receipt]] = field(default_factory=dict)
-    #: (uid, sha256, size) of repeated content, adopted after the next commit
-    repeats: list[tuple[str, str, int]] = field(default_factory=list)
-    #: content delivered (or being delivered) this run: later copies are repeats
-    hashes: set[str] = field(default_factory=set)
-    broken: bool = False  #: a step failed: nothing more is committed this run
+    A plain class, not a dataclass: see :mod:`.job`."""
+
+    __slots__ = (
+        "broken", "commit_bytes", "commit_messages", "deliveries", "found", "handles",
+        "hashes", "hold", "last_commit", "received", "received_bytes", "repeats", "stagers",
+        "taken", "uncommitted_bytes",
+    )
+
+    def __init__(
+        self,
+        stagers: dict[str, StagingSink],
+        hold: bool,
+        commit_messages: int,
+        commit_bytes: int,
+        last_commit: float,
+    ) -> None:
+        #: sink name → the sinks that stage (write as messages arrive, commit later)
+        self.stagers = stagers
+        #: a non-staging sink: messages stay open until the commit hands them to it
+        self.hold = hold
+        self.commit_messages = commit_messages
+        self.commit_bytes = commit_bytes
+        self.last_commit = last_commit  #: clock.monotonic() of the last commit (or of the start)
+        #: staging sink name → its handles since the last commit
+        self.handles: dict[str, list[Staged]] = {name: [] for name in stagers}
+        #: received, not yet taken by a step
+        self.received: list[tuple[ListingEntry, SpooledMessage]] = []
+        self.received_bytes = 0
+        #: fresh messages since the last commit (staged, or held for non-staging sinks)
+        self.deliveries: list[Delivery] = []
+        self.uncommitted_bytes = 0
+        self.taken = 0  #: messages (fresh and repeats) taken since the last commit
+        #: uid → receipts a staging sink already held from an earlier, crashed run
+        self.found: dict[str, list[Receipt]] = {}
+        #: (uid, sha256, size) of repeated content, adopted after the next commit
+        self.repeats: list[tuple[str, str, int]] = []
+        #: content delivered (or being delivered) this run: later copies are repeats
+        self.hashes: set[str] = set()
+        self.broken = False  #: a step failed: nothing more is committed this run
 
 
 class Pipeline:
@@ -117,7 +131,6 @@ class Pipeline:
             commit_messages=job.batch_messages if hold else job.commit_messages,
             commit_bytes=job.batch_bytes if hold else job.commit_bytes,
             last_commit=self._clock.monotonic(),
-            handles={name: [] for name in stagers},
         )
 
     async def _step(self, run: RunState, flow: _Flow, final: bool = False) -> None:

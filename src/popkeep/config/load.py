@@ -18,7 +18,6 @@ import os
 import shlex
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -237,7 +236,7 @@ def maildir_sink(table: Mapping[str, object], where: str) -> MaildirSinkConfig:
 
 
 def _lazy(function: str) -> SinkConverter:
-    """A converter of :mod:`.sink_types`, imported on first use (its dataclasses cost startup)."""
+    """A converter of :mod:`.sink_types`, imported on first use (its records cost startup)."""
 
     def convert(table: Mapping[str, object], where: str) -> SinkConfig:
         from popkeep.config import sink_types
@@ -278,10 +277,10 @@ def _sink(table: object, where: Where, ctx: _Context) -> SinkConfig:
 
 def _check_sink_secrets(sink: SinkConfig, where: Where, ctx: _Context) -> None:
     """The rules every sink shares: inline passwords need a private file; warn on tls none."""
-    for item in fields(sink):  # type: ignore[arg-type]  # every sink config is a dataclass
-        value = getattr(sink, item.name)
+    for name in sink._fields:
+        value = getattr(sink, name)
         if isinstance(value, SecretSource) and value.kind == "literal":
-            _check_private(where.key(item.name), ctx)
+            _check_private(where.key(name), ctx)
     if getattr(sink, "tls", None) == "none":
         ctx.warn(where.key("tls"), '"none" sends the password and all mail unencrypted')
 

@@ -6,14 +6,15 @@ octets), so no other layer validates config again. Must not: read files, touch
 the environment, or resolve secrets (``load`` builds these objects;
 :class:`~popkeep.config.secrets.SecretSource` resolves passwords on demand).
 
-Sinks are a family of frozen dataclasses keyed by ``type`` (the word the user
-writes). Adding a sink type means one dataclass and one converter registered in
-``load.SINK_TYPES``; ``app`` maps the dataclass to the implementation.
+Sinks are a family of NamedTuples keyed by ``type`` (the word the user
+writes). Adding a sink type means one NamedTuple and one converter registered in
+``load.SINK_TYPES``; ``app`` maps the record's class to the implementation.
+(NamedTuples, not dataclasses, throughout the configuration: generating a
+dataclass's methods costs about a millisecond per class at every start.)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple, Protocol
 
@@ -50,17 +51,21 @@ class StateConfig(NamedTuple):
 class SinkConfig(Protocol):
     """What every sink's settings have: the ``name`` accounts refer to.
 
-    Each ``type`` word has its own frozen dataclass: :class:`MaildirSinkConfig`
+    Each ``type`` word has its own NamedTuple: :class:`MaildirSinkConfig`
     here, the others in :mod:`popkeep.config.sink_types`. ``app`` picks the
-    implementation from the dataclass (a registry keyed by config class).
+    implementation from the record's class (a registry keyed by config class).
     """
 
     @property
     def name(self) -> str: ...
 
+    @property
+    def _fields(self) -> tuple[str, ...]:
+        """The field names (every sink config is a NamedTuple)."""
+        ...
 
-@dataclass(frozen=True, slots=True)
-class MaildirSinkConfig:
+
+class MaildirSinkConfig(NamedTuple):
     """``type = "maildir"``: a local Maildir (created if missing).
 
     ``path`` is the Maildir itself; ``folder`` selects the Maildir++ subfolder

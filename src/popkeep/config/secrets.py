@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Literal
 
 from popkeep.errors import ConfigError
@@ -36,7 +35,6 @@ COMMAND_TIMEOUT = 30.0  #: seconds a password_command may take
 MASK = "********"
 
 
-@dataclass(frozen=True, slots=True, repr=False)
 class SecretSource:
     """A password and how to obtain it. ``repr`` and ``str`` never show the secret.
 
@@ -46,13 +44,53 @@ class SecretSource:
 
     ``where`` is the file and key path used in error messages, e.g.
     ``'/home/u/.config/popkeep/config.toml: account "isp".password_command'``.
+
+    Immutable and compared by value. A plain class, not a frozen dataclass
+    (generating its methods costs about a millisecond at every start, which cron
+    polls pay), nor a NamedTuple (a tuple would hand out the secret to anything
+    that iterates or serialises it).
     """
+
+    __slots__ = ("argv", "kind", "timeout", "value", "where")
 
     kind: SecretKind
     value: str
-    where: str = ""
-    argv: tuple[str, ...] = ()
-    timeout: float = COMMAND_TIMEOUT
+    where: str
+    argv: tuple[str, ...]
+    timeout: float
+
+    def __init__(
+        self,
+        kind: SecretKind,
+        value: str,
+        where: str = "",
+        argv: tuple[str, ...] = (),
+        timeout: float = COMMAND_TIMEOUT,
+    ) -> None:
+        init = object.__setattr__  # this class's own refuses (immutable)
+        init(self, "kind", kind)
+        init(self, "value", value)
+        init(self, "where", where)
+        init(self, "argv", argv)
+        init(self, "timeout", timeout)
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.kind, self.value, self.where, self.argv, self.timeout)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, SecretSource)
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"SecretSource is immutable: cannot assign {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"SecretSource is immutable: cannot delete {name!r}")
 
     def __repr__(self) -> str:
         if self.kind == "env":

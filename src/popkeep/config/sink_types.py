@@ -1,7 +1,7 @@
 """Frozen per-type configuration of the central-mailbox sinks, and their converters.
 
 Owns: turning one ``[[sink]]`` TOML table of type ``imap``, ``lmtp``, ``mda``,
-``mbox`` or ``gmail`` into a frozen dataclass, failing with a
+``mbox`` or ``gmail`` into a NamedTuple, failing with a
 :class:`~popkeep.errors.ConfigError` that names the file and key path. Unknown
 keys are errors. Must not: open files, resolve secrets or touch the network
 (secrets stay :class:`~popkeep.config.secrets.SecretSource` until a sink opens).
@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from popkeep.config.secrets import SecretSource
 from popkeep.errors import ConfigError
@@ -43,8 +42,7 @@ DateSource = Literal["date_header", "retrieval"]
 _TLS_PORTS = {"implicit": 993, "starttls": 143, "none": 143}
 
 
-@dataclass(frozen=True, slots=True)
-class ImapSinkConfig:
+class ImapSinkConfig(NamedTuple):
     """``type = "imap"``: APPEND to ``folder`` on an IMAP server."""
 
     name: str
@@ -64,8 +62,7 @@ class ImapSinkConfig:
     trace_headers: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class LmtpSinkConfig:
+class LmtpSinkConfig(NamedTuple):
     """``type = "lmtp"``: LMTP (RFC 2033) to ``host:port`` or a unix ``socket``."""
 
     name: str
@@ -78,8 +75,7 @@ class LmtpSinkConfig:
     trace_headers: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class MdaSinkConfig:
+class MdaSinkConfig(NamedTuple):
     """``type = "mda"``: pipe each message to ``command`` (no shell)."""
 
     name: str
@@ -88,8 +84,7 @@ class MdaSinkConfig:
     trace_headers: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class MboxSinkConfig:
+class MboxSinkConfig(NamedTuple):
     """``type = "mbox"``: append to an mboxrd file."""
 
     name: str
@@ -99,8 +94,7 @@ class MboxSinkConfig:
     trace_headers: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class GmailSinkConfig:
+class GmailSinkConfig(NamedTuple):
     """``type = "gmail"``: Gmail API ``users.messages.import``."""
 
     name: str

@@ -22,8 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from popkeep.model import Receipt
 from popkeep.spool import SpooledMessage
@@ -43,8 +42,7 @@ def _account_tag(account: str) -> str:
     return hashlib.sha256(account.encode("utf-8")).hexdigest()[:16]
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(NamedTuple):
     """One message to store: its bytes, where it came from, and its idempotency key."""
 
     account: str
