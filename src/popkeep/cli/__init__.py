@@ -9,20 +9,28 @@ click (:mod:`.runner`); everything else goes to the click group in
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    from popkeep.cli.runner import run_fast
+    if argv is None:
+        # Run as the program: no cyclic collection while modules load (see
+        # runner.end_startup, which turns it back on; so does the ``finally``).
+        gc.disable()
+    try:
+        from popkeep.cli.runner import run_fast
 
-    args = sys.argv[1:] if argv is None else list(argv)
-    code = run_fast(args)
-    if code is not None:
-        if argv is None:
-            _exit_now(code)
-        return code
+        args = sys.argv[1:] if argv is None else list(argv)
+        code = run_fast(args)
+        if code is not None:
+            if argv is None:
+                _exit_now(code)
+            return code
+    finally:
+        gc.enable()
     from popkeep.cli.group import click_main
 
     return click_main(args)
