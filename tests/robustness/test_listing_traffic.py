@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from popkeep.testing.mailgen import realistic_mailbox
 
-from .conftest import Case, small_mailbox
+from .conftest import Case, digest, small_mailbox
 
 
 def _commands(case: Case, session: int) -> list[bytes]:
@@ -44,4 +44,28 @@ def test_no_list_when_nothing_is_new_and_list_n_for_a_new_message(
     assert third.count(b"LIST n") == 1 and b"LIST" not in third
     assert third.count(b"RETR n") == 1
     assert len(case.stored()) == 41
+    case.assert_safe()
+
+
+def test_one_gone_and_one_new_in_the_same_poll_is_not_mistaken_for_nothing_new(
+    hostile: Callable[..., Case],
+) -> None:
+    """Same number of messages listed as known alive, but not the same ones: the new
+    one is fetched and the vanished one counted gone (a poll that compared counts
+    only would see nothing to do)."""
+    case = hostile(small_mailbox(6))
+    case.configure()
+    code, err = case.fetch()
+    assert code == 0, err
+    assert len(case.stored()) == 6
+
+    gone = case.server.mailbox.uids[2]
+    assert case.server.mailbox.remove(gone)
+    new_uid = case.server.mailbox.add(next(iter(realistic_mailbox(1, seed=77))))
+    case.by_uid = {**case.by_uid, new_uid: digest(case.server.mailbox.message(new_uid))}
+    code, err = case.fetch()
+    assert code == 0, err
+    assert case.by_uid[new_uid] in case.stored() and len(case.stored()) == 7
+    assert case.query("SELECT uid FROM messages WHERE state = 'gone'") == [gone]
+    assert _commands(case, 2).count(b"RETR n") == 1
     case.assert_safe()

@@ -42,6 +42,9 @@ from popkeep.state.base import StateStore
 
 log = logging.getLogger(__name__)
 
+#: (state → uids, uid → state, uids SEEN or DELIVERED): see Collector._index
+_Known = tuple[dict[MessageState, list[str]], dict[str, MessageState], set[str]]
+
 
 class Collector:
     """Runs passes; one instance may serve many accounts (sequentially or concurrently)."""
@@ -98,23 +101,27 @@ class Collector:
             await asyncio.gather(reading, return_exceptions=True)
             raise
         try:
-            run.pending_keys, by_state = await reading
+            run.pending_keys, known = await reading
         except BaseException:
             await session.close()
             raise
-        self._load_states(run, by_state)
+        run.by_state, run.states, run.alive = known
         return session
 
-    def _read_state(self, account: str) -> tuple[frozenset[str], dict[MessageState, list[str]]]:
+    def _read_state(self, account: str) -> tuple[frozenset[str], _Known]:
+        """The account's state, read and indexed in a worker thread (see _connect)."""
         pending = frozenset(i.key for i in self._store.pending_intents(account))
-        return pending, self._store.uids_by_state(account)
+        return pending, self._index(self._store.uids_by_state(account))
 
     @staticmethod
-    def _load_states(run: RunState, by_state: dict[MessageState, list[str]]) -> None:
+    def _index(by_state: dict[MessageState, list[str]]) -> _Known:
+        """(by_state, uid → state, uids SEEN or DELIVERED): what a pass looks uids up in."""
         states: dict[str, MessageState] = {}
         for state, uids in by_state.items():
             states.update(dict.fromkeys(uids, state))  # in C: no Python loop per uid
-        run.states, run.by_state = states, by_state
+        alive = set(by_state.get(MessageState.SEEN, ()))
+        alive.update(by_state.get(MessageState.DELIVERED, ()))
+        return by_state, states, alive
 
     async def _open_sinks(self, run: RunState) -> None:
         """Open every sink; one that fails is skipped this run (and blocks deletions)."""
@@ -132,17 +139,19 @@ class Collector:
         stat = await session.stat()
         numbers = await session.uids()
         run.server_count, run.server_octets, run.listed = stat.messages, stat.octets, len(numbers)
-        self._reconcile(run, numbers)
-        wanted = await self._select(run, session, numbers)
+        only_alive = self._reconcile(run, numbers)
+        wanted = await self._select(run, session, numbers, only_alive)
         await self._pipeline.fetch(run, session, wanted)
         await self._retain(run, session, numbers)
 
     # -- diff -----------------------------------------------------------------------
 
-    def _reconcile(self, run: RunState, listed: dict[str, int]) -> None:
+    def _reconcile(self, run: RunState, listed: dict[str, int]) -> bool:
         """Settle what changed on the server since the last run (DESIGN.md states).
 
-        ``listed``: {uid: message number} of this session.
+        ``listed``: {uid: message number} of this session. Returns whether the
+        listing is exactly the messages SEEN or DELIVERED before (a poll with
+        nothing new and nothing gone: every listed uid is known).
         """
         account, now = run.job.name, self._clock.now()
         pending = run.by_state.get(MessageState.DELETE_PENDING, [])
@@ -151,27 +160,33 @@ class Collector:
         self._store.mark_deleted(account, [u for u in pending if u not in listed], now)
         # Set difference in C over the live uids only: no Python loop per known uid, and
         # the GONE/DELETED history of years of polls costs nothing.
-        alive = set(run.by_state.get(MessageState.SEEN, ()))
-        alive.update(run.by_state.get(MessageState.DELIVERED, ()))
-        vanished = sorted(alive.difference(listed))
+        vanished = sorted(run.alive.difference(listed))
         if vanished:
             log.info("account %s: %d messages gone (deleted elsewhere)", account, len(vanished))
             self._store.mark_gone(account, vanished, now)
         run.gone = len(vanished)
         if pending or vanished:
-            self._load_states(run, self._store.uids_by_state(account))
+            run.by_state, run.states, run.alive = self._index(self._store.uids_by_state(account))
+            return False
+        # alive ⊆ listed (nothing vanished), so equal sizes mean equal sets.
+        return len(run.alive) == len(listed)
 
     async def _select(
-        self, run: RunState, session: SourceSession, listed: dict[str, int]
+        self, run: RunState, session: SourceSession, listed: dict[str, int], only_alive: bool
     ) -> list[ListingEntry]:
         """Listed messages that still need delivering, minus those too large to take.
 
-        Only their sizes are asked for: a poll with nothing new sends no LIST.
+        ``only_alive``: every listed uid is SEEN or DELIVERED (see _reconcile), so
+        only the SEEN ones are due. Only their sizes are asked for: a poll with
+        nothing new sends no LIST.
         """
-        states = run.states
-        # Set difference first (C speed): unknown uids, then the few SEEN ones.
-        todo = listed.keys() - states.keys()
-        todo.update(uid for uid in run.by_state.get(MessageState.SEEN, ()) if uid in listed)
+        seen = run.by_state.get(MessageState.SEEN, ())
+        if only_alive:
+            todo = set(seen)
+        else:
+            # Set difference first (C speed): unknown uids, then the few SEEN ones.
+            todo = listed.keys() - run.states.keys()
+            todo.update(uid for uid in seen if uid in listed)
         numbers = sorted(listed[uid] for uid in todo)
         sizes = await session.sizes(numbers, len(listed)) if numbers else {}
         uid_of = {listed[uid]: uid for uid in todo}

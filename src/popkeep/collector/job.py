@@ -66,6 +66,7 @@ class RunState:
 
     __slots__ = (
         "adopted",
+        "alive",
         "by_state",
         "deleted",
         "delivered",
@@ -89,8 +90,10 @@ class RunState:
         self.job = job
         #: uid → state of every message the store knows for this account (cheap to load)
         self.states = states
-        #: the same, grouped: state → uids (the store's form; see Collector._load_states)
+        #: the same, grouped: state → uids (the store's form; see Collector._index)
         self.by_state: dict[MessageState, list[str]] = {}
+        #: the uids SEEN or DELIVERED: on the server at the last run, as far as we know
+        self.alive: set[str] = set()
         #: full records, loaded only when partial receipts matter (see Pipeline.held_by)
         self.known: dict[str, StoredMessage] | None = None
         self.listed = 0
