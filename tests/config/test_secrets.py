@@ -126,3 +126,18 @@ def test_masking_filter_masks_rendered_records(caplog: pytest.LogCaptureFixture)
         caplog.handler.removeFilter(masking)
     assert caplog.records[0].getMessage() == "sent PASS ******** to pop.example"
     assert "hunter2" not in caplog.text
+
+
+def test_a_source_is_a_value_immutable_and_not_a_tuple() -> None:
+    a = SecretSource("literal", "hunter2", WHERE)
+    assert a == SecretSource("literal", "hunter2", WHERE) and hash(a) == hash(
+        SecretSource("literal", "hunter2", WHERE))
+    assert a != SecretSource("literal", "hunter3", WHERE)
+    assert a != SecretSource("env", "hunter2", WHERE)
+    with pytest.raises(AttributeError):
+        a.value = "other"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del a.kind
+    with pytest.raises(TypeError):  # nothing that iterates can take the secret out
+        list(a)  # type: ignore[call-overload]
+    assert a.value == "hunter2"

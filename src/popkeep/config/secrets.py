@@ -74,17 +74,16 @@ class SecretSource:
         init(self, "argv", argv)
         init(self, "timeout", timeout)
 
-    def _fields(self) -> tuple[object, ...]:
+    def _key(self) -> tuple[object, ...]:
         return (self.kind, self.value, self.where, self.argv, self.timeout)
 
     def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
+        if not isinstance(other, SecretSource):
             return NotImplemented
-        assert isinstance(other, SecretSource)
-        return self._fields() == other._fields()
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash(self._fields())
+        return hash(self._key())
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"SecretSource is immutable: cannot assign {name!r}")
