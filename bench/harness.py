@@ -283,11 +283,16 @@ def startup(bench: Bench) -> dict[str, object]:
     workdir = fresh_dir("startup-popkeep")
     run = tools.Run(workdir, server_for(bench, corpus, "plain"))
     cmd = tool.prepare(run)
-    version = [
-        measure.run_timed([cmd.argv[0], "--version"], cmd.env, workdir, 60) for _ in range(10)
-    ]
+    version_argv = [cmd.argv[0], "--version"]
+    # The same interpreter loading asyncio and nothing else, interleaved with popkeep's
+    # runs: how fast the machine is right now (on a shared VM it varies by half).
+    floor_argv = [str(Path(cmd.argv[0]).with_name("python")), "-c", "import asyncio"]
     first = measure.run_timed(cmd.argv, cmd.env, workdir, 120)
-    fetches = [measure.run_timed(cmd.argv, cmd.env, workdir, 120) for _ in range(10)]
+    version, fetches, floor = [], [], []
+    for _ in range(10):
+        version.append(measure.run_timed(version_argv, cmd.env, workdir, 60))
+        fetches.append(measure.run_timed(cmd.argv, cmd.env, workdir, 120))
+        floor.append(measure.run_timed(floor_argv, cmd.env, workdir, 60))
     verdict = measure.verify(run.maildir, bench.expected[corpus.user])
     result: dict[str, object] = {
         "version_cpu_s": statistics.median(m.cpu_s for m in version),
@@ -297,6 +302,12 @@ def startup(bench: Bench) -> dict[str, object]:
         "noop_wall_s": statistics.median(m.wall_s for m in fetches),
         "noop_ok": first.exit_code == 0 and all(m.exit_code == 0 for m in fetches) and verdict.ok,
         "noop_detail": first.stderr_tail.strip()[-300:] if first.exit_code else "",
+        "floor_cpu_s": statistics.median(m.cpu_s for m in floor),
+        "instructions": measure.instructions(
+            {"version": version_argv, "noop": cmd.argv, "floor": floor_argv},
+            cmd.env,
+            workdir,
+        ),
     }
     bench.log(f"startup: {result}")
     measure.remove_tree(workdir)

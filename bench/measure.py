@@ -112,6 +112,31 @@ def run_timed(argv: list[str], env: dict[str, str], cwd: Path, timeout: float) -
     )
 
 
+def instructions(
+    commands: dict[str, list[str]], env: dict[str, str], cwd: Path
+) -> dict[str, int] | str:
+    """Instructions each command executes (valgrind's callgrind ``Ir``), by name.
+
+    Unlike CPU time, the count does not depend on what else the machine is doing,
+    so start-up work can be compared across runs and machines. A string says why
+    nothing was counted (valgrind missing, a command failed).
+    """
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return "valgrind is not installed (scripts/install-test-deps --bench)"
+    counts: dict[str, int] = {}
+    for name, argv in commands.items():
+        done = subprocess.run(
+            [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+            env=env, cwd=cwd, capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if done.returncode != 0 or found is None:
+            return f"{name}: exit {done.returncode} under valgrind"
+        counts[name] = int(found.group(1))
+    return counts
+
+
 def digest_lf(data: bytes) -> str:
     return hashlib.sha256(data.replace(b"\r\n", b"\n")).hexdigest()
 

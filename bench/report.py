@@ -178,7 +178,31 @@ def startup_section(fig: dict[str, Any] | None) -> str:
         f"{cell(fig['noop_ok'], fig['noop_cpu_s'], fig['noop_wall_s'])} |",
     ]
     detail = f"\npopkeep fetch failed: `{fig['noop_detail']}`\n" if fig.get("noop_detail") else ""
-    return head + "\n".join(rows) + "\n" + detail
+    return head + "\n".join(rows) + "\n" + detail + _startup_context(fig)
+
+
+def _startup_context(fig: dict[str, Any]) -> str:
+    """The machine's speed during the start-up runs, and the instruction counts."""
+    out = []
+    floor = fig.get("floor_cpu_s")
+    if floor is not None:
+        out.append(
+            f"\nMachine speed meanwhile: the same Python importing asyncio and nothing "
+            f"else took {floor * 1000:.0f} ms of CPU (median of 10, interleaved with "
+            f"popkeep's runs); popkeep's no-op fetch is {fig['noop_cpu_s'] / floor:.2f}× that.\n"
+        )
+    counts = fig.get("instructions")
+    if isinstance(counts, dict) and counts:
+        cells = {k: f"{v / 1e6:.0f} M" for k, v in counts.items()}
+        out.append(
+            "\nInstructions executed (valgrind callgrind, independent of machine load): "
+            f"`popkeep --version` {cells.get('version', '—')}, no-op fetch "
+            f"{cells.get('noop', '—')}; `python -c \"import asyncio\"` "
+            f"{cells.get('floor', '—')}.\n"
+        )
+    elif isinstance(counts, str):
+        out.append(f"\nInstructions not counted: {counts}.\n")
+    return "".join(out)
 
 
 def failures_section(records: Sequence[Any]) -> str:
