@@ -59,7 +59,7 @@ class Collector:
     async def run(self, job: AccountJob) -> AccountResult:
         """One pass. Never raises a PopkeepError: it is returned in the result."""
         started = self._clock.now()
-        run = RunState(job=job, states={})
+        run = RunState(job)
         error: PopkeepError | None = None
         try:
             await self._pass(run)

@@ -86,10 +86,10 @@ class RunState:
         "warnings",
     )
 
-    def __init__(self, job: AccountJob, states: dict[str, MessageState]) -> None:
+    def __init__(self, job: AccountJob) -> None:
         self.job = job
         #: uid → state of every message the store knows for this account (cheap to load)
-        self.states = states
+        self.states: dict[str, MessageState] = {}
         #: the same, grouped: state → uids (the store's form; see Collector._index)
         self.by_state: dict[MessageState, list[str]] = {}
         #: the uids SEEN or DELIVERED: on the server at the last run, as far as we know
