@@ -279,15 +279,11 @@ class POP3Session:
         """
         await self._drain()
         await self._send(Command("UIDL"))
-        event = await self._event()
-        if isinstance(event, Err):
-            raise ServerRefused(f"{self._settings.host} does not support UIDL "
-                                f"(RFC 1939 §7): {_describe(event)}")
         index = UidIndexBuilder()  # parses each piece while the next one is on its way
-        while not isinstance(event, End):
-            event = await self._event()
-            if isinstance(event, Data):
-                index.feed(event.data)
+        refused = await self._body(index.feed)
+        if refused is not None:
+            raise ServerRefused(f"{self._settings.host} does not support UIDL "
+                                f"(RFC 1939 §7): {_describe(refused)}")
         return index.result()
 
     async def sizes(self, numbers: Sequence[int], count: int) -> dict[int, int]:
@@ -458,16 +454,22 @@ class POP3Session:
         return event
 
     async def _collect(self) -> bytes | Err:
-        """A whole multi-line reply (CAPA, UIDL, LIST): its body, or the -ERR."""
+        """A whole multi-line reply (CAPA, LIST): its body, or the -ERR."""
+        parts: list[bytes] = []
+        refused = await self._body(parts.append)
+        return b"".join(parts) if refused is None else refused
+
+    async def _body(self, feed: Callable[[bytes], object]) -> Err | None:
+        """A multi-line reply's body to ``feed``, piece by piece as it arrives (whole
+        lines each); the -ERR instead, if the server refused."""
         event = await self._event()
         if isinstance(event, Err):
             return event
-        parts: list[bytes] = []
         while not isinstance(event, End):
             event = await self._event()
             if isinstance(event, Data):
-                parts.append(event.data)
-        return b"".join(parts)
+                feed(event.data)
+        return None
 
     async def _drain(self) -> None:
         """Read and drop replies still in flight from an abandoned retrieve."""

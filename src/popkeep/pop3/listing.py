@@ -196,7 +196,7 @@ class UidIndexBuilder:
         numbers, by_uid = self._numbers, self._by_uid
         if self._bulk and len(by_uid) == len(numbers):  # else a unique-id repeats
             if not numbers or numbers == list(range(numbers[0], numbers[0] + len(numbers))):
-                return by_uid  # 1..n in order, the usual listing: unique, nothing to sort
+                return by_uid  # consecutive numbers (the usual 1..n): unique and in order
             if len(set(numbers)) == len(numbers):
                 if numbers == sorted(numbers):
                     return by_uid
