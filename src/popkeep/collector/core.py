@@ -139,19 +139,18 @@ class Collector:
         stat = await session.stat()
         numbers = await session.uids()
         run.server_count, run.server_octets, run.listed = stat.messages, stat.octets, len(numbers)
-        only_alive = self._reconcile(run, numbers)
-        wanted = await self._select(run, session, numbers, only_alive)
+        self._reconcile(run, numbers)
+        wanted = await self._select(run, session, numbers)
         await self._pipeline.fetch(run, session, wanted)
         await self._retain(run, session, numbers)
 
     # -- diff -----------------------------------------------------------------------
 
-    def _reconcile(self, run: RunState, listed: dict[str, int]) -> bool:
+    def _reconcile(self, run: RunState, listed: dict[str, int]) -> None:
         """Settle what changed on the server since the last run (DESIGN.md states).
 
-        ``listed``: {uid: message number} of this session. Returns whether the
-        listing is exactly the messages SEEN or DELIVERED before (a poll with
-        nothing new and nothing gone: every listed uid is known).
+        ``listed``: {uid: message number} of this session. Afterwards every live
+        (SEEN or DELIVERED) uid is listed: those that vanished are GONE.
         """
         account, now = run.job.name, self._clock.now()
         pending = run.by_state.get(MessageState.DELETE_PENDING, [])
@@ -167,21 +166,18 @@ class Collector:
         run.gone = len(vanished)
         if pending or vanished:
             run.by_state, run.states, run.alive = self._index(self._store.uids_by_state(account))
-            return False
-        # alive ⊆ listed (nothing vanished), so equal sizes mean equal sets.
-        return len(run.alive) == len(listed)
 
     async def _select(
-        self, run: RunState, session: SourceSession, listed: dict[str, int], only_alive: bool
+        self, run: RunState, session: SourceSession, listed: dict[str, int]
     ) -> list[ListingEntry]:
         """Listed messages that still need delivering, minus those too large to take.
 
-        ``only_alive``: every listed uid is SEEN or DELIVERED (see _reconcile), so
-        only the SEEN ones are due. Only their sizes are asked for: a poll with
-        nothing new sends no LIST.
+        Only their sizes are asked for: a poll with nothing new sends no LIST.
         """
         seen = run.by_state.get(MessageState.SEEN, ())
-        if only_alive:
+        if len(run.alive) == len(listed):
+            # Every live uid is listed (see _reconcile), so a listing as long as the
+            # live set is that set: nothing unknown, only the SEEN ones are due.
             todo = set(seen)
         else:
             # Set difference first (C speed): unknown uids, then the few SEEN ones.
