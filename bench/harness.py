@@ -213,7 +213,8 @@ def bulk(bench: Bench, scenario: str, tls: str) -> None:
     # so runs are removed when the benchmark ends, if the disk has room for them.
     need = bench.expected[corpus.user].octets * len(tools_here) * bench.args.runs * 1.3
     defer = shutil.disk_usage(WORK).free > need + (4 << 30)
-    later = bench.leftovers if defer else []  # removed when the benchmark (scenario) ends
+    # Deferred: removed when the benchmark ends; else right away, primed dirs at the end here.
+    later = bench.leftovers if defer else []
     for index in range(1, bench.args.runs + 1):
         # Each run starts with another tool: none is always the first after a removal.
         turn = (index - 1) % len(tools_here)
@@ -286,7 +287,7 @@ def startup(bench: Bench) -> dict[str, object]:
     version_argv = [cmd.argv[0], "--version"]
     # The same interpreter loading asyncio and nothing else, interleaved with popkeep's
     # runs: how fast the machine is right now (on a shared VM it varies by half).
-    floor_argv = [str(Path(cmd.argv[0]).with_name("python")), "-c", "import asyncio"]
+    floor_argv = [tools.popkeep_python(), "-c", "import asyncio"]
     first = measure.run_timed(cmd.argv, cmd.env, workdir, 120)
     version, fetches, floor = [], [], []
     for _ in range(10):

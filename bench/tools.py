@@ -98,6 +98,19 @@ def _popkeep_bin() -> str:
     return shutil.which("popkeep") or "popkeep"
 
 
+def popkeep_python() -> str:
+    """The Python that runs popkeep: its script's ``#!`` interpreter (a venv's, pipx's),
+    else the one running the benchmark."""
+    script = shutil.which(_popkeep_bin())
+    try:
+        with open(script or _popkeep_bin(), "rb") as f:
+            first = f.readline(512)
+    except OSError:
+        return sys.executable
+    interpreter = first[2:].split()[0].decode() if first.startswith(b"#!") else ""
+    return interpreter if interpreter and Path(interpreter).exists() else sys.executable
+
+
 def popkeep_config(run: Run) -> str:
     """The only popkeep-specific knowledge in the benchmark: its TOML config."""
     s = run.server
