@@ -57,6 +57,27 @@ def test_open_creates_private_maildir(tmp_path: Path) -> None:
         assert stat.S_IMODE((root / sub).stat().st_mode) == 0o700
 
 
+def test_open_while_another_sink_creates_the_same_maildir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two accounts delivering into one Maildir open their sinks at once: a
+    subdirectory made by the other between our check and our mkdir is no error."""
+    root = tmp_path / "Mail"
+    asyncio.run(sink(root).open())  # "the other sink" made everything already
+    real_is_dir, looked = Path.is_dir, set()
+
+    def is_dir(path: Path) -> bool:  # the first look at each subdirectory: "not yet there"
+        if path.name in ("cur", "new", "tmp") and path.name not in looked:
+            looked.add(path.name)
+            return False
+        return real_is_dir(path)
+
+    monkeypatch.setattr(Path, "is_dir", is_dir)
+    asyncio.run(sink(root).open())
+    monkeypatch.undo()
+    assert all((root / sub).is_dir() for sub in ("cur", "new", "tmp"))
+
+
 def test_bytes_stored_are_crlf_to_lf_only(tmp_path: Path) -> None:
     data = b"Subject: x\r\n\r\nline\r\nbare\rcr and bare\nlf\r\n\r\n.dots\r\nno newline\r"
     receipts = deliver(sink(tmp_path), [make(data)])

@@ -288,7 +288,8 @@ class MaildirSink:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         for sub in _SUBDIRS:
             if not (path / sub).is_dir():
-                (path / sub).mkdir(mode=0o700)
+                # exist_ok: another account's sink may be creating the same Maildir now
+                (path / sub).mkdir(mode=0o700, exist_ok=True)
                 created = True
         if created:
             self._sync_dir(path)
