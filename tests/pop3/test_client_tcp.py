@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import socket
 import ssl
 import subprocess
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import pytest
 from popkeep.errors import ConnectError, LimitExceeded, NetworkTimeout, SecurityError, TLSError
 from popkeep.model import ServerStat
 from popkeep.pop3.client import POP3Session, SessionSettings
-from popkeep.transport.base import TLSSettings
+from popkeep.transport.base import TLSSettings, drive
 from popkeep.transport.tcp import open_stream, open_tcp
 
 from .miniserver import MiniServer
@@ -64,19 +66,58 @@ def settings(port: int, **kw: Any) -> SessionSettings:
     return SessionSettings(**base)
 
 
-def with_server(server: MiniServer,
-                body: Callable[[MiniServer], Awaitable[Any]]) -> Any:
+Body = Callable[[MiniServer], Coroutine[Any, Any, Any]]
+Runner = Callable[[MiniServer, Body], Any]
+
+
+def with_server(server: MiniServer, body: Body) -> Any:
+    """The server and the client on one event loop: the stream is on the loop throughout."""
     async def main() -> Any:
         async with server:
             return await body(server)
     return asyncio.run(main())
 
 
+@contextlib.contextmanager
+def server_thread(server: MiniServer) -> Iterator[MiniServer]:
+    """The server on its own loop in a thread, so this thread can run without one."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def serve() -> None:
+        loop.run_until_complete(server.__aenter__())
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(server.__aexit__(None, None, None))
+        loop.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def without_loop(server: MiniServer, body: Body) -> Any:
+    """The client driven without an event loop: the stream does blocking I/O throughout."""
+    with server_thread(server):
+        return drive(body(server))
+
+
+@pytest.fixture(params=["loop", "blocking"])
+def run_with(request: pytest.FixtureRequest) -> Runner:
+    """Each test once with the stream on an event loop, once in blocking mode."""
+    return with_server if request.param == "loop" else without_loop
+
+
 def no_secret_sent(server: MiniServer) -> bool:
     return not any(c.startswith((b"PASS", b"USER", b"AUTH", b"APOP")) for c in server.received)
 
 
-def test_plain_pipelined_session(tmp_path: Path) -> None:
+def test_plain_pipelined_session(tmp_path: Path, run_with: Runner) -> None:
     messages = [f"Subject: {i}\r\n\r\n.line {i}\r\n".encode() * (i % 7 + 1) for i in range(300)]
     messages.append(b"big\r\n" + b"y" * 77 + b"\r\n.\r\n" * 80_000)  # ~6 MB, spills to disk
 
@@ -95,12 +136,12 @@ def test_plain_pipelined_session(tmp_path: Path) -> None:
         return got, await session.quit()
 
     server = MiniServer(messages=messages)
-    got, quit_ok = with_server(server, body)
+    got, quit_ok = run_with(server, body)
     assert got == messages and quit_ok
     assert server.received[-4:] == [b"DELE 1", b"DELE 2", b"DELE 3", b"QUIT"]
 
 
-def test_implicit_tls_with_ca_file(certs: tuple[Cert, Cert]) -> None:
+def test_implicit_tls_with_ca_file(certs: tuple[Cert, Cert], run_with: Runner) -> None:
     good, _ = certs
 
     async def body(server: MiniServer) -> str:
@@ -113,12 +154,14 @@ def test_implicit_tls_with_ca_file(certs: tuple[Cert, Cert]) -> None:
         assert await session.quit()
         return fingerprint
 
-    fingerprint = with_server(MiniServer(tls=good.server_context()), body)
+    fingerprint = run_with(MiniServer(tls=good.server_context()), body)
     assert "sha256:" + fingerprint == good.fingerprint
 
 
 @pytest.mark.parametrize("pin_ok", [True, False])
-def test_implicit_tls_pinned_self_signed(certs: tuple[Cert, Cert], pin_ok: bool) -> None:
+def test_implicit_tls_pinned_self_signed(
+    certs: tuple[Cert, Cert], pin_ok: bool, run_with: Runner
+) -> None:
     good, other = certs
     pin = (good if pin_ok else other).fingerprint.upper().replace("SHA256:", "sha256:")
 
@@ -130,14 +173,14 @@ def test_implicit_tls_pinned_self_signed(certs: tuple[Cert, Cert], pin_ok: bool)
 
     server = MiniServer(tls=good.server_context())
     if pin_ok:
-        assert with_server(server, body) is True
+        assert run_with(server, body) is True
     else:
         with pytest.raises(TLSError, match="pin"):
-            with_server(server, body)
+            run_with(server, body)
         assert no_secret_sent(server)
 
 
-def test_implicit_tls_wrong_certificate(certs: tuple[Cert, Cert]) -> None:
+def test_implicit_tls_wrong_certificate(certs: tuple[Cert, Cert], run_with: Runner) -> None:
     good, other = certs
 
     async def body(server: MiniServer) -> None:
@@ -147,11 +190,11 @@ def test_implicit_tls_wrong_certificate(certs: tuple[Cert, Cert]) -> None:
 
     server = MiniServer(tls=good.server_context())
     with pytest.raises(TLSError):
-        with_server(server, body)
+        run_with(server, body)
     assert server.received == []
 
 
-def test_starttls_discards_injected_plaintext(certs: tuple[Cert, Cert]) -> None:
+def test_starttls_discards_injected_plaintext(certs: tuple[Cert, Cert], run_with: Runner) -> None:
     good, _ = certs
 
     async def body(server: MiniServer) -> dict[str, list[str]]:
@@ -166,13 +209,15 @@ def test_starttls_discards_injected_plaintext(certs: tuple[Cert, Cert]) -> None:
 
     server = MiniServer(stls=good.server_context(),
                         inject_after_stls=b"+OK\r\nINJECTED\r\n.\r\n")
-    caps = with_server(server, body)
+    caps = run_with(server, body)
     assert "INJECTED" not in caps and "UIDL" in caps
     assert server.received[:3] == [b"CAPA", b"STLS", b"CAPA"]
     assert b"PASS s3cret" in server.received
 
 
-def test_starttls_wrong_certificate_sends_no_password(certs: tuple[Cert, Cert]) -> None:
+def test_starttls_wrong_certificate_sends_no_password(
+    certs: tuple[Cert, Cert], run_with: Runner
+) -> None:
     good, other = certs
 
     async def body(server: MiniServer) -> None:
@@ -182,21 +227,21 @@ def test_starttls_wrong_certificate_sends_no_password(certs: tuple[Cert, Cert]) 
 
     server = MiniServer(stls=good.server_context())
     with pytest.raises(TLSError):
-        with_server(server, body)
+        run_with(server, body)
     assert server.received == [b"CAPA", b"STLS"]
 
 
-def test_starttls_not_advertised_sends_no_password() -> None:
+def test_starttls_not_advertised_sends_no_password(run_with: Runner) -> None:
     async def body(server: MiniServer) -> None:
         await POP3Session.connect(settings(server.port, tls="starttls"), open_stream)
 
     server = MiniServer()
     with pytest.raises(SecurityError):
-        with_server(server, body)
+        run_with(server, body)
     assert server.received == [b"CAPA"]
 
 
-def test_endless_line_is_limit_exceeded() -> None:
+def test_endless_line_is_limit_exceeded(run_with: Runner) -> None:
     async def body(server: MiniServer) -> bool:
         session = await POP3Session.connect(settings(server.port), open_stream)
         with pytest.raises(LimitExceeded):
@@ -204,10 +249,10 @@ def test_endless_line_is_limit_exceeded() -> None:
                 pass
         return await session.quit()
 
-    assert with_server(MiniServer(messages=[b"x"], endless_line=True), body) is False
+    assert run_with(MiniServer(messages=[b"x"], endless_line=True), body) is False
 
 
-def test_response_timeout() -> None:
+def test_response_timeout(run_with: Runner) -> None:
     async def body(server: MiniServer) -> None:
         session = await POP3Session.connect(settings(server.port, response_timeout=0.2),
                                             open_stream)
@@ -217,7 +262,7 @@ def test_response_timeout() -> None:
             await session.close()
 
     with pytest.raises(NetworkTimeout):
-        with_server(MiniServer(stall_on=b"STAT"), body)
+        run_with(MiniServer(stall_on=b"STAT"), body)
 
 
 def test_connect_refused() -> None:
@@ -245,9 +290,9 @@ def test_transport_start_tls_drops_buffered_plaintext(certs: tuple[Cert, Cert]) 
         port = server.sockets[0].getsockname()[1]
         stream = await open_tcp("127.0.0.1", port, tls=None, connect_timeout=5, read_timeout=5)
         try:
-            first = await stream.read(8)
+            first = await stream.read(8, 5)
             await stream.start_tls(TLSSettings("localhost", ca_file=good.cert))
-            after = await stream.read(1 << 16)
+            after = await stream.read(1 << 16, 5)
         finally:
             await stream.close()
             server.close()
@@ -255,3 +300,39 @@ def test_transport_start_tls_drops_buffered_plaintext(certs: tuple[Cert, Cert]) 
         return first, after
 
     assert asyncio.run(main()) == (b"+OK go\r\n", b"+OK secure\r\n")
+
+
+@pytest.mark.parametrize("tls", ["none", "implicit", "starttls"])
+def test_session_moves_onto_the_loop(certs: tuple[Cert, Cert], tmp_path: Path, tls: str) -> None:
+    """Logged in and listed without a loop (a poll's survey), fetched inside one: the
+    same connection and TLS session, no second login."""
+    good, _ = certs
+    messages = [f"Subject: {i}\r\n\r\n.line {i}\r\n".encode() * (i % 5 + 1) for i in range(200)]
+    messages.append(b"big\r\n" + b"y" * 77 + b"\r\n.\r\n" * 40_000)  # 3 MB: spills, flow control
+    server = MiniServer(messages=messages,
+                        tls=good.server_context() if tls == "implicit" else None,
+                        stls=good.server_context() if tls == "starttls" else None)
+    with server_thread(server):
+        tls_settings = TLSSettings("localhost", ca_file=good.cert)
+        session = drive(POP3Session.connect(settings(server.port, tls=tls,
+                                                     tls_settings=tls_settings), open_stream))
+        numbers = list(drive(session.uids()).values())
+        assert session._stream._loop is None  # type: ignore[attr-defined]  # still blocking
+
+        async def rest() -> tuple[list[bytes], bool]:
+            got = []
+            async for _, message in session.retrieve(numbers, spool_dir=tmp_path):
+                got.append(b"".join(message.chunks()))
+                message.close()
+            assert session._stream._loop is not None  # type: ignore[attr-defined]
+            return got, await session.quit()
+
+        got, quit_ok = asyncio.run(rest())
+    assert got == messages and quit_ok
+    assert (session.tls is not None) == (tls != "none")
+    assert sum(c.startswith(b"PASS") for c in server.received) == 1
+
+
+def test_drive_refuses_a_coroutine_that_waits_for_a_loop() -> None:
+    with pytest.raises(RuntimeError, match="event loop"):
+        drive(asyncio.sleep(0))

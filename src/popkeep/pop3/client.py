@@ -19,7 +19,6 @@ QUIT (so the server deletes nothing) and returns False.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
@@ -493,9 +492,8 @@ class POP3Session:
         remaining = self._check_deadline()
         timeout = min(self._settings.response_timeout, remaining)
         try:
-            async with asyncio.timeout(timeout):
-                return await self._stream.read(READ_SIZE)
-        except TimeoutError as exc:
+            return await self._stream.read(READ_SIZE, timeout)
+        except NetworkTimeout as exc:
             if timeout < self._settings.response_timeout:
                 raise LimitExceeded(
                     f"session longer than {self._settings.session_timeout}s"

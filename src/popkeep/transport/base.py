@@ -6,8 +6,11 @@ settings value. Must not: know about POP3, parse bytes, or retry.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class TLSSettings(NamedTuple):
@@ -35,10 +38,10 @@ class TLSInfo(NamedTuple):
 class Stream(Protocol):
     """A bidirectional byte stream. Implementations: ``tcp.TCPStream``, ``memory.MemoryStream``."""
 
-    async def read(self, max_bytes: int) -> bytes:
+    async def read(self, max_bytes: int, timeout: float) -> bytes:
         """Return 1..max_bytes bytes; ``b""`` at end of stream.
 
-        Raises NetworkTimeout when nothing arrives within the read timeout."""
+        Raises NetworkTimeout when nothing arrives within ``timeout`` seconds."""
         ...
 
     async def write(self, data: bytes) -> None:
@@ -57,3 +60,21 @@ class Stream(Protocol):
     def tls(self) -> TLSInfo | None:
         """The TLS state when the stream is encrypted, else None."""
         ...
+
+
+def drive(awaitable: Awaitable[T]) -> T:
+    """Run ``awaitable`` (a coroutine) to its end here and now, without an event loop.
+
+    For coroutines that only await streams in blocking mode (``transport.tcp``
+    opened while no loop runs): those never suspend. Raises RuntimeError (after
+    closing the coroutine) if it does suspend, i.e. waits for something only a
+    loop could deliver.
+    """
+    steps = awaitable.__await__()
+    try:
+        steps.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    steps.close()
+    raise RuntimeError("a coroutine driven without an event loop waited for one")

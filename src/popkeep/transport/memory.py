@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from popkeep.errors import TransportError
+from popkeep.errors import NetworkTimeout, TransportError
 from popkeep.transport.base import TLSInfo, TLSSettings
 
 StepKind = Literal["expect", "reply", "handshake", "eof", "hang"]
@@ -85,7 +85,7 @@ class MemoryStream:
 
     # -- Stream ----------------------------------------------------------------------
 
-    async def read(self, max_bytes: int) -> bytes:
+    async def read(self, max_bytes: int, timeout: float) -> bytes:
         while True:
             kind, data = self._step(self._read_at, "read")
             if kind == "expect" or (kind == "handshake" and self._read_at in self._done):
@@ -101,7 +101,8 @@ class MemoryStream:
             elif kind == "eof":
                 return b""
             elif kind == "hang":
-                await asyncio.Event().wait()
+                await asyncio.sleep(timeout)
+                raise NetworkTimeout(f"no data within {timeout}s (scripted silence)")
             else:
                 raise ScriptMismatch("client reads where the script expects start_tls")
 

@@ -1,13 +1,24 @@
-"""TCP (and TLS) :class:`~popkeep.transport.base.Stream` over asyncio.
+"""TCP (and TLS) :class:`~popkeep.transport.base.Stream`: blocking sockets until an
+event loop needs it, asyncio from then on.
 
 Owns: connecting with a timeout, implicit TLS and in-place upgrade (STLS),
 certificate verification and pinning, read timeouts, and translating OSError /
 ssl.SSLError / TimeoutError into popkeep transport errors at this boundary.
 Must not: know POP3, retry, or log secrets.
 
-A small ``asyncio.Protocol`` is used instead of ``StreamReader`` because the
-upgrade must drop plaintext already buffered before the TLS handshake
-(CVE-2021-39272 class injection) and StreamReader has no public way to do so.
+**Two modes, one stream.** Opened while no event loop runs (a ``popkeep fetch``
+poll looks at every account before it starts one), the stream does blocking
+socket I/O: its ``async`` methods then never suspend, so a caller may drive them
+to completion without a loop (:func:`popkeep.collector.core.drive`), and a poll
+with nothing new never imports asyncio (≈ 60 % of the CPU of such a poll, see
+bench/README.md). The first operation inside a running loop moves the same
+socket onto that loop (once; never back). Opened inside a running loop, the
+stream is on the loop from the start.
+
+**TLS is ours over memory buffers** (``ssl.SSLObject`` + ``MemoryBIO``), the same
+code in both modes, so a session can change mode after its handshake (asyncio
+cannot adopt an ``ssl.SSLSocket``). An upgrade (STLS) first drops plaintext
+already buffered (CVE-2021-39272 class injection).
 
 Verification: without a pin, the system CAs (or ``ca_file`` alone) verify the
 chain and the host name. With ``fingerprint`` set, the SHA-256 of the server's
@@ -17,21 +28,28 @@ DER leaf certificate must equal the pin; chain and name are then not checked
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
-import ssl
+import socket
+import sys
+import time
 from collections import deque
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from popkeep.errors import ConnectError, NetworkTimeout, TLSError, TransportError
 from popkeep.transport.base import TLSInfo, TLSSettings
 
+if TYPE_CHECKING:
+    import asyncio
+    import ssl
+
+    from popkeep.transport.onloop import OnLoop
+
 logger = logging.getLogger(__name__)
 
 READ_CHUNK = 256 << 10
-_HIGH_WATER = 4 * READ_CHUNK  # pause the socket when this much is buffered unread
 
 
 @contextlib.contextmanager
@@ -41,14 +59,27 @@ def _map_errors(doing: str) -> Iterator[None]:
         yield
     except TimeoutError as exc:
         raise NetworkTimeout(f"timed out while {doing}") from exc
-    except ssl.SSLError as exc:  # includes SSLCertVerificationError
-        raise TLSError(f"TLS failed while {doing}: {exc}") from exc
     except OSError as exc:
+        ssl = sys.modules.get("ssl")  # imported by the first TLS connection (_TLS)
+        if ssl is not None and isinstance(exc, ssl.SSLError):  # incl. certificate errors
+            raise TLSError(f"TLS failed while {doing}: {exc}") from exc
         raise ConnectError(f"network error while {doing}: {exc}") from exc
 
 
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, if any (without importing asyncio)."""
+    aio = sys.modules.get("asyncio")
+    if aio is None:
+        return None  # nothing imported asyncio, so nothing runs a loop
+    try:
+        loop: asyncio.AbstractEventLoop = aio.get_running_loop()
+    except RuntimeError:
+        return None
+    return loop
+
+
 class _Chunks:
-    """Received bytes as the list of chunks the event loop handed over.
+    """Received bytes as the list of chunks they arrived in.
 
     Appending keeps the chunk (no copy); :meth:`take` hands a chunk out whole
     when it fits, so a body usually crosses the transport without being copied
@@ -90,59 +121,76 @@ class _Chunks:
         return first
 
 
-class _Protocol(asyncio.Protocol):
-    """Buffers received bytes with flow control; the stream reads from it."""
+class _TLS:
+    """One TLS connection over memory buffers: bytes in from the wire, bytes out to it."""
 
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buffer = _Chunks()
-        self.eof = False
-        self.error: BaseException | None = None
-        self.readable = asyncio.Event()
-        self.writable = asyncio.Event()
-        self.writable.set()
-        self.paused = False
+    __slots__ = ("_in", "_out", "done", "obj")
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+    def __init__(self, settings: TLSSettings) -> None:
+        import ssl  # here, not at the top: a plaintext connection never needs it
 
-    def data_received(self, data: bytes) -> None:
-        self.buffer.append(data)
-        self.readable.set()
-        if len(self.buffer) > _HIGH_WATER and not self.paused and self.transport is not None:
-            self.paused = True
-            self.transport.pause_reading()
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self.obj = tls_context(settings).wrap_bio(
+            self._in, self._out, server_hostname=settings.server_hostname
+        )
+        self.done = False
 
-    def eof_received(self) -> bool:
-        self.eof = True
-        self.readable.set()
-        return False
+    def handshake(self) -> bool:
+        """One handshake step; True once it is complete. Send :meth:`outgoing` after it."""
+        import ssl
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.eof = True
-        self.error = exc
-        self.readable.set()
-        self.writable.set()
+        try:
+            self.obj.do_handshake()
+        except ssl.SSLWantReadError:
+            return False
+        self.done = True
+        return True
 
-    def pause_writing(self) -> None:
-        self.writable.clear()
+    def feed(self, raw: bytes) -> None:
+        """Bytes from the wire; ``b""``: the peer closed the connection."""
+        if raw:
+            self._in.write(raw)
+        else:
+            self._in.write_eof()
 
-    def resume_writing(self) -> None:
-        self.writable.set()
+    def outgoing(self) -> bytes:
+        return self._out.read()
 
-    def take(self, max_bytes: int) -> bytes:
-        data = self.buffer.take(max_bytes)
-        if not self.buffer:
-            self.readable.clear()
-        if self.paused and len(self.buffer) < READ_CHUNK and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
-        return data
+    def decrypt(self, into: _Chunks) -> bool:
+        """Move every whole record fed so far into ``into``; True at the end of the stream
+        (the peer's close_notify, or the connection closed without one)."""
+        import ssl
+
+        read = self.obj.read
+        while True:
+            try:
+                data = read(READ_CHUNK)
+            except ssl.SSLWantReadError:
+                return False
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return True
+            if not data:
+                return True
+            into.append(data)
+
+    def encrypt(self, data: bytes) -> bytes:
+        self.obj.write(data)
+        return self._out.read()
+
+    def close(self) -> bytes:
+        """Our close_notify, to send before closing the socket."""
+        import ssl
+
+        with contextlib.suppress(ssl.SSLError):
+            self.obj.unwrap()
+        return self._out.read()
 
 
 def tls_context(settings: TLSSettings) -> ssl.SSLContext:
     """The client context for ``settings`` (see the module docstring for pinning)."""
+    import ssl
+
     if settings.fingerprint:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
@@ -197,80 +245,163 @@ def tls_info(ssl_object: ssl.SSLObject, settings: TLSSettings) -> TLSInfo:
 
 
 class TCPStream:
-    """A :class:`Stream` over one TCP connection, optionally TLS."""
+    """A :class:`Stream` over one TCP connection, optionally TLS (see the module docstring)."""
 
-    def __init__(self, protocol: _Protocol, read_timeout: float, info: TLSInfo | None) -> None:
-        self._protocol = protocol
+    def __init__(self, sock: socket.socket, read_timeout: float) -> None:
+        self._sock = sock  # blocking mode; handed to the event loop's transport by _join_loop
         self._read_timeout = read_timeout
-        self._tls = info
+        self._buffer = _Chunks()  # plaintext received, not yet read
+        self._eof = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._tls: _TLS | None = None
+        self._info: TLSInfo | None = None
+        self._loop: OnLoop | None = None  # set once the stream is on an event loop
 
     @property
     def tls(self) -> TLSInfo | None:
-        return self._tls
+        return self._info
 
-    async def read(self, max_bytes: int) -> bytes:
-        proto = self._protocol
-        if not proto.buffer and not proto.eof:
+    # -- bytes from the wire (both modes) ------------------------------------------------
+
+    def received(self, raw: bytes) -> None:
+        """Raw bytes (``b""``: end of stream) → the plaintext buffer."""
+        tls = self._tls
+        if tls is None:
+            if raw:
+                self._buffer.append(raw)
+            else:
+                self._eof = True
+            return
+        tls.feed(raw)
+        if not tls.done:
+            return  # the handshake loop reads them
+        if tls.decrypt(self._buffer):
+            self._eof = True
+        reply = tls.outgoing()  # e.g. a key update answered while reading
+        if reply:
+            self._send_raw(reply)
+
+    def _send_raw(self, raw: bytes) -> None:
+        if self._loop is not None:
+            self._loop.write(raw)
+        else:
+            self._sock.sendall(raw)
+
+    # -- Stream ---------------------------------------------------------------------------
+
+    async def read(self, max_bytes: int, timeout: float) -> bytes:
+        """1..max_bytes bytes, ``b""`` at the end; NetworkTimeout after ``timeout`` s of silence."""
+        if not self._buffer and not self._eof:
+            await self._join_loop()
             with _map_errors("reading"):
-                async with asyncio.timeout(self._read_timeout):
-                    while not proto.buffer and not proto.eof:
-                        proto.readable.clear()
-                        await proto.readable.wait()
-        if proto.buffer:
-            return proto.take(max_bytes)
-        if proto.error is not None:
-            raise TransportError(f"connection lost: {proto.error}") from proto.error
+                if self._loop is not None:
+                    await self._loop.fill(self, timeout)
+                else:
+                    self._fill_blocking(timeout)
+        if self._buffer:
+            data = self._buffer.take(max_bytes)
+            if self._loop is not None:
+                self._loop.consumed(len(self._buffer))
+            return data
+        if self._error is not None:
+            raise TransportError(f"connection lost: {self._error}") from self._error
         return b""
 
+    def _fill_blocking(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._buffer and not self._eof:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            self._sock.settimeout(remaining)
+            self.received(self._sock.recv(READ_CHUNK))
+
     async def write(self, data: bytes) -> None:
-        proto = self._protocol
-        if proto.transport is None or proto.transport.is_closing():
+        if self._closed or self._error is not None:
             raise TransportError("connection is closed")
+        await self._join_loop()
+        raw = self._tls.encrypt(data) if self._tls is not None else data
         with _map_errors("writing"):
-            proto.transport.write(data)
-            async with asyncio.timeout(self._read_timeout):
-                await proto.writable.wait()
-        if proto.error is not None:
-            raise TransportError(f"connection lost: {proto.error}") from proto.error
+            if self._loop is not None:
+                self._loop.write(raw)
+                await self._loop.drained(self._read_timeout)
+            else:
+                self._sock.settimeout(self._read_timeout)
+                self._sock.sendall(raw)
+        if self._error is not None:
+            raise TransportError(f"connection lost: {self._error}") from self._error
 
     async def start_tls(self, settings: TLSSettings) -> TLSInfo:
-        proto = self._protocol
-        if proto.transport is None or proto.eof:
+        await self._join_loop()  # first: bytes arriving while it awaits are dropped below
+        if self._eof or self._closed or self._tls is not None:
             raise TransportError("connection closed before the TLS handshake")
-        dropped = len(proto.buffer)
-        proto.buffer.clear()  # plaintext sent before the handshake is never trusted
-        proto.readable.clear()
+        # From here to the handshake's first step nothing awaits: every byte received
+        # before is dropped, every byte after goes to TLS.
+        dropped = len(self._buffer)
+        self._buffer.clear()  # plaintext sent before the handshake is never trusted
         if dropped:
             logger.warning("discarded %d bytes of plaintext received before TLS", dropped)
-        ctx = tls_context(settings)
-        loop = asyncio.get_running_loop()
+        return await self._handshake(settings)
+
+    async def _handshake(self, settings: TLSSettings) -> TLSInfo:
+        await self._join_loop()
         with _map_errors("negotiating TLS"):
-            async with asyncio.timeout(self._read_timeout):
-                new = await loop.start_tls(
-                    proto.transport, proto, ctx, server_hostname=settings.server_hostname
-                )
-        if new is None:
-            raise TLSError("TLS upgrade failed")
-        assert isinstance(new, asyncio.Transport)
-        proto.transport = new
-        proto.paused = False
-        self._tls = tls_info(new.get_extra_info("ssl_object"), settings)
-        return self._tls
+            tls = self._tls = _TLS(settings)
+            deadline = time.monotonic() + self._read_timeout
+            while not tls.handshake():
+                self._send_raw(tls.outgoing())
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                if self._loop is not None:
+                    await self._loop.handshake_data(remaining)
+                    if self._eof:  # connection lost: nothing more will come
+                        raise ConnectionResetError("the server closed the connection")
+                else:
+                    self._sock.settimeout(remaining)
+                    raw = self._sock.recv(READ_CHUNK)
+                    if not raw:
+                        raise ConnectionResetError("the server closed the connection")
+                    tls.feed(raw)
+            self._send_raw(tls.outgoing())
+        self._info = tls_info(tls.obj, settings)
+        if tls.decrypt(self._buffer):  # whatever arrived with the last handshake record
+            self._eof = True
+        return self._info
 
     async def close(self) -> None:
-        transport = self._protocol.transport
-        if transport is None or transport.is_closing():
+        """Close (with our close_notify under TLS); never raises."""
+        if self._closed:
             return
-        transport.close()
+        self._closed = True
         with contextlib.suppress(Exception):
-            async with asyncio.timeout(1):
-                await _closed(self._protocol)
+            if self._tls is not None and self._tls.done and not self._eof:
+                self._send_raw(self._tls.close())
+        if self._loop is not None:
+            await self._loop.close()
+        else:
+            self._sock.close()
 
+    async def _join_loop(self) -> None:
+        """Inside a running event loop, move onto it (from blocking mode; once)."""
+        if self._loop is None and running_loop() is not None:
+            from popkeep.transport.onloop import OnLoop
 
-async def _closed(proto: _Protocol) -> None:
-    while not proto.eof:
-        proto.readable.clear()
-        await proto.readable.wait()
+            with _map_errors("joining the event loop"):
+                self._loop = await OnLoop.adopt(self, self._sock)
+
+    # -- called by the event-loop side ----------------------------------------------------
+
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def has_data(self) -> bool:
+        return bool(self._buffer) or self._eof
+
+    def lost(self, exc: BaseException | None) -> None:
+        self._eof = True
+        self._error = exc
 
 
 async def open_tcp(
@@ -283,24 +414,28 @@ async def open_tcp(
 ) -> TCPStream:
     """Connect to ``host:port``; with ``tls``, handshake at once (implicit TLS, port 995).
 
-    Raises ConnectError, NetworkTimeout or TLSError (wrong certificate or pin).
+    Without a running event loop the connection is made with blocking calls (and
+    this coroutine never suspends). Raises ConnectError, NetworkTimeout or TLSError
+    (wrong certificate or pin).
     """
-    loop = asyncio.get_running_loop()
-    ctx = tls_context(tls) if tls else None
-    hostname = tls.server_hostname if tls else None
     with _map_errors(f"connecting to {host}:{port}"):
-        async with asyncio.timeout(connect_timeout):
-            transport, proto = await loop.create_connection(
-                _Protocol, host, port, ssl=ctx, server_hostname=hostname
-            )
-    info = None
+        if running_loop() is None:
+            # An ASCII name as bytes: getaddrinfo then skips loading the IDNA codec.
+            name = host.encode("ascii") if host.isascii() else host
+            sock = socket.create_connection((name, port), timeout=connect_timeout)  # type: ignore[arg-type]
+        else:
+            from popkeep.transport.onloop import connect
+
+            sock = await connect(host, port, connect_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        stream = TCPStream(sock, read_timeout)
     if tls is not None:
         try:
-            info = tls_info(transport.get_extra_info("ssl_object"), tls)
-        except TLSError:
-            transport.close()
+            await stream._handshake(tls)
+        except BaseException:
+            await stream.close()
             raise
-    return TCPStream(proto, read_timeout, info)
+    return stream
 
 
 async def open_stream(

@@ -1,0 +1,139 @@
+"""The event-loop side of :class:`~popkeep.transport.tcp.TCPStream`.
+
+Owns: connecting without blocking the loop, and carrying a stream's socket on
+an asyncio transport: raw bytes in (handed to the stream, which decrypts), raw
+bytes out, flow control both ways, timeouts. Imported only once a stream is used
+inside a running loop, so a poll that needs no loop never loads asyncio.
+Must not: know TLS or POP3 (the stream does both modes' TLS itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import TYPE_CHECKING
+
+from popkeep.errors import TransportError
+
+if TYPE_CHECKING:
+    from popkeep.transport.tcp import TCPStream
+
+READ_CHUNK = 256 << 10
+_HIGH_WATER = 4 * READ_CHUNK  # pause the socket when this much plaintext is unread
+
+
+async def connect(host: str, port: int, timeout: float) -> socket.socket:
+    """A connected non-blocking socket to ``host:port`` (each address in turn)."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout):
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        error: OSError = OSError(f"no address found for {host}")
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, address)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        raise error
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, stream: TCPStream) -> None:
+        self.stream = stream
+        self.transport: asyncio.Transport | None = None
+        self.readable = asyncio.Event()
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.closed = asyncio.Event()
+        self.paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.stream.received(data)
+        self.readable.set()
+        if self.stream.buffered() > _HIGH_WATER and not self.paused and self.transport:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self.stream.received(b"")
+        self.readable.set()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stream.lost(exc)
+        self.readable.set()
+        self.writable.set()
+        self.closed.set()
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+
+class OnLoop:
+    """One stream's socket on the running loop's transport."""
+
+    def __init__(self, protocol: _Protocol) -> None:
+        self._protocol = protocol
+
+    @classmethod
+    async def adopt(cls, stream: TCPStream, sock: socket.socket) -> OnLoop:
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_connection(lambda: _Protocol(stream), sock=sock)
+        return cls(protocol)
+
+    async def fill(self, stream: TCPStream, timeout: float) -> None:
+        """Wait until the stream has plaintext or its end (TimeoutError after ``timeout`` s)."""
+        readable = self._protocol.readable
+        async with asyncio.timeout(timeout):
+            while not stream.has_data():
+                readable.clear()
+                await readable.wait()
+
+    async def handshake_data(self, timeout: float) -> None:
+        """Wait for more bytes from the wire (during a TLS handshake)."""
+        readable = self._protocol.readable
+        async with asyncio.timeout(timeout):
+            await readable.wait()
+        readable.clear()
+
+    def consumed(self, buffered: int) -> None:
+        """The stream handed bytes out; ``buffered`` are left: resume reading if paused."""
+        protocol = self._protocol
+        if protocol.paused and buffered < READ_CHUNK and protocol.transport is not None:
+            protocol.paused = False
+            protocol.transport.resume_reading()
+
+    def write(self, raw: bytes) -> None:
+        transport = self._protocol.transport
+        if transport is None or transport.is_closing():
+            raise TransportError("connection is closed")
+        transport.write(raw)
+
+    async def drained(self, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            await self._protocol.writable.wait()
+
+    async def close(self) -> None:
+        transport = self._protocol.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.close()
+        try:
+            async with asyncio.timeout(1):
+                await self._protocol.closed.wait()
+        except TimeoutError:
+            pass
