@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from popkeep import retention
+from popkeep import retention, scheduler
 from popkeep.clock import Clock, SystemClock
 from popkeep.collector import AccountJob, AccountResult, Collector, ProgressCallback
 from popkeep.config.load import default_state_path
@@ -27,7 +27,6 @@ from popkeep.config.schema import AccountConfig, Config, MaildirSinkConfig, Sink
 from popkeep.config.secrets import MaskingFilter
 from popkeep.errors import AlreadyRunning, ConfigError
 from popkeep.model import RunSummary, ServerStat, StoredMessage
-from popkeep.scheduler import run_once
 from popkeep.sinks.base import Sink
 from popkeep.sources.base import SessionFactory, SourceSession
 from popkeep.state.base import StateStore
@@ -199,10 +198,33 @@ class App:
     async def fetch(
         self, names: Sequence[str] = (), progress: ProgressCallback | None = None
     ) -> list[AccountResult]:
-        """One pass per account. An account another popkeep process is collecting
-        right now (a cron run that overlaps the previous one) is skipped with
-        AlreadyRunning: two collectors of one mailbox could both deliver a message
-        before either records it."""
+        """One pass per account, inside the running event loop. An account another
+        popkeep process is collecting right now (a cron run that overlaps the
+        previous one) is skipped with AlreadyRunning: two collectors of one mailbox
+        could both deliver a message before either records it."""
+        with self._locked(names) as (jobs, skipped):
+            results = await scheduler.run_once(
+                Collector(self.store, self.clock, progress), jobs
+            )
+        return results + [self._already_running(name) for name in skipped]
+
+    def poll(
+        self, names: Sequence[str] = (), progress: ProgressCallback | None = None
+    ) -> list[AccountResult]:
+        """:meth:`fetch` for a thread with no event loop (``popkeep fetch``).
+
+        Each account is surveyed first with blocking sockets; an event loop starts
+        only for the accounts with something to fetch or delete, on the sessions the
+        survey opened (:func:`popkeep.scheduler.poll`). Needs the TCP source (the
+        default ``session_factory``)."""
+        with self._locked(names) as (jobs, skipped):
+            results = scheduler.poll(Collector(self.store, self.clock, progress), jobs)
+        return results + [self._already_running(name) for name in skipped]
+
+    @contextmanager
+    def _locked(self, names: Sequence[str]) -> Iterator[tuple[list[AccountJob], list[str]]]:
+        """The jobs of the accounts this process holds the lock of, and the names of
+        those another process holds; the locks are released on leaving."""
         with ExitStack() as locks:
             accounts, skipped = [], []
             for account in self.accounts(names):
@@ -210,9 +232,7 @@ class App:
                     accounts.append(account)
                 else:
                     skipped.append(account.name)
-            jobs = [self.job(account) for account in accounts]
-            results = await run_once(Collector(self.store, self.clock, progress), jobs)
-        return results + [self._already_running(name) for name in skipped]
+            yield [self.job(account) for account in accounts], skipped
 
     @contextmanager
     def _account_lock(self, account: str) -> Iterator[bool]:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from popkeep import __version__
-from popkeep.cli import main, runner
+from popkeep.app import App
+from popkeep.cli import main
 from popkeep.cli.group import click_main
 from popkeep.cli.runner import FastFetch, parse_fast
 from popkeep.testing.certs import TestCerts, make_test_certs
@@ -74,8 +75,7 @@ def test_fetch_command_line_does_not_import_click(tmp_path: Path) -> None:
     assert "missing.toml" in done.stderr
 
 
-def _interrupted(coro: Coroutine[Any, Any, Any]) -> Any:
-    coro.close()
+def _interrupted(*args: Any, **kwargs: Any) -> Any:
     raise KeyboardInterrupt
 
 
@@ -114,7 +114,7 @@ def test_fast_and_click_fetch_print_and_exit_alike(
         err = capsys.readouterr().err
         assert err.startswith("popkeep: ") and "nosuch" in err
     with monkeypatch.context() as patch:
-        patch.setattr(runner, "run_async", _interrupted)
+        patch.setattr(App, "poll", _interrupted)
         assert main(["-c", str(config), "fetch"]) == click_main(["-c", str(config), "fetch"]) == 130
         assert capsys.readouterr().err == "\nAborted.\n" * 2
     assert main(["-c", str(config), "fetch"]) == 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -165,3 +168,82 @@ def test_wrong_certificate_fails_before_the_password(
         assert len(err) == 1 and "certificate" in err[0].lower(), err
         _assert_nothing_happened(dovecot, dovecot_user, base, 3)
     assert dovecot.auth_attempts(dovecot_user) == 0  # the password never reached Dovecot
+
+
+_POLL = """
+import json, sys
+from popkeep.cli import main
+code = main(["-c", sys.argv[1], "fetch", "--json"])
+print(json.dumps({"code": code, "asyncio": "asyncio" in sys.modules}), file=sys.stderr)
+"""
+
+
+def _poll_in_a_process(config: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``popkeep fetch --json`` in a fresh interpreter: (account JSON, what it loaded)."""
+    done = subprocess.run([sys.executable, "-c", _POLL, str(config)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    loaded = json.loads(done.stderr.strip().splitlines()[-1])
+    return json.loads(done.stdout)["accounts"][0], loaded
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["stls", "implicit-tls"])
+def test_a_poll_with_nothing_new_never_starts_an_event_loop(
+    dovecot: Dovecot, dovecot_user: str, tmp_path: Path, implicit: bool
+) -> None:
+    """The survey (blocking sockets) hands a session with new mail to asyncio without a
+    second login, and ends a poll with nothing new before asyncio is even imported."""
+    _fill(dovecot, dovecot_user, 25, seed=9)
+    config = dovecot_config(dovecot, tmp_path, dovecot_user, implicit=implicit)
+    first, loaded = _poll_in_a_process(config)
+    assert (loaded["code"], first["delivered"], loaded["asyncio"]) == (0, 25, True)
+    again, loaded = _poll_in_a_process(config)
+    assert (loaded["code"], again["delivered"], again["listed"]) == (0, 0, 25)
+    assert loaded["asyncio"] is False
+    assert dovecot.auth_attempts(dovecot_user) == 2  # one login per poll
+    assert digests(maildir_messages(tmp_path / "Maildir")) == digests(
+        dovecot.messages(dovecot_user)
+    )
+
+
+def test_one_poll_of_several_accounts(
+    dovecot: Dovecot, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Accounts are surveyed side by side; only those with work go on to the event loop,
+    and every result comes back in the config's order."""
+    users = [f"multi{i}" for i in range(3)]
+    for user in users:
+        dovecot.add_user(user)
+    _fill(dovecot, users[0], 7, seed=10)
+    _fill(dovecot, users[2], 4, seed=11)
+    accounts = "".join(
+        f"""
+[[account]]
+name = "{user}"
+host = "127.0.0.1"
+port = {dovecot.pop3_port}
+tls = "starttls"
+ca_file = "{dovecot.ca_file}"
+user = "{user}"
+password = "{dovecot.password}"
+sinks = ["home"]
+"""
+        for user in users
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[state]\npath = "{tmp_path / "state.db"}"\n\n[[sink]]\nname = "home"\n'
+        f'type = "maildir"\npath = "{tmp_path / "Maildir"}"\n{accounts}'
+    )
+    config.chmod(0o600)
+
+    def poll() -> list[tuple[str, int, int]]:
+        capsys.readouterr()
+        assert main(["-c", str(config), "fetch", "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)["accounts"]
+        return [(a["account"], a["delivered"], a["listed"]) for a in out]
+
+    assert poll() == [("multi0", 7, 7), ("multi1", 0, 0), ("multi2", 4, 4)]
+    _fill(dovecot, users[1], 2, seed=12)
+    assert poll() == [("multi0", 0, 7), ("multi1", 2, 2), ("multi2", 0, 4)]
+    assert poll() == [("multi0", 0, 7), ("multi1", 0, 2), ("multi2", 0, 4)]
+    assert len(maildir_messages(tmp_path / "Maildir")) == 13

@@ -128,7 +128,7 @@ def fetch(accounts: Sequence[str], config_path: Path, as_json: bool) -> int:
         end_startup()
         progress = Progress() if is_terminal() and not as_json else None
         try:
-            results = run_async(app.fetch(accounts, progress))
+            results = app.poll(accounts, progress)
         finally:
             if progress is not None:
                 progress.clear()

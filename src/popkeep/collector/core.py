@@ -2,6 +2,12 @@
 
 The fetch → deliver part lives in :mod:`.pipeline`; the records in :mod:`.job`.
 
+A pass runs inside an event loop (:meth:`Collector.run`), or in two halves
+(:meth:`Collector.survey`, then :meth:`Collector.finish`): the survey connects,
+lists and diffs without a loop, over a session whose transport does blocking I/O
+until a loop runs (``transport.tcp``), and a poll with nothing to fetch or delete
+ends there, before asyncio is even imported (bench/README.md, "Round 5").
+
 Owns: the order of operations that keeps the invariants of DESIGN.md:
 
 - an intent is journaled before any sink makes a message visible, and unfinished
@@ -21,9 +27,10 @@ Must not: name concrete sources, sinks or stores (``app`` wires them), or format
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import threading
 from datetime import datetime
+from typing import TYPE_CHECKING, NamedTuple
 
 from popkeep import retention
 from popkeep.clock import Clock
@@ -34,16 +41,29 @@ from popkeep.collector.job import (
     RunState,
     sink_names,
 )
-from popkeep.collector.pipeline import Pipeline
 from popkeep.errors import PopkeepError, TransportError
 from popkeep.model import ListingEntry, MessageState, RunSummary, ServerStat
 from popkeep.sources.base import SourceSession
 from popkeep.state.base import StateStore
+from popkeep.transport.base import drive
+
+if TYPE_CHECKING:
+    from popkeep.collector.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
 #: (state → uids, uid → state, uids SEEN or DELIVERED): see Collector._index
 _Known = tuple[dict[MessageState, list[str]], dict[str, MessageState], set[str]]
+
+
+class Surveyed(NamedTuple):
+    """A pass half done by :meth:`Collector.survey`: to be finished in an event loop."""
+
+    run: RunState
+    session: SourceSession
+    listed: dict[str, int]  #: {uid: message number} of this session
+    todo: list[str]  #: uids listed that still need delivering
+    started: datetime
 
 
 class Collector:
@@ -54,7 +74,16 @@ class Collector:
     ) -> None:
         self._store = store
         self._clock = clock
-        self._pipeline = Pipeline(store, clock, progress)
+        self._progress = progress
+        self._pipeline_made: Pipeline | None = None
+
+    @property
+    def _pipeline(self) -> Pipeline:
+        if self._pipeline_made is None:  # imported when there is something to fetch
+            from popkeep.collector.pipeline import Pipeline
+
+            self._pipeline_made = Pipeline(self._store, self._clock, self._progress)
+        return self._pipeline_made
 
     async def run(self, job: AccountJob) -> AccountResult:
         """One pass. Never raises a PopkeepError: it is returned in the result."""
@@ -62,23 +91,77 @@ class Collector:
         run = RunState(job)
         error: PopkeepError | None = None
         try:
-            await self._pass(run)
+            session = await self._connect(run)
+            try:
+                listed, todo = await self._list(run, session)
+                await self._deliver(run, session, listed, todo)
+            finally:
+                await session.close()
         except PopkeepError as exc:
             error = exc
-            log.warning("account %s: %s", job.name, exc)
+        return self._result(run, started, error)
+
+    def survey(self, job: AccountJob) -> AccountResult | Surveyed:
+        """The first half of a pass, without an event loop: connect, log in, list, diff.
+
+        For a job whose ``connect`` opens a session that does blocking I/O while no
+        loop runs (``app`` wires the TCP transport so). Nothing to fetch or delete:
+        the pass ends here (QUIT, run recorded) and its result is returned. Else the
+        half-done pass, for :meth:`finish` inside an event loop on the same session
+        (no second login). Never raises a PopkeepError.
+        """
+        started = self._clock.now()
+        run = RunState(job)
+        try:
+            session = self._connect_blocking(run)
+            try:
+                listed, todo = drive(self._list(run, session))
+                if not todo and not self._doomed(run, listed):
+                    drive(session.quit())
+                    return self._result(run, started, None)
+            except BaseException:
+                drive(session.close())
+                raise
+        except PopkeepError as exc:
+            return self._result(run, started, exc)
+        return Surveyed(run, session, listed, todo, started)
+
+    async def finish(self, surveyed: Surveyed) -> AccountResult:
+        """The rest of a pass :meth:`survey` began. Never raises a PopkeepError."""
+        run, session = surveyed.run, surveyed.session
+        error: PopkeepError | None = None
+        try:
+            try:
+                await self._deliver(run, session, surveyed.listed, surveyed.todo)
+            finally:
+                await session.close()
+        except PopkeepError as exc:
+            error = exc
+        return self._result(run, surveyed.started, error)
+
+    def _result(
+        self, run: RunState, started: datetime, error: PopkeepError | None
+    ) -> AccountResult:
+        if error is not None:
+            log.warning("account %s: %s", run.job.name, error)
         summary = self._summary(run, started, error)
         self._store.record_run(summary)
         return AccountResult(summary, error, run.warnings)
 
-    async def _pass(self, run: RunState) -> None:
+    async def _deliver(
+        self, run: RunState, session: SourceSession, listed: dict[str, int], todo: list[str]
+    ) -> None:
+        """Fetch ``todo``, deliver, retain, QUIT. Sinks are opened only when there is
+        something to fetch or delete (a failed sink blocks every deletion)."""
+        if not todo and not self._doomed(run, listed):
+            await session.quit()
+            return
         job = run.job
         await self._open_sinks(run)
         try:
-            session = await self._connect(run)
-            try:
-                await self._session(run, session)
-            finally:
-                await session.close()
+            wanted = await self._select(run, session, listed, todo)
+            await self._pipeline.fetch(run, session, wanted)
+            await self._retain(run, session, listed)
         finally:
             for sink in job.sinks:
                 await sink.close()
@@ -93,6 +176,8 @@ class Collector:
         Login, and the server opening a large mailbox (≈ 0.1 s for 20,000 messages
         on Dovecot), are round trips and server time; the reads need neither.
         """
+        import asyncio
+
         name = run.job.name
         reading = asyncio.ensure_future(asyncio.to_thread(self._read_state, name))
         try:
@@ -105,6 +190,30 @@ class Collector:
         except BaseException:
             await session.close()
             raise
+        run.by_state, run.states, run.alive = known
+        return session
+
+    def _connect_blocking(self, run: RunState) -> SourceSession:
+        """:meth:`_connect` without a loop: the state is read in a thread meanwhile."""
+        got: list[tuple[frozenset[str], _Known]] = []
+        failed: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                got.append(self._read_state(run.job.name))
+            except BaseException as exc:  # re-raised below, in the caller's thread
+                failed.append(exc)
+
+        reader = threading.Thread(target=read, name="popkeep-state", daemon=True)
+        reader.start()
+        try:
+            session = drive(run.job.connect())
+        finally:
+            reader.join()
+        if failed:
+            drive(session.close())
+            raise failed[0]
+        run.pending_keys, known = got[0]
         run.by_state, run.states, run.alive = known
         return session
 
@@ -124,7 +233,8 @@ class Collector:
         return by_state, states, alive
 
     async def _open_sinks(self, run: RunState) -> None:
-        """Open every sink; one that fails is skipped this run (and blocks deletions)."""
+        """Open every sink; one that fails is skipped this run (and blocks deletions).
+        All failing ends the pass."""
         for sink in run.job.sinks:
             try:
                 await sink.open()
@@ -135,14 +245,15 @@ class Collector:
             name, error = next(iter(run.failed_sinks.items()))
             raise type(error)(f'sink "{name}": {error}')
 
-    async def _session(self, run: RunState, session: SourceSession) -> None:
+    async def _list(
+        self, run: RunState, session: SourceSession
+    ) -> tuple[dict[str, int], list[str]]:
+        """STAT, UIDL, settle what changed: ({uid: message number}, uids to deliver)."""
         stat = await session.stat()
         numbers = await session.uids()
         run.server_count, run.server_octets, run.listed = stat.messages, stat.octets, len(numbers)
         self._reconcile(run, numbers)
-        wanted = await self._select(run, session, numbers)
-        await self._pipeline.fetch(run, session, wanted)
-        await self._retain(run, session, numbers)
+        return numbers, self._todo(run, numbers)
 
     # -- diff -----------------------------------------------------------------------
 
@@ -167,22 +278,26 @@ class Collector:
         if pending or vanished:
             run.by_state, run.states, run.alive = self._index(self._store.uids_by_state(account))
 
-    async def _select(
-        self, run: RunState, session: SourceSession, listed: dict[str, int]
-    ) -> list[ListingEntry]:
-        """Listed messages that still need delivering, minus those too large to take.
-
-        Only their sizes are asked for: a poll with nothing new sends no LIST.
-        """
+    @staticmethod
+    def _todo(run: RunState, listed: dict[str, int]) -> list[str]:
+        """The listed uids that still need delivering: unknown ones, and SEEN ones."""
         seen = run.by_state.get(MessageState.SEEN, ())
         if len(run.alive) == len(listed):
             # Every live uid is listed (see _reconcile), so a listing as long as the
             # live set is that set: nothing unknown, only the SEEN ones are due.
-            todo = set(seen)
-        else:
-            # Set difference first (C speed): unknown uids, then the few SEEN ones.
-            todo = listed.keys() - run.states.keys()
-            todo.update(uid for uid in seen if uid in listed)
+            return list(seen)
+        # Set difference first (C speed): unknown uids, then the few SEEN ones.
+        todo = listed.keys() - run.states.keys()
+        todo.update(uid for uid in seen if uid in listed)
+        return list(todo)
+
+    async def _select(
+        self, run: RunState, session: SourceSession, listed: dict[str, int], todo: list[str]
+    ) -> list[ListingEntry]:
+        """``todo`` as listing entries, minus the messages too large to take.
+
+        Only their sizes are asked for: a poll with nothing new sends no LIST.
+        """
         numbers = sorted(listed[uid] for uid in todo)
         sizes = await session.sizes(numbers, len(listed)) if numbers else {}
         uid_of = {listed[uid]: uid for uid in todo}

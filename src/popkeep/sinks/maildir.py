@@ -40,12 +40,12 @@ A process killed between ``stage`` and ``commit`` leaves files in ``tmp/``
 Maildir convention: younger ones may belong to another process writing now.
 
 The blocking work runs in a worker thread (``asyncio.to_thread``) so the event
-loop keeps reading the network while the disk writes.
+loop keeps reading the network while the disk writes. asyncio is imported when
+first needed: a poll with nothing new builds the sink but never uses it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import itertools
@@ -56,6 +56,7 @@ import stat
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from popkeep.clock import Clock, SystemClock
 from popkeep.config.schema import MaildirSinkConfig
@@ -73,6 +74,14 @@ _FOLDER_SEPARATORS = re.compile(r"[./]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: files in tmp/ untouched for this long are leftovers of a killed run (Maildir convention)
 TMP_MAX_AGE = 36 * 3600
+T = TypeVar("T")
+
+
+async def _in_thread(work: Callable[..., T], *args: object) -> T:
+    """``asyncio.to_thread``, importing asyncio only now (see the module docstring)."""
+    import asyncio
+
+    return await asyncio.to_thread(work, *args)
 
 
 # -- folder names ---------------------------------------------------------------------
@@ -219,7 +228,7 @@ class MaildirSink:
     async def open(self) -> None:
         """Create the Maildir (and folder) if missing, and remove files left in ``tmp/``
         for more than 36 hours. Raises DeliveryError."""
-        await asyncio.to_thread(self._open)
+        await _in_thread(self._open)
         self._found_scan = False  # a new run: the next find() looks at the folder again
 
     async def deliver(self, batch: Sequence[Delivery]) -> list[Receipt]:
@@ -230,19 +239,19 @@ class MaildirSink:
         """Write each message into ``tmp/`` (not durable, not visible); see StagingSink."""
         if not batch:
             return []
-        return await asyncio.to_thread(self._stage_batch, list(batch))
+        return await _in_thread(self._stage_batch, list(batch))
 
     async def commit(self, staged: Sequence[Staged]) -> list[Receipt]:
         """One group commit of staged messages: syncfs, renames into ``new/``, fsync ``new/``."""
         if not staged:
             return []
-        return await asyncio.to_thread(self._commit_batch, [_mine(h) for h in staged])
+        return await _in_thread(self._commit_batch, [_mine(h) for h in staged])
 
     async def discard(self, staged: Sequence[Staged]) -> None:
         """Remove staged files still in ``tmp/``; never raises."""
         todo = [h for h in staged if isinstance(h, _Staged) and h.tmp is not None]
         if todo:
-            await asyncio.to_thread(self._remove, todo)
+            await _in_thread(self._remove, todo)
 
     async def find(
         self, delivery_key: str, message: SpooledMessage | None = None
@@ -254,7 +263,7 @@ class MaildirSink:
         pending key, and one scan per run keeps that linear in the folder size).
         """
         if self._names is None or not self._found_scan:
-            self._names = await asyncio.to_thread(self._index)
+            self._names = await _in_thread(self._index)
             self._found_scan = True
         name = self._names.get(delivery_key)
         return None if name is None else Receipt(self.name, name)
