@@ -68,11 +68,13 @@ def _map_errors(doing: str) -> Iterator[None]:
 
 def running_loop() -> asyncio.AbstractEventLoop | None:
     """The event loop running in this thread, if any (without importing asyncio)."""
-    aio = sys.modules.get("asyncio")
-    if aio is None:
-        return None  # nothing imported asyncio, so nothing runs a loop
+    # None until asyncio is imported (and while another thread is still importing it:
+    # no loop can run in this thread before that import ends).
+    current = getattr(sys.modules.get("asyncio"), "get_running_loop", None)
+    if current is None:
+        return None
     try:
-        loop: asyncio.AbstractEventLoop = aio.get_running_loop()
+        loop: asyncio.AbstractEventLoop = current()
     except RuntimeError:
         return None
     return loop
