@@ -20,7 +20,7 @@ from popkeep.errors import ConnectError, LimitExceeded, NetworkTimeout, Security
 from popkeep.model import ServerStat
 from popkeep.pop3.client import POP3Session, SessionSettings
 from popkeep.transport.base import TLSSettings, drive
-from popkeep.transport.tcp import open_stream, open_tcp
+from popkeep.transport.tcp import TCPStream, open_stream, open_tcp
 
 from .miniserver import MiniServer
 
@@ -336,3 +336,46 @@ def test_session_moves_onto_the_loop(certs: tuple[Cert, Cert], tmp_path: Path, t
 def test_drive_refuses_a_coroutine_that_waits_for_a_loop() -> None:
     with pytest.raises(RuntimeError, match="event loop"):
         drive(asyncio.sleep(0))
+
+
+def test_corrupt_tls_record_on_the_loop_is_a_tls_error(certs: tuple[Cert, Cert]) -> None:
+    """A record that fails to decrypt ends the stream with a TLSError for the reader
+    (raised inside the event loop's callback, it must not be lost there)."""
+    good, _ = certs
+    ours, theirs = socket.socketpair()
+
+    def serve() -> None:  # TLS over memory buffers on the other end, then garbage
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = good.server_context().wrap_bio(incoming, outgoing, server_side=True)
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                theirs.sendall(outgoing.read())
+                incoming.write(theirs.recv(65536))
+        tls.write(b"+OK hello\r\n")
+        theirs.sendall(outgoing.read())
+        theirs.sendall(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)  # application data, bad MAC
+
+    async def main() -> bytes:
+        stream = TCPStream(ours, 5)
+        await stream._handshake(TLSSettings("localhost", ca_file=good.cert))
+        got = b""
+        try:
+            while not got.endswith(b"\r\n"):
+                got += await stream.read(1024, 5)
+            with pytest.raises(TLSError):
+                while await stream.read(1024, 5):
+                    pass
+        finally:
+            await stream.close()
+        return got
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        assert asyncio.run(main()) == b"+OK hello\r\n"
+    finally:
+        server.join(10)
+        theirs.close()

@@ -59,19 +59,27 @@ class _Protocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self.stream.received(data)
+        try:
+            self.stream.received(data)
+        except Exception as exc:  # e.g. a corrupt TLS record: the stream reports it
+            self.stream.lost(exc)
+            if self.transport is not None:
+                self.transport.abort()
         self.readable.set()
         if self.stream.buffered() > _HIGH_WATER and not self.paused and self.transport:
             self.paused = True
             self.transport.pause_reading()
 
     def eof_received(self) -> bool:
-        self.stream.received(b"")
+        try:
+            self.stream.received(b"")
+        except Exception as exc:
+            self.stream.lost(exc)
         self.readable.set()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.stream.lost(exc)
+        self.stream.lost(exc)  # keeps the first error (see TCPStream.lost)
         self.readable.set()
         self.writable.set()
         self.closed.set()

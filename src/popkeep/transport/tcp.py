@@ -307,7 +307,8 @@ class TCPStream:
                 self._loop.consumed(len(self._buffer))
             return data
         if self._error is not None:
-            raise TransportError(f"connection lost: {self._error}") from self._error
+            with _map_errors("reading"):  # a TLS error stays a TLSError
+                raise self._error
         return b""
 
     def _fill_blocking(self, timeout: float) -> None:
@@ -403,7 +404,8 @@ class TCPStream:
 
     def lost(self, exc: BaseException | None) -> None:
         self._eof = True
-        self._error = exc
+        if self._error is None:
+            self._error = exc
 
 
 async def open_tcp(
