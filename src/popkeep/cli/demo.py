@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from popkeep.cli.common import handles_errors, run_async
+from popkeep.cli.common import handles_errors
 from popkeep.cli.render import fetch_line, schedule_lines
 
 DEMO_USER = "demo"
@@ -58,12 +58,12 @@ def _subjects(maildir: Path, limit: int = 8) -> list[str]:
     return lines
 
 
-async def _run(base: Path) -> list[str]:
+def _run(base: Path) -> list[str]:
     from popkeep.app import load_app
     from popkeep.testing.certs import make_test_certs
     from popkeep.testing.mailbox import Mailbox
     from popkeep.testing.mailgen import demo_mailbox
-    from popkeep.testing.server import ScriptedPOP3Server
+    from popkeep.testing.server import ScriptedPOP3Server, ServerThread
 
     try:
         certs = make_test_certs(base / "certs")
@@ -76,21 +76,21 @@ async def _run(base: Path) -> list[str]:
         password=DEMO_PASSWORD,
         tls_context=certs.server_context() if certs else None,
     )
-    port = await server.start()
-    try:
+    # The server runs on its own loop in a thread, so the fetches below take the
+    # path `popkeep fetch` takes (survey without an event loop, then fetch).
+    with ServerThread(server) as serving:
+        port = serving.port
         config = base / "config.toml"
         config.write_text(_config_text(base, port, certs.ca_file if certs else None))
         config.chmod(0o600)
         app = load_app(config)
         try:
-            first = await app.fetch()
-            again = await app.fetch()
+            first = app.poll()
+            again = app.poll()
             planned = app.schedule()
             now = app.clock.now()
         finally:
             app.close()
-    finally:
-        await server.stop()
     out = [f"built-in POP3 server on 127.0.0.1:{port} with {len(mailbox.uids)} messages"]
     out += ["first fetch:  " + fetch_line(r) for r in first]
     out += ["second fetch: " + fetch_line(r) for r in again]
@@ -114,6 +114,6 @@ def demo(directory: Path | None) -> int:
     """Run the embedded demo: built-in POP3 server → local Maildir → SQLite state."""
     base = directory or Path(tempfile.mkdtemp(prefix="popkeep-demo-"))
     base.mkdir(parents=True, exist_ok=True)
-    for line in run_async(_run(base.resolve())):
+    for line in _run(base.resolve()):
         click.echo(line)
     return 0
