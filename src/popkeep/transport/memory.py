@@ -13,7 +13,8 @@ client may write ahead of reading: pipelining). ``read`` returns ``reply``
 steps in order but never passes an ``expect`` the client has not written yet.
 ``start_tls`` discards unread replies up to the ``handshake`` step, exactly as
 a real transport discards buffered plaintext. ``eof`` makes reads return
-``b""`` and writes fail; ``hang`` makes reads wait forever (timeout tests).
+``b""`` and writes fail; ``hang`` makes each read wait out its timeout and raise
+NetworkTimeout (timeout tests).
 A deviation from the script raises :class:`ScriptMismatch` (a test failure).
 Must not: be used against real servers, or know POP3.
 """
@@ -71,7 +72,7 @@ class MemoryStream:
         return self._add("eof")
 
     def hang(self) -> MemoryStream:
-        """The server goes silent: reads never return."""
+        """The server goes silent: reads wait out their timeout (NetworkTimeout)."""
         return self._add("hang")
 
     @property
