@@ -14,26 +14,35 @@ with nothing new never starts (nor imports asyncio for).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from popkeep.collector import AccountJob, AccountResult, Collector, Surveyed
 
 DEFAULT_CONCURRENCY = 4
+T = TypeVar("T")
 
 
 async def run_once(
     collector: Collector, jobs: Sequence[AccountJob], concurrency: int = DEFAULT_CONCURRENCY
 ) -> list[AccountResult]:
     """One pass per job, at most ``concurrency`` at a time; results in job order."""
+    return await _each(jobs, collector.run, concurrency)
+
+
+async def _each(
+    items: Sequence[T], work: Callable[[T], Awaitable[AccountResult]], concurrency: int
+) -> list[AccountResult]:
+    """``work`` on every item, at most ``concurrency`` at a time; results in item order."""
     import asyncio
 
     gate = asyncio.Semaphore(max(1, concurrency))
 
-    async def one(job: AccountJob) -> AccountResult:
+    async def one(item: T) -> AccountResult:
         async with gate:
-            return await collector.run(job)
+            return await work(item)
 
-    return list(await asyncio.gather(*(one(job) for job in jobs)))
+    return list(await asyncio.gather(*(one(item) for item in items)))
 
 
 def poll(
@@ -49,16 +58,7 @@ def poll(
     if unfinished:
         import asyncio
 
-        async def finish_all() -> list[AccountResult]:
-            gate = asyncio.Semaphore(max(1, concurrency))
-
-            async def one(surveyed: Surveyed) -> AccountResult:
-                async with gate:
-                    return await collector.finish(surveyed)
-
-            return list(await asyncio.gather(*(one(s) for s in unfinished)))
-
-        finished = iter(asyncio.run(finish_all()))
+        finished = iter(asyncio.run(_each(unfinished, collector.finish, concurrency)))
         surveys = [next(finished) if isinstance(s, Surveyed) else s for s in surveys]
     return [s for s in surveys if isinstance(s, AccountResult)]
 
