@@ -13,43 +13,50 @@ from popkeep.cli import main
 from popkeep.testing.dovecot import Dovecot
 
 
-def write_config(
-    base: Path,
+def account_toml(
     *,
+    name: str = "isp",
     host: str = "127.0.0.1",
     port: int,
     user: str,
     password: str,
     tls: str = "starttls",
     ca_file: Path | None = None,
+    sinks: list[str] | None = None,
     delete_after: str = "never",
     extra: str = "",
-) -> Path:
-    """A one-account, one-Maildir config under ``base``; returns its path (mode 0600)."""
+) -> str:
+    """One ``[[account]]`` table (all sinks when ``sinks`` is None)."""
     ca = f'ca_file = "{ca_file}"\n' if ca_file else ""
-    text = f"""
-[state]
-path = "{base / 'state.db'}"
-
-[[sink]]
-name = "home"
-type = "maildir"
-path = "{base / 'Maildir'}"
-
+    routed = f"sinks = {json.dumps(sinks)}\n" if sinks is not None else ""
+    return f"""
 [[account]]
-name = "isp"
+name = "{name}"
 host = "{host}"
 port = {port}
 tls = "{tls}"
 {ca}user = "{user}"
 password = "{password}"
-delete_after = "{delete_after}"
+{routed}delete_after = "{delete_after}"
 {extra}
 """
+
+
+def save_config(base: Path, text: str) -> Path:
+    """``text`` as ``base/config.toml``, mode 0600 (popkeep refuses readable secrets)."""
     path = base / "config.toml"
     path.write_text(text)
     path.chmod(0o600)
     return path
+
+
+def write_config(base: Path, **account: Any) -> Path:
+    """A one-account (:func:`account_toml`), one-Maildir config under ``base``."""
+    return save_config(
+        base,
+        f'[state]\npath = "{base / "state.db"}"\n\n[[sink]]\nname = "home"\n'
+        f'type = "maildir"\npath = "{base / "Maildir"}"\n' + account_toml(**account),
+    )
 
 
 def dovecot_config(

@@ -16,7 +16,7 @@ from popkeep.cli import main
 from popkeep.testing.dovecot import Dovecot
 from popkeep.testing.mailgen import realistic_mailbox
 
-from .helpers import digests, dovecot_config, fetch, maildir_messages
+from .helpers import account_toml, digests, dovecot_config, fetch, maildir_messages, write_config
 
 pytestmark = pytest.mark.dovecot
 
@@ -215,26 +215,14 @@ def test_one_poll_of_several_accounts(
         dovecot.add_user(user)
     _fill(dovecot, users[0], 7, seed=10)
     _fill(dovecot, users[2], 4, seed=11)
-    accounts = "".join(
-        f"""
-[[account]]
-name = "{user}"
-host = "127.0.0.1"
-port = {dovecot.pop3_port}
-tls = "starttls"
-ca_file = "{dovecot.ca_file}"
-user = "{user}"
-password = "{dovecot.password}"
-sinks = ["home"]
-"""
-        for user in users
+    more = "".join(
+        account_toml(name=user, port=dovecot.pop3_port, ca_file=dovecot.ca_file, user=user,
+                     password=dovecot.password)
+        for user in users[1:]
     )
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[state]\npath = "{tmp_path / "state.db"}"\n\n[[sink]]\nname = "home"\n'
-        f'type = "maildir"\npath = "{tmp_path / "Maildir"}"\n{accounts}'
-    )
-    config.chmod(0o600)
+    config = write_config(tmp_path, name=users[0], port=dovecot.pop3_port,
+                          ca_file=dovecot.ca_file, user=users[0], password=dovecot.password,
+                          extra=more)
 
     def poll() -> list[tuple[str, int, int]]:
         capsys.readouterr()

@@ -13,7 +13,7 @@ from popkeep.state.sqlite import SQLiteStore
 from popkeep.testing.dovecot import Dovecot
 from popkeep.testing.mailgen import realistic_mailbox
 
-from .helpers import digests, maildir_messages
+from .helpers import account_toml, digests, maildir_messages, save_config
 
 pytestmark = pytest.mark.dovecot
 
@@ -22,25 +22,10 @@ def _config(
     dovecot: Dovecot, base: Path, pop_user: str, sinks: str, names: list[str],
     delete_after: str = "never",
 ) -> Path:
-    text = f"""
-[state]
-path = "{base / 'state.db'}"
-{sinks}
-[[account]]
-name = "isp"
-host = "127.0.0.1"
-port = {dovecot.pop3s_port}
-tls = "implicit"
-ca_file = "{dovecot.ca_file}"
-user = "{pop_user}"
-password = "{dovecot.password}"
-sinks = {names!r}
-delete_after = "{delete_after}"
-""".replace("'", '"')
-    path = base / "config.toml"
-    path.write_text(text)
-    path.chmod(0o600)
-    return path
+    account = account_toml(port=dovecot.pop3s_port, tls="implicit", ca_file=dovecot.ca_file,
+                           user=pop_user, password=dovecot.password, sinks=names,
+                           delete_after=delete_after)
+    return save_config(base, f'[state]\npath = "{base / "state.db"}"\n{sinks}{account}')
 
 
 def _imap_sink(dovecot: Dovecot, user: str, password: str | None = None) -> str:
