@@ -14,11 +14,11 @@ import socket
 from typing import TYPE_CHECKING
 
 from popkeep.errors import TransportError
+from popkeep.transport.tcp import READ_CHUNK
 
 if TYPE_CHECKING:
     from popkeep.transport.tcp import TCPStream
 
-READ_CHUNK = 256 << 10
 _HIGH_WATER = 4 * READ_CHUNK  # pause the socket when this much plaintext is unread
 
 
