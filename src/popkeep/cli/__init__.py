@@ -40,10 +40,10 @@ def _exit_now(code: int) -> None:
     """End the process without tearing the interpreter down.
 
     Only after a fast-path command run as the program itself: by then the state
-    store and every sink are closed (each delivery durable), asyncio has joined its
-    worker threads, and only output buffers remain, flushed here. Finalising the
-    ≈ 250 loaded modules would cost ≈ 30 ms of CPU on every cron poll
-    (bench/README.md, "Where the time goes").
+    store and every sink are closed (each delivery durable), the survey's threads and
+    (when a loop ran) asyncio's worker threads are joined, and only output buffers
+    remain, flushed here. Finalising the 150–250 loaded modules would cost up to
+    ≈ 30 ms of CPU on every cron poll (bench/README.md, "Where the time goes").
     """
     import logging
     import os
