@@ -49,7 +49,7 @@ def test_to_lf_is_the_same_wherever_the_stream_is_cut(seed: int) -> None:
 @pytest.mark.parametrize("spill_at", [1_000, 100_000_000], ids=["spilled", "in-memory"])
 def test_lf_copy_matches_converting_afterwards(tmp_path: Path, spill_at: int) -> None:
     rng = random.Random(7)
-    writer = SpoolWriter(tmp_path, spill_at=spill_at, lf_copy=True)
+    writer = SpoolWriter(tmp_path, spill_at=spill_at, lf_dir=tmp_path)
     start = 0
     while start < len(_AWKWARD):  # odd write sizes: CRs land on every boundary sooner or later
         step = rng.randrange(1, 5_000)
@@ -68,12 +68,12 @@ def test_lf_copy_matches_converting_afterwards(tmp_path: Path, spill_at: int) ->
 
 
 def test_lf_copy_files_are_gone_after_close_and_discard(tmp_path: Path) -> None:
-    writer = SpoolWriter(tmp_path, spill_at=1_000, lf_copy=True)
+    writer = SpoolWriter(tmp_path, spill_at=1_000, lf_dir=tmp_path)
     writer.write(b"x" * 5_000 + b"\r\n")
     message = writer.finish()
     assert list(tmp_path.iterdir()) == []  # unnamed files: nothing to clean up after a crash
     message.close()
-    broken = SpoolWriter(tmp_path, spill_at=1_000, lf_copy=True)
+    broken = SpoolWriter(tmp_path, spill_at=1_000, lf_dir=tmp_path)
     broken.write(b"y" * 5_000)
     broken.discard()
     assert list(tmp_path.iterdir()) == []

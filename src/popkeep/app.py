@@ -185,14 +185,21 @@ class App:
         return [a for a in self.config.accounts.values() if a.enabled]
 
     def job(self, account: AccountConfig, spool_dir: Path | None = None) -> AccountJob:
+        sinks = [build_sink(self.config.sinks[name]) for name in account.sinks]
+        lf_dir = None
+        if any(isinstance(self.config.sinks[n], MaildirSinkConfig) for n in account.sinks):
+            from popkeep.sinks.maildir import MaildirSink  # loaded by build_sink already
+
+            # Large messages get their LF copy in the first Maildir's tmp/, which names it.
+            lf_dir = next((s.lf_dir for s in sinks if isinstance(s, MaildirSink)), None)
         return AccountJob(
             name=account.name,
             connect=self._session_factory(account),
-            sinks=[build_sink(self.config.sinks[name]) for name in account.sinks],
+            sinks=sinks,
             policy=account.retention,
             max_message_size=account.max_message_size,
             spool_dir=spool_dir,
-            lf_copy=any(isinstance(self.config.sinks[n], MaildirSinkConfig) for n in account.sinks),
+            lf_dir=lf_dir,
         )
 
     async def fetch(

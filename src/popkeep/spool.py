@@ -3,9 +3,11 @@
 Owns: buffering the bytes of one message as received (dot-unstuffed, line endings
 as the server sent them), its size and sha256. Memory per message is bounded by
 ``spill_at``; beyond it the bytes go to an unnamed file in the spool directory.
-With ``lf_copy`` a spilled message also gets a second unnamed file with CRLF → LF
-already done (:func:`to_lf`), written while the message downloads: a sink storing
-LF (Maildir) then only copies it, instead of converting 200 MB after the download.
+With ``lf_dir`` a spilled message also gets a second unnamed file with CRLF → LF
+already done (:func:`to_lf`), written while the message downloads, in ``lf_dir``:
+a sink storing LF (Maildir) passes its own ``tmp/``, and then gives that file a
+name there (:meth:`SpooledMessage.link_lf`, a hard link: no byte is copied)
+instead of converting or copying 200 MB after the download.
 Must not: parse the message, or build any path from server data.
 """
 
@@ -63,17 +65,19 @@ class SpoolWriter:
         spool_dir: Path | None = None,
         spill_at: int = DEFAULT_SPILL_AT,
         *,
-        lf_copy: bool = False,
+        lf_dir: Path | None = None,
     ) -> None:
+        """``lf_dir``: give a message that spills an LF copy too, in that directory."""
         self._dir = spool_dir
         self._spill_at = spill_at
-        self._lf_copy = lf_copy
+        self._lf_dir = lf_dir
         self._parts: list[bytes] = []
         self._held = 0
         self._size = 0
         self._hash = hashlib.sha256()
         self._file: BinaryIO | None = None
         self._lf_file: BinaryIO | None = None
+        self._lf_linkable = False
         self._lf = LfConverter()
 
     def write(self, chunk: bytes) -> None:
@@ -94,8 +98,8 @@ class SpoolWriter:
 
         # An unnamed temporary file: nothing to clean up if we crash.
         self._file = tempfile.TemporaryFile(dir=self._dir)  # noqa: SIM115 - owned by the message
-        if self._lf_copy:
-            self._lf_file = tempfile.TemporaryFile(dir=self._dir)  # noqa: SIM115 - likewise
+        if self._lf_dir is not None:
+            self._lf_file, self._lf_linkable = _linkable_file(self._lf_dir, self._dir)
         for part in self._parts:
             self._file.write(part)
             if self._lf_file is not None:
@@ -114,7 +118,8 @@ class SpoolWriter:
                 self._lf_file.write(self._lf.end())
                 self._lf_file.flush()
             return SpooledMessage(
-                self._size, self._hash.hexdigest(), None, self._file, self._lf_file
+                self._size, self._hash.hexdigest(), None, self._file, self._lf_file,
+                lf_linkable=self._lf_linkable,
             )
         return SpooledMessage(self._size, self._hash.hexdigest(), b"".join(self._parts), None)
 
@@ -129,7 +134,7 @@ class SpoolWriter:
 class SpooledMessage:
     """The bytes of one message as received, with their size and sha256 (hex)."""
 
-    __slots__ = ("_data", "_file", "_lf_file", "sha256", "size")
+    __slots__ = ("_data", "_file", "_lf_file", "_lf_linkable", "sha256", "size")
 
     def __init__(
         self,
@@ -138,12 +143,15 @@ class SpooledMessage:
         data: bytes | None,
         file: BinaryIO | None,
         lf_file: BinaryIO | None = None,
+        *,
+        lf_linkable: bool = False,
     ) -> None:
         self.size = size
         self.sha256 = sha256
         self._data = data
         self._file = file
-        self._lf_file = lf_file  #: the bytes with CRLF → LF done, when spooled with lf_copy
+        self._lf_file = lf_file  #: the bytes with CRLF → LF done, when spooled with lf_dir
+        self._lf_linkable = lf_linkable  #: lf_file is an O_TMPFILE file, not yet named
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SpooledMessage:
@@ -180,6 +188,34 @@ class SpooledMessage:
         else:
             yield from to_lf(self.chunks(size))
 
+    def link_lf(self, path: str) -> int | None:
+        """Give the LF copy (:meth:`lf_chunks`) the name ``path`` and return its size.
+
+        A hard link, so nothing is copied: ``path`` must be on the file system of the
+        ``lf_dir`` the message was spooled with, and not exist. Returns None, and
+        leaves nothing behind, when there is no LF copy that can be named (a message
+        held in memory, a file system without ``O_TMPFILE``, a copy named already:
+        one name only, so two Maildirs never share a file) or the link fails
+        (another file system, no ``/proc``); the caller then writes ``lf_chunks()``.
+        The data is not flushed: the caller makes ``path`` durable.
+        """
+        if self._lf_file is None or not self._lf_linkable:
+            return None
+        self._lf_linkable = False
+        fd = self._lf_file.fileno()
+        try:
+            # linkat(AT_SYMLINK_FOLLOW) on the /proc link is how an unnamed O_TMPFILE
+            # file gets a name without CAP_DAC_READ_SEARCH (open(2), O_TMPFILE). Given
+            # no directory fd, os.link calls link(2), which would not follow it.
+            fds = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.link(str(fd), path, src_dir_fd=fds, follow_symlinks=True)
+            finally:
+                os.close(fds)
+        except OSError:
+            return None
+        return os.fstat(fd).st_size
+
     def close(self) -> None:
         """Release the bytes: the memory, or the spill file (unnamed, so its dirty pages
         are dropped, never written back). Idempotent."""
@@ -190,6 +226,19 @@ class SpooledMessage:
             self._lf_file.close()
             self._lf_file = None
         self._data = None
+
+
+def _linkable_file(directory: Path, fallback: Path | None) -> tuple[BinaryIO, bool]:
+    """An unnamed file in ``directory`` that :meth:`SpooledMessage.link_lf` can name
+    (``O_TMPFILE`` without ``O_EXCL``), and True; where that is not possible, an
+    unnamed temporary file in ``fallback`` (the spool directory), and False."""
+    import tempfile
+
+    try:
+        fd = os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except (AttributeError, OSError):  # not Linux, a file system without it, no directory
+        return tempfile.TemporaryFile(dir=fallback), False
+    return os.fdopen(fd, "w+b"), True
 
 
 def _read_file(file: BinaryIO, size: int) -> Iterator[bytes]:

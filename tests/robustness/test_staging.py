@@ -223,7 +223,7 @@ def test_a_big_message_spool_is_released_before_the_commit(
     def watch(job: AccountJob) -> AccountJob:
         maildir = job.sinks[0]
         assert isinstance(maildir, MaildirSink)
-        assert job.lf_copy  # a Maildir sink: spilled messages get their LF copy as they arrive
+        assert job.lf_dir == maildir.lf_dir  # spilled messages get their LF copy in its tmp/
         watched.append(WatchCommit(maildir))
         return job._replace(sinks=watched)
 

@@ -111,8 +111,8 @@ def test_python_mailbox_reads_what_we_wrote(tmp_path: Path) -> None:
     assert sorted(m["Subject"] for m in box) == [f"m{i}" for i in range(5)]
 
 
-def _spilled(data: bytes, lf_copy: bool = False) -> SpooledMessage:
-    writer = SpoolWriter(spill_at=1024, lf_copy=lf_copy)
+def _spilled(data: bytes, lf_dir: Path | None = None) -> SpooledMessage:
+    writer = SpoolWriter(spill_at=1024, lf_dir=lf_dir)
     for start in range(0, len(data), 7000):
         writer.write(data[start : start + 7000])
     message = writer.finish()
@@ -120,26 +120,105 @@ def _spilled(data: bytes, lf_copy: bool = False) -> SpooledMessage:
     return message
 
 
-@pytest.mark.parametrize("lf_copy", [False, True], ids=["converted-by-sink", "lf-copy"])
-def test_spilled_message_with_crlf_split_across_chunks(tmp_path: Path, lf_copy: bool) -> None:
+@pytest.mark.parametrize(
+    "lf_copy", ["none", "elsewhere", "in-tmp"], ids=["converted-by-sink", "lf-copy", "linked"]
+)
+def test_spilled_message_with_crlf_split_across_chunks(tmp_path: Path, lf_copy: str) -> None:
     # spool.CHUNK is 1 MiB: put a CR as the last byte of the first chunk.
     head = b"Subject: big\r\n\r\n"
     line = b"x" * 98 + b"\r\n"
     prefix = (head + line * ((1 << 20) // len(line) + 1))[: (1 << 20) - 1]
     body = prefix + b"\r\n" + line * 25_000
-    message = _spilled(body, lf_copy)
+    target = sink(tmp_path)
+    (tmp_path / "tmp").mkdir(parents=True)
+    (tmp_path / "spool").mkdir()
+    lf_dir = {"none": None, "elsewhere": tmp_path / "spool", "in-tmp": target.lf_dir}[lf_copy]
+    message = _spilled(body, lf_dir)
     try:
         first = next(message.chunks())
         assert first.endswith(b"\r")  # the pair really is split
         assert len(body) > 3 << 20
         d = Delivery("isp", "u", delivery_key("isp", message.sha256), message)
-        (receipt,) = deliver(sink(tmp_path), [d])
+        (receipt,) = deliver(target, [d])
     finally:
         message.close()
     stored = (tmp_path / "new" / receipt.ref).read_bytes()
     assert stored == body.replace(b"\r\n", b"\n")
     assert b"\r" not in stored
     assert receipt.ref.endswith(f",S={len(stored)}")
+
+
+def _spooled_in(lf_dir: Path, body: bytes) -> SpooledMessage:
+    writer = SpoolWriter(lf_dir.parent, spill_at=1024, lf_dir=lf_dir)
+    for start in range(0, len(body), 5000):
+        writer.write(body[start : start + 5000])
+    return writer.finish()
+
+
+@pytest.mark.parametrize("fsync", [True, False], ids=["syncfs", "fsync-each"])
+def test_a_spilled_message_is_named_not_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool
+) -> None:
+    target = sink(tmp_path)
+    if not fsync:  # no syncfs(2): the linked file is fsync-ed by itself
+        monkeypatch.setattr(maildir_module, "_load_syncfs", lambda: None)
+    asyncio.run(target.open())
+    body = b"Subject: big\r\n\r\n" + b"line\r\n" * 10_000
+    message = _spooled_in(target.lf_dir, body)
+    assert list((tmp_path / "tmp").iterdir()) == []  # unnamed until staged
+
+    def no_copy(self: SpooledMessage, size: int = 0) -> None:
+        raise AssertionError("the LF copy was copied, not linked")
+
+    monkeypatch.setattr(SpooledMessage, "lf_chunks", no_copy)
+    d = Delivery("isp", "u", delivery_key("isp", message.sha256), message)
+    try:
+        (receipt,) = deliver(target, [d])
+    finally:
+        message.close()
+    stored, lf = tmp_path / "new" / receipt.ref, body.replace(b"\r\n", b"\n")
+    assert stored.read_bytes() == lf
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert receipt.ref.endswith(f",S={len(lf)}")
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_an_lf_copy_is_named_once_and_only_where_it_can_be(tmp_path: Path) -> None:
+    body = b"Subject: big\r\n\r\n" + b"line\r\n" * 10_000
+    lf = body.replace(b"\r\n", b"\n")
+    (tmp_path / "tmp").mkdir()
+    message = _spooled_in(tmp_path / "tmp", body)
+    (tmp_path / "taken").write_bytes(b"x")
+    try:
+        assert message.link_lf(str(tmp_path / "taken")) is None  # exists: not named, still usable
+        assert b"".join(message.lf_chunks()) == lf
+        other = _spooled_in(tmp_path / "tmp", body)
+        assert other.link_lf(str(tmp_path / "again")) == len(lf)
+        other.close()
+        assert (tmp_path / "again").read_bytes() == lf
+        # a second Maildir gets its own file, never a second name of the same one
+        assert message.link_lf(str(tmp_path / "later")) is None
+        assert SpooledMessage.from_bytes(body).link_lf(str(tmp_path / "small")) is None
+        assert (tmp_path / "taken").read_bytes() == b"x"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "taken", "tmp"]
+    finally:
+        message.close()
+
+
+def test_trace_headers_write_the_lf_copy_instead_of_naming_it(tmp_path: Path) -> None:
+    target = MaildirSink("md", tmp_path, clock=FakeClock(T0), trace_headers=True)
+    asyncio.run(target.open())
+    body = b"Subject: big\r\n\r\n" + b"line\r\n" * 10_000
+    message = _spooled_in(target.lf_dir, body)
+    d = Delivery("isp", "u", delivery_key("isp", message.sha256), message)
+    try:
+        (receipt,) = deliver(target, [d])
+        assert message.link_lf(str(tmp_path / "x")) is not None  # still unnamed: it was copied
+    finally:
+        message.close()
+    stored = (tmp_path / "new" / receipt.ref).read_bytes()
+    assert stored.startswith(b"X-Popkeep-Account: isp\n")
+    assert stored.endswith(body.replace(b"\r\n", b"\n"))
 
 
 def test_redelivery_of_same_key_is_idempotent(tmp_path: Path) -> None:

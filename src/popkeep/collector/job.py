@@ -38,8 +38,9 @@ class AccountJob(NamedTuple):
     batch_messages: int = 1000
     batch_bytes: int = 16 << 20
     spool_dir: Path | None = None
-    #: a sink stores LF line endings (Maildir): spool large messages with an LF copy
-    lf_copy: bool = False
+    #: a sink stores LF line endings (Maildir): spool large messages with an LF copy,
+    #: in this directory (that sink's ``tmp/``, where it can name the copy, not copy it)
+    lf_dir: Path | None = None
     #: staging sinks only: commit (make durable, record) at the latest after this
     #: many messages, bytes or seconds since the last commit, and at the end
     commit_messages: int = 5000

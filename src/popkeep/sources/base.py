@@ -34,11 +34,11 @@ class SourceSession(Protocol):
         ...
 
     def retrieve(
-        self, numbers: Sequence[int], spool_dir: Path | None = None, *, lf_copy: bool = False
+        self, numbers: Sequence[int], spool_dir: Path | None = None, *, lf_dir: Path | None = None
     ) -> AsyncIterator[tuple[int, SpooledMessage]]:
         """Messages in the order asked, streamed (pipelined where the server allows).
 
-        ``lf_copy``: spool large messages with an LF copy too (SpoolWriter).
+        ``lf_dir``: spool large messages with an LF copy too, in that directory (SpoolWriter).
         """
         ...
 
