@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from popkeep.spool import SpoolWriter, to_lf
+from popkeep.spool import LF_NUDGE_EVERY, LfCopy, SpoolWriter, to_lf
 
 
 def _chunks(total: int, size: int = 100_000) -> list[bytes]:
@@ -49,7 +49,7 @@ def test_to_lf_is_the_same_wherever_the_stream_is_cut(seed: int) -> None:
 @pytest.mark.parametrize("spill_at", [1_000, 100_000_000], ids=["spilled", "in-memory"])
 def test_lf_copy_matches_converting_afterwards(tmp_path: Path, spill_at: int) -> None:
     rng = random.Random(7)
-    writer = SpoolWriter(tmp_path, spill_at=spill_at, lf_dir=tmp_path)
+    writer = SpoolWriter(tmp_path, spill_at=spill_at, lf_copy=LfCopy(tmp_path))
     start = 0
     while start < len(_AWKWARD):  # odd write sizes: CRs land on every boundary sooner or later
         step = rng.randrange(1, 5_000)
@@ -67,13 +67,36 @@ def test_lf_copy_matches_converting_afterwards(tmp_path: Path, spill_at: int) ->
     assert message.closed
 
 
+def test_lf_only_keeps_no_network_form_of_a_spilled_message(tmp_path: Path) -> None:
+    told: list[int] = []
+    copy = LfCopy(tmp_path, lambda: told.append(1), only=True)
+    small = SpoolWriter(tmp_path, spill_at=1_000_000, lf_copy=copy)
+    small.write(b"A: b\r\n\r\nsmall\r\n")
+    kept = small.finish()
+    assert b"".join(kept.chunks()) == b"A: b\r\n\r\nsmall\r\n"  # in memory: both forms
+    data = _AWKWARD * 20  # 37 MB
+    writer = SpoolWriter(tmp_path, spill_at=1_000, lf_copy=copy)
+    for start in range(0, len(data), 1 << 20):
+        writer.write(data[start : start + (1 << 20)])
+    message = writer.finish()
+    assert (message.size, message.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert b"".join(message.lf_chunks()) == _reference_lf(data)
+    with pytest.raises(ValueError, match="LF form only"):
+        next(message.chunks())
+    assert len(told) == len(data) // LF_NUDGE_EVERY == 2  # told every 16 MB received
+    assert not message.closed
+    message.close()
+    assert message.closed
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_lf_copy_files_are_gone_after_close_and_discard(tmp_path: Path) -> None:
-    writer = SpoolWriter(tmp_path, spill_at=1_000, lf_dir=tmp_path)
+    writer = SpoolWriter(tmp_path, spill_at=1_000, lf_copy=LfCopy(tmp_path))
     writer.write(b"x" * 5_000 + b"\r\n")
     message = writer.finish()
     assert list(tmp_path.iterdir()) == []  # unnamed files: nothing to clean up after a crash
     message.close()
-    broken = SpoolWriter(tmp_path, spill_at=1_000, lf_dir=tmp_path)
+    broken = SpoolWriter(tmp_path, spill_at=1_000, lf_copy=LfCopy(tmp_path))
     broken.write(b"y" * 5_000)
     broken.discard()
     assert list(tmp_path.iterdir()) == []

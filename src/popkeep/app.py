@@ -186,12 +186,14 @@ class App:
 
     def job(self, account: AccountConfig, spool_dir: Path | None = None) -> AccountJob:
         sinks = [build_sink(self.config.sinks[name]) for name in account.sinks]
-        lf_dir = None
+        lf_copy = None
         if any(isinstance(self.config.sinks[n], MaildirSinkConfig) for n in account.sinks):
             from popkeep.sinks.maildir import MaildirSink  # loaded by build_sink already
 
-            # Large messages get their LF copy in the first Maildir's tmp/, which names it.
-            lf_dir = next((s.lf_dir for s in sinks if isinstance(s, MaildirSink)), None)
+            # Large messages get their LF copy in the first Maildir's tmp/, which names
+            # it; when every sink is a Maildir, nothing needs their network form.
+            maildirs = [s for s in sinks if isinstance(s, MaildirSink)]
+            lf_copy = maildirs[0].lf_copy._replace(only=len(maildirs) == len(sinks))
         return AccountJob(
             name=account.name,
             connect=self._session_factory(account),
@@ -199,7 +201,7 @@ class App:
             policy=account.retention,
             max_message_size=account.max_message_size,
             spool_dir=spool_dir,
-            lf_dir=lf_dir,
+            lf_copy=lf_copy,
         )
 
     async def fetch(

@@ -29,7 +29,7 @@ from popkeep.testing.mailbox import Mailbox
 from popkeep.testing.mailgen import big_message, realistic_mailbox
 from popkeep.testing.server import ScriptedPOP3Server, ServerThread
 
-from ..integration.helpers import write_config
+from ..integration.helpers import account_toml, save_config, write_config
 
 PASSWORD = "staging-pw-7"
 BIG = 20_000_000
@@ -223,7 +223,8 @@ def test_a_big_message_spool_is_released_before_the_commit(
     def watch(job: AccountJob) -> AccountJob:
         maildir = job.sinks[0]
         assert isinstance(maildir, MaildirSink)
-        assert job.lf_dir == maildir.lf_dir  # spilled messages get their LF copy in its tmp/
+        # spilled messages get their LF copy in its tmp/, and (only sink) nothing else
+        assert job.lf_copy == maildir.lf_copy._replace(only=True)
         watched.append(WatchCommit(maildir))
         return job._replace(sinks=watched)
 
@@ -235,3 +236,40 @@ def test_a_big_message_spool_is_released_before_the_commit(
     assert stored[1].stat().st_size > BIG * 0.95
     original = b"".join(big_message(BIG, seed=5))
     assert _digest(stored[1].read_bytes()) == _digest(original)  # CRLF → LF, nothing else
+
+
+@pytest.mark.slow
+def test_a_big_message_reaches_a_maildir_and_an_mbox(tmp_path: Path) -> None:
+    # Not every sink stores LF: the spool keeps the network form too (LfCopy.only off).
+    box = Mailbox()
+    box.add_stream(lambda: big_message(BIG, seed=6), BIG, "big")
+    server = ScriptedPOP3Server(box, user="taro", password=PASSWORD)
+    thread = ServerThread(server)
+    thread.start()
+    try:
+        config = save_config(
+            tmp_path,
+            f'[state]\npath = "{tmp_path / "state.db"}"\n\n'
+            f'[[sink]]\nname = "home"\ntype = "maildir"\npath = "{tmp_path / "Maildir"}"\n\n'
+            f'[[sink]]\nname = "archive"\ntype = "mbox"\npath = "{tmp_path / "all.mbox"}"\n'
+            + account_toml(
+                port=server.port, user="taro", password=PASSWORD, tls="none",
+                sinks=["home", "archive"],
+            ),
+        )
+
+        def check(job: AccountJob) -> AccountJob:
+            assert job.lf_copy is not None and not job.lf_copy.only
+            return job
+
+        result = _run(config, check)
+    finally:
+        thread.stop()
+    assert result.error is None, result.error
+    original = b"".join(big_message(BIG, seed=6))
+    (stored,) = (tmp_path / "Maildir" / "new").iterdir()
+    assert _digest(stored.read_bytes()) == _digest(original)
+    archived = (tmp_path / "all.mbox").read_bytes()
+    assert len(archived) > len(original) * 0.95
+    first_line = original.split(b"\r\n", 1)[0].decode()
+    assert first_line.encode() in archived

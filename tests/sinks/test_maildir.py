@@ -7,9 +7,11 @@ import errno
 import mailbox
 import os
 import stat
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -20,7 +22,7 @@ from popkeep.model import Receipt
 from popkeep.sinks import maildir as maildir_module
 from popkeep.sinks.base import Delivery, Sink, Staged, delivery_key, staging
 from popkeep.sinks.maildir import MaildirSink, folder_dirname
-from popkeep.spool import SpooledMessage, SpoolWriter
+from popkeep.spool import LfCopy, SpooledMessage, SpoolWriter
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 
@@ -111,8 +113,8 @@ def test_python_mailbox_reads_what_we_wrote(tmp_path: Path) -> None:
     assert sorted(m["Subject"] for m in box) == [f"m{i}" for i in range(5)]
 
 
-def _spilled(data: bytes, lf_dir: Path | None = None) -> SpooledMessage:
-    writer = SpoolWriter(spill_at=1024, lf_dir=lf_dir)
+def _spilled(data: bytes, lf_copy: LfCopy | None = None) -> SpooledMessage:
+    writer = SpoolWriter(spill_at=1024, lf_copy=lf_copy)
     for start in range(0, len(data), 7000):
         writer.write(data[start : start + 7000])
     message = writer.finish()
@@ -132,8 +134,8 @@ def test_spilled_message_with_crlf_split_across_chunks(tmp_path: Path, lf_copy: 
     target = sink(tmp_path)
     (tmp_path / "tmp").mkdir(parents=True)
     (tmp_path / "spool").mkdir()
-    lf_dir = {"none": None, "elsewhere": tmp_path / "spool", "in-tmp": target.lf_dir}[lf_copy]
-    message = _spilled(body, lf_dir)
+    spool = {"none": None, "elsewhere": LfCopy(tmp_path / "spool"), "in-tmp": target.lf_copy}
+    message = _spilled(body, spool[lf_copy])
     try:
         first = next(message.chunks())
         assert first.endswith(b"\r")  # the pair really is split
@@ -148,8 +150,8 @@ def test_spilled_message_with_crlf_split_across_chunks(tmp_path: Path, lf_copy: 
     assert receipt.ref.endswith(f",S={len(stored)}")
 
 
-def _spooled_in(lf_dir: Path, body: bytes) -> SpooledMessage:
-    writer = SpoolWriter(lf_dir.parent, spill_at=1024, lf_dir=lf_dir)
+def _spooled_in(lf_copy: LfCopy, body: bytes) -> SpooledMessage:
+    writer = SpoolWriter(lf_copy.directory.parent, spill_at=1024, lf_copy=lf_copy)
     for start in range(0, len(body), 5000):
         writer.write(body[start : start + 5000])
     return writer.finish()
@@ -164,7 +166,7 @@ def test_a_spilled_message_is_named_not_copied(
         monkeypatch.setattr(maildir_module, "_load_syncfs", lambda: None)
     asyncio.run(target.open())
     body = b"Subject: big\r\n\r\n" + b"line\r\n" * 10_000
-    message = _spooled_in(target.lf_dir, body)
+    message = _spooled_in(target.lf_copy, body)
     assert list((tmp_path / "tmp").iterdir()) == []  # unnamed until staged
 
     def no_copy(self: SpooledMessage, size: int = 0) -> None:
@@ -187,12 +189,12 @@ def test_an_lf_copy_is_named_once_and_only_where_it_can_be(tmp_path: Path) -> No
     body = b"Subject: big\r\n\r\n" + b"line\r\n" * 10_000
     lf = body.replace(b"\r\n", b"\n")
     (tmp_path / "tmp").mkdir()
-    message = _spooled_in(tmp_path / "tmp", body)
+    message = _spooled_in(LfCopy(tmp_path / "tmp"), body)
     (tmp_path / "taken").write_bytes(b"x")
     try:
         assert message.link_lf(str(tmp_path / "taken")) is None  # exists: not named, still usable
         assert b"".join(message.lf_chunks()) == lf
-        other = _spooled_in(tmp_path / "tmp", body)
+        other = _spooled_in(LfCopy(tmp_path / "tmp"), body)
         assert other.link_lf(str(tmp_path / "again")) == len(lf)
         other.close()
         assert (tmp_path / "again").read_bytes() == lf
@@ -209,7 +211,7 @@ def test_trace_headers_write_the_lf_copy_instead_of_naming_it(tmp_path: Path) ->
     target = MaildirSink("md", tmp_path, clock=FakeClock(T0), trace_headers=True)
     asyncio.run(target.open())
     body = b"Subject: big\r\n\r\n" + b"line\r\n" * 10_000
-    message = _spooled_in(target.lf_dir, body)
+    message = _spooled_in(target.lf_copy, body)
     d = Delivery("isp", "u", delivery_key("isp", message.sha256), message)
     try:
         (receipt,) = deliver(target, [d])
@@ -356,28 +358,64 @@ def test_fallback_without_syncfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert len(synced) >= 4 + 2  # every file, then new/ and tmp/
 
 
+class SyncfsCalls(NamedTuple):
+    """The fd of every syncfs(2) call: the commits', and the background flush's."""
+
+    commits: list[int]
+    early: list[int]
+
+
 @pytest.fixture
-def syncfs_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The real syncfs(2), counted: the fd of every call."""
+def syncfs_calls(monkeypatch: pytest.MonkeyPatch) -> SyncfsCalls:
+    """The real syncfs(2), counted."""
     real = maildir_module._load_syncfs()
     if real is None:
         pytest.skip("no syncfs on this platform")
-    calls: list[int] = []
+    calls = SyncfsCalls([], [])
 
     def counting_syncfs(fd: int) -> int:
-        calls.append(fd)
+        early = threading.current_thread().name == "maildir-flush"  # _EarlyFlush
+        (calls.early if early else calls.commits).append(fd)
         return real(fd)
 
     monkeypatch.setattr(maildir_module, "_load_syncfs", lambda: counting_syncfs)
     return calls
 
 
-def test_group_commit_uses_one_syncfs(tmp_path: Path, syncfs_calls: list[int]) -> None:
-    calls = syncfs_calls
+def test_group_commit_uses_one_syncfs(tmp_path: Path, syncfs_calls: SyncfsCalls) -> None:
+    calls = syncfs_calls.commits
     batch = [make(f"A: {i}\r\n\r\n".encode(), uid=f"u{i}") for i in range(50)]
     deliver(sink(tmp_path), batch)
     assert len(calls) == 1
     assert len(files(tmp_path / "new")) == 50
+
+
+def test_staging_starts_the_flush_and_commits_keep_one_handle(
+    tmp_path: Path, syncfs_calls: SyncfsCalls
+) -> None:
+    commits, early = syncfs_calls
+    target = sink(tmp_path)
+
+    async def go() -> None:
+        await target.open()
+        for round_ in range(2):
+            staged = await target.stage(
+                [make(f"A: {round_}.{i}\r\n\r\n".encode(), uid=f"u{round_}.{i}") for i in range(5)]
+            )
+            deadline = time.monotonic() + 10
+            while not early and time.monotonic() < deadline:  # the flush runs beside us
+                await asyncio.sleep(0.005)
+            assert early, "staging did not start a background syncfs"
+            assert len(commits) == round_  # the commit's own syncfs is still to come
+            await target.commit(staged)
+            early.clear()
+        await target.close()
+
+    asyncio.run(go())
+    # both commits flushed through the handle opened before the first file was
+    # written, so a writeback error since then is reported (module docstring)
+    assert len(commits) == 2 and commits[0] == commits[1]
+    assert len(files(tmp_path / "new")) == 10
 
 
 def test_from_config_is_a_sink(tmp_path: Path) -> None:
@@ -491,9 +529,9 @@ def test_the_same_key_twice_in_staging_is_written_once(tmp_path: Path) -> None:
 
 
 def test_commit_of_several_stage_calls_uses_one_syncfs(
-    tmp_path: Path, syncfs_calls: list[int]
+    tmp_path: Path, syncfs_calls: SyncfsCalls
 ) -> None:
-    calls = syncfs_calls
+    calls = syncfs_calls.commits
     s = sink(tmp_path)
 
     async def go() -> None:
@@ -501,7 +539,7 @@ def test_commit_of_several_stage_calls_uses_one_syncfs(
         handles = []
         for i in range(5):
             handles += await s.stage([make(f"A: {i}\r\n\r\n".encode(), uid=f"u{i}")])
-        assert calls == []  # staging alone flushes nothing
+        assert calls == []  # staging alone commits nothing
         await s.commit(handles)
 
     asyncio.run(go())

@@ -18,6 +18,7 @@ from popkeep.errors import PopkeepError
 from popkeep.model import MessageState, RetentionPolicy, RunSummary, StoredMessage
 from popkeep.sinks.base import Sink
 from popkeep.sources.base import SessionFactory
+from popkeep.spool import LfCopy
 
 #: Called as a fetch goes on (after each staging step and each commit): (account,
 #: messages fetched so far, messages to fetch, octets fetched). For a progress bar:
@@ -39,8 +40,8 @@ class AccountJob(NamedTuple):
     batch_bytes: int = 16 << 20
     spool_dir: Path | None = None
     #: a sink stores LF line endings (Maildir): spool large messages with an LF copy,
-    #: in this directory (that sink's ``tmp/``, where it can name the copy, not copy it)
-    lf_dir: Path | None = None
+    #: in that sink's ``tmp/``, where it can name the copy instead of copying it
+    lf_copy: LfCopy | None = None
     #: staging sinks only: commit (make durable, record) at the latest after this
     #: many messages, bytes or seconds since the last commit, and at the end
     commit_messages: int = 5000

@@ -96,7 +96,7 @@ class Pipeline:
         step: asyncio.Future[None] | None = None
         try:
             async for number, message in session.retrieve(
-                list(by_number), job.spool_dir, lf_dir=job.lf_dir
+                list(by_number), job.spool_dir, lf_copy=job.lf_copy
             ):
                 flow.received.append((by_number[number], message))
                 flow.received_bytes += message.size

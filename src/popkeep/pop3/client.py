@@ -62,7 +62,7 @@ from popkeep.pop3.listing import (
     parse_scan_line,
     parse_stat,
 )
-from popkeep.spool import SpooledMessage, SpoolWriter
+from popkeep.spool import LfCopy, SpooledMessage, SpoolWriter
 from popkeep.transport.base import Stream, TLSInfo, TLSSettings
 
 logger = logging.getLogger(__name__)
@@ -329,7 +329,11 @@ class POP3Session:
         return sizes
 
     async def retrieve(
-        self, numbers: Sequence[int], spool_dir: Path | None = None, *, lf_dir: Path | None = None
+        self,
+        numbers: Sequence[int],
+        spool_dir: Path | None = None,
+        *,
+        lf_copy: LfCopy | None = None,
     ) -> AsyncGenerator[tuple[int, SpooledMessage], None]:
         """RETR each message, yielding (number, message) in order.
 
@@ -337,8 +341,8 @@ class POP3Session:
         PIPELINING, else one. Each body streams into a SpoolWriter (memory
         bounded). A body beyond ``max_message_size`` raises LimitExceeded and
         spoils the session. Messages the server refuses (-ERR) are skipped and,
-        after all others were yielded, reported by one MessageError. ``lf_dir``:
-        a message that spills also gets its LF copy, written there as it arrives.
+        after all others were yielded, reported by one MessageError. ``lf_copy``:
+        a message that spills also gets its LF copy, written as it arrives.
         """
         await self._drain()
         window = self._settings.pipeline_window if self._pipelining else 1
@@ -356,7 +360,7 @@ class POP3Session:
                 await self._send(*(Command("RETR", str(n)) for n in batch))
                 in_flight.extend(batch)
             number = in_flight.popleft()
-            message = await self._read_message(number, spool_dir, lf_dir)
+            message = await self._read_message(number, spool_dir, lf_copy)
             if message is None:
                 refused.append(number)
             else:
@@ -365,14 +369,14 @@ class POP3Session:
             raise MessageError(f"server refused RETR of message(s) {refused}")
 
     async def _read_message(
-        self, number: int, spool_dir: Path | None, lf_dir: Path | None
+        self, number: int, spool_dir: Path | None, lf_copy: LfCopy | None
     ) -> SpooledMessage | None:
         event = await self._event()
         if isinstance(event, Err):
             logger.warning("RETR %d refused: %s", number, _describe(event))
             return None
         limit = self._settings.max_message_size
-        writer = SpoolWriter(spool_dir, lf_dir=lf_dir)
+        writer = SpoolWriter(spool_dir, lf_copy=lf_copy)
         try:
             while not isinstance(event, End):
                 event = await self._event()

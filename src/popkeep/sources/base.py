@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from popkeep.model import ServerStat
-from popkeep.spool import SpooledMessage
+from popkeep.spool import LfCopy, SpooledMessage
 from popkeep.transport.base import TLSInfo
 
 
@@ -34,11 +34,15 @@ class SourceSession(Protocol):
         ...
 
     def retrieve(
-        self, numbers: Sequence[int], spool_dir: Path | None = None, *, lf_dir: Path | None = None
+        self,
+        numbers: Sequence[int],
+        spool_dir: Path | None = None,
+        *,
+        lf_copy: LfCopy | None = None,
     ) -> AsyncIterator[tuple[int, SpooledMessage]]:
         """Messages in the order asked, streamed (pipelined where the server allows).
 
-        ``lf_dir``: spool large messages with an LF copy too, in that directory (SpoolWriter).
+        ``lf_copy``: spool large messages with an LF copy too (SpoolWriter).
         """
         ...
 
