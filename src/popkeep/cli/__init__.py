@@ -42,8 +42,10 @@ def _exit_now(code: int) -> None:
     Only after a fast-path command run as the program itself: by then the state
     store and every sink are closed (each delivery durable), the survey's threads and
     (when a loop ran) asyncio's worker threads are joined, and only output buffers
-    remain, flushed here. Finalising the 150–250 loaded modules would cost up to
-    ≈ 30 ms of CPU on every cron poll (bench/README.md, "Where the time goes").
+    remain, flushed here (a Maildir's background ``syncfs`` may still run: it only
+    starts writing early what the commits already made durable). Finalising the
+    150–250 loaded modules would cost up to ≈ 30 ms of CPU on every cron poll
+    (bench/README.md, "Where the time goes").
     """
     import logging
     import os
