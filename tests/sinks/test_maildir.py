@@ -151,13 +151,6 @@ def test_spilled_message_with_crlf_split_across_chunks(tmp_path: Path, lf_copy: 
     assert receipt.ref.endswith(f",S={len(stored)}")
 
 
-def _spooled_in(lf_copy: LfCopy, body: bytes) -> SpooledMessage:
-    writer = SpoolWriter(lf_copy.directory.parent, spill_at=1024, lf_copy=lf_copy)
-    for start in range(0, len(body), 5000):
-        writer.write(body[start : start + 5000])
-    return writer.finish()
-
-
 @pytest.mark.parametrize("fsync", [True, False], ids=["syncfs", "fsync-each"])
 def test_a_spilled_message_is_named_not_copied(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool
@@ -167,7 +160,7 @@ def test_a_spilled_message_is_named_not_copied(
         monkeypatch.setattr(maildir_module, "_load_syncfs", lambda: None)
     asyncio.run(target.open())
     body = b"Subject: big\r\n\r\n" + b"line\r\n" * 10_000
-    message = _spooled_in(target.lf_copy, body)
+    message = _spilled(body, target.lf_copy)
     assert list((tmp_path / "tmp").iterdir()) == []  # unnamed until staged
 
     def no_copy(self: SpooledMessage, size: int = 0) -> None:
@@ -190,12 +183,12 @@ def test_an_lf_copy_is_named_once_and_only_where_it_can_be(tmp_path: Path) -> No
     body = b"Subject: big\r\n\r\n" + b"line\r\n" * 10_000
     lf = body.replace(b"\r\n", b"\n")
     (tmp_path / "tmp").mkdir()
-    message = _spooled_in(LfCopy(tmp_path / "tmp"), body)
+    message = _spilled(body, LfCopy(tmp_path / "tmp"))
     (tmp_path / "taken").write_bytes(b"x")
     try:
         assert message.link_lf(str(tmp_path / "taken")) is None  # exists: not named, still usable
         assert b"".join(message.lf_chunks()) == lf
-        other = _spooled_in(LfCopy(tmp_path / "tmp"), body)
+        other = _spilled(body, LfCopy(tmp_path / "tmp"))
         assert other.link_lf(str(tmp_path / "again")) == len(lf)
         other.close()
         assert (tmp_path / "again").read_bytes() == lf
@@ -212,7 +205,7 @@ def test_trace_headers_write_the_lf_copy_instead_of_naming_it(tmp_path: Path) ->
     target = MaildirSink("md", tmp_path, clock=FakeClock(T0), trace_headers=True)
     asyncio.run(target.open())
     body = b"Subject: big\r\n\r\n" + b"line\r\n" * 10_000
-    message = _spooled_in(target.lf_copy, body)
+    message = _spilled(body, target.lf_copy)
     d = Delivery("isp", "u", delivery_key("isp", message.sha256), message)
     try:
         (receipt,) = deliver(target, [d])
