@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from popkeep.errors import ConnectError, LimitExceeded, NetworkTimeout, SecurityError, TLSError
+from popkeep.errors import (
+    ConnectError,
+    LimitExceeded,
+    NetworkTimeout,
+    SecurityError,
+    TLSError,
+    TransportError,
+)
 from popkeep.model import ServerStat
 from popkeep.pop3.client import POP3Session, SessionSettings
 from popkeep.transport.base import TLSSettings, drive
@@ -378,4 +385,19 @@ def test_corrupt_tls_record_on_the_loop_is_a_tls_error(certs: tuple[Cert, Cert])
         assert asyncio.run(main()) == b"+OK hello\r\n"
     finally:
         server.join(10)
+        theirs.close()
+
+
+def test_a_connection_lost_to_any_error_is_a_transport_error() -> None:
+    """Whatever ended the stream (here something that is not an OSError, which the
+    event-loop side may hand over), the reader gets a TransportError, never the raw
+    exception: the collector only expects popkeep's errors."""
+    ours, theirs = socket.socketpair()
+    stream = TCPStream(ours, 5)
+    try:
+        stream.lost(RuntimeError("callback failed"))
+        with pytest.raises(TransportError, match="connection lost: callback failed"):
+            drive(stream.read(1024, 5))
+    finally:
+        drive(stream.close())
         theirs.close()

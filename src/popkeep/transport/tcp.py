@@ -306,9 +306,12 @@ class TCPStream:
             if self._loop is not None:
                 self._loop.consumed(len(self._buffer))
             return data
-        if self._error is not None:
+        error = self._error
+        if error is not None:
+            if not isinstance(error, OSError | TransportError):
+                raise TransportError(f"connection lost: {error}") from error
             with _map_errors("reading"):  # a TLS error stays a TLSError
-                raise self._error
+                raise error
         return b""
 
     def _fill_blocking(self, timeout: float) -> None:
