@@ -116,7 +116,7 @@ class Collector:
             session = self._connect_blocking(run)
             try:
                 listed, todo = drive(self._list(run, session))
-                if not todo and not self._doomed(run, listed):
+                if self._idle(run, listed, todo):
                     drive(session.quit())
                     return self._result(run, started, None)
             except BaseException:
@@ -153,7 +153,7 @@ class Collector:
     ) -> None:
         """Fetch ``todo``, deliver, retain, QUIT. Sinks are opened only when there is
         something to fetch or delete (a failed sink blocks every deletion)."""
-        if not todo and not self._doomed(run, listed):
+        if self._idle(run, listed, todo):
             await session.quit()
             return
         job = run.job
@@ -361,6 +361,10 @@ class Collector:
                 "the server did not confirm QUIT after DELE (RFC 1939 §6): "
                 "nothing counts as deleted; the deletions will be retried"
             )
+
+    def _idle(self, run: RunState, listed: dict[str, int], todo: list[str]) -> bool:
+        """Nothing to fetch and nothing due for deletion: the pass ends with QUIT."""
+        return not todo and not self._doomed(run, listed)
 
     def _doomed(self, run: RunState, numbers: dict[str, int]) -> list[str]:
         job = run.job
