@@ -201,6 +201,25 @@ def test_implicit_tls_wrong_certificate(certs: tuple[Cert, Cert], run_with: Runn
     assert server.received == []
 
 
+@pytest.mark.parametrize("name", ["wrong.example", "wröng.example"])
+def test_implicit_tls_checks_the_host_name(
+    certs: tuple[Cert, Cert], name: str, run_with: Runner
+) -> None:
+    """A certificate the right CA signed for another name is refused, whether the
+    name is ASCII (handed to ssl as bytes) or not (IDNA-encoded by ssl)."""
+    good, _ = certs
+
+    async def body(server: MiniServer) -> None:
+        tls = TLSSettings(name, ca_file=good.cert)
+        await POP3Session.connect(settings(server.port, tls="implicit", tls_settings=tls),
+                                  open_stream)
+
+    server = MiniServer(tls=good.server_context())
+    with pytest.raises(TLSError, match="mismatch"):
+        run_with(server, body)
+    assert server.received == []
+
+
 def test_starttls_discards_injected_plaintext(certs: tuple[Cert, Cert], run_with: Runner) -> None:
     good, _ = certs
 

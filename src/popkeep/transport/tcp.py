@@ -133,8 +133,12 @@ class _TLS:
 
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
+        name = settings.server_hostname
+        # An ASCII name goes in as bytes, which ssl only decodes: as a str it would be
+        # encoded with the "idna" codec, whose first use loads stringprep and
+        # unicodedata (≈ 8 ms on every TLS start; bench/README.md, "Round 7").
         self.obj = tls_context(settings).wrap_bio(
-            self._in, self._out, server_hostname=settings.server_hostname
+            self._in, self._out, server_hostname=name.encode("ascii") if name.isascii() else name
         )
         self.done = False
 
