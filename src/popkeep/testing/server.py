@@ -19,7 +19,7 @@ import contextlib
 import logging
 import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from popkeep.errors import ConnectError
@@ -83,7 +83,7 @@ class ScriptedPOP3Server:
         self.sessions: list[SessionLog] = []
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._ended = threading.Condition()
+        self._changed = threading.Condition()  # a login or a session's end
 
     @property
     def port(self) -> int:
@@ -141,9 +141,19 @@ class ScriptedPOP3Server:
 
         Call from another thread than the server's loop (e.g. with :class:`ServerThread`).
         """
-        with self._ended:
-            return self._ended.wait_for(
-                lambda: sum(s.closed for s in self.sessions) >= count, timeout)
+        return self.wait_until(lambda: sum(s.closed for s in self.sessions) >= count, timeout)
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        """Block until ``predicate()`` holds (checked now and after every login and
+        every session's end); False on timeout. Call from another thread than the
+        server's loop."""
+        with self._changed:
+            return self._changed.wait_for(predicate, timeout)
+
+    def changed(self) -> None:
+        """Wake :meth:`wait_until` (the sessions call it when one logs in)."""
+        with self._changed:
+            self._changed.notify_all()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         record = SessionLog(number=len(self.sessions) + 1, tls=self.implicit_tls)
@@ -159,9 +169,8 @@ class ScriptedPOP3Server:
             logger.debug("session %d cancelled", record.number)
         finally:
             await close_quietly(writer)
-            with self._ended:
-                record.closed = True
-                self._ended.notify_all()
+            record.closed = True
+            self.changed()
             self._tasks.discard(task)
 
 

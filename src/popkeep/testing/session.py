@@ -226,6 +226,7 @@ class Session:
         self.entries = self.server.mailbox.snapshot()
         self.state = "transaction"
         self.record.user = user.decode(errors="replace")
+        self.server.changed()
         return await self.ok(b"%d messages" % len(self.entries))
 
     async def stls(self, _arg: bytes) -> bool:
