@@ -15,21 +15,27 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from popkeep import retention, scheduler
+from popkeep import scheduler
 from popkeep.clock import Clock, SystemClock
-from popkeep.collector import AccountJob, AccountResult, Collector, ProgressCallback
 from popkeep.config.load import default_state_path
 from popkeep.config.schema import AccountConfig, Config, MaildirSinkConfig, SinkConfig
 from popkeep.config.secrets import MaskingFilter
 from popkeep.errors import AlreadyRunning, ConfigError
-from popkeep.model import RunSummary, ServerStat, StoredMessage
-from popkeep.sinks.base import Sink
-from popkeep.sources.base import SessionFactory, SourceSession
-from popkeep.state.base import StateStore
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from popkeep.collector import AccountJob, AccountResult, ProgressCallback
+    from popkeep.model import RunSummary, ServerStat, StoredMessage
+    from popkeep.sinks.base import Sink
+    from popkeep.sources.base import SessionFactory, SourceSession
+    from popkeep.state.base import StateStore
+
+# Loaded when used, not with this module: a ``popkeep fetch`` logs in first
+# (App.poll) and loads the collector, the store and the sinks meanwhile.
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +52,7 @@ def install_masking() -> None:
 
 # -- sinks -------------------------------------------------------------------------
 
-SinkBuilder = Callable[[Any], Sink]
+SinkBuilder = Callable[[Any], "Sink"]
 
 
 def _maildir(cfg: MaildirSinkConfig) -> Sink:
@@ -87,13 +93,15 @@ def build_sink(cfg: SinkConfig) -> Sink:
 
 
 def pop3_session_factory(account: AccountConfig) -> SessionFactory:
-    """Connect + authenticate a POP3 session for ``account`` (password resolved late)."""
+    """Connect + authenticate a POP3 session for ``account`` (password resolved late).
+
+    Its modules load here, in the caller's thread, before ``connect`` may run on a
+    worker thread (App.poll) beside the main thread's own imports."""
+    from popkeep.pop3.client import POP3Session, SessionSettings
+    from popkeep.transport.base import TLSSettings
+    from popkeep.transport.tcp import open_stream
 
     async def connect() -> SourceSession:
-        from popkeep.pop3.client import POP3Session, SessionSettings
-        from popkeep.transport.base import TLSSettings
-        from popkeep.transport.tcp import open_stream
-
         password = account.password.resolve()
         MASK.add(password)
         settings = SessionSettings(
@@ -167,12 +175,20 @@ class App:
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
-        self.store = store or open_store(config)
+        self._store = store
         self._state_path = config.state.path or default_state_path(os.environ)
         self._session_factory = session_factory
 
+    @property
+    def store(self) -> StateStore:
+        """The state store, opened on first use (raises StateError)."""
+        if self._store is None:
+            self._store = open_store(self.config)
+        return self._store
+
     def close(self) -> None:
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
 
     def accounts(self, names: Sequence[str] = ()) -> list[AccountConfig]:
         """The named accounts (all enabled ones when none named); unknown names are errors."""
@@ -184,7 +200,15 @@ class App:
             return [self.config.accounts[n] for n in names]
         return [a for a in self.config.accounts.values() if a.enabled]
 
-    def job(self, account: AccountConfig, spool_dir: Path | None = None) -> AccountJob:
+    def job(
+        self,
+        account: AccountConfig,
+        spool_dir: Path | None = None,
+        connect: SessionFactory | None = None,
+    ) -> AccountJob:
+        """The account's job; ``connect`` replaces the configured session factory."""
+        from popkeep.collector import AccountJob
+
         sinks = [build_sink(self.config.sinks[name]) for name in account.sinks]
         lf_copy = None
         if any(isinstance(self.config.sinks[n], MaildirSinkConfig) for n in account.sinks):
@@ -196,7 +220,7 @@ class App:
             lf_copy = maildirs[0].lf_copy._replace(only=len(maildirs) == len(sinks))
         return AccountJob(
             name=account.name,
-            connect=self._session_factory(account),
+            connect=connect or self._session_factory(account),
             sinks=sinks,
             policy=account.retention,
             max_message_size=account.max_message_size,
@@ -211,7 +235,10 @@ class App:
         popkeep process is collecting right now (a cron run that overlaps the
         previous one) is skipped with AlreadyRunning: two collectors of one mailbox
         could both deliver a message before either records it."""
-        with self._locked(names) as (jobs, skipped):
+        from popkeep.collector import Collector
+
+        with self._locked(names) as (accounts, skipped):
+            jobs = [self.job(account) for account in accounts]
             results = await scheduler.run_once(
                 Collector(self.store, self.clock, progress), jobs
             )
@@ -224,16 +251,32 @@ class App:
 
         Each account is surveyed first with blocking sockets; an event loop starts
         only for the accounts with something to fetch or delete, on the sessions the
-        survey opened (:func:`popkeep.scheduler.poll`). Needs the TCP source (the
-        default ``session_factory``)."""
-        with self._locked(names) as (jobs, skipped):
+        survey opened (:func:`popkeep.scheduler.poll`). Needs a ``session_factory``
+        whose sessions do blocking I/O while no loop runs (the TCP source does).
+
+        The first accounts (as many as are surveyed at once) start logging in on
+        worker threads as soon as their locks are held, before the collector, the
+        sinks and the state database are loaded: the server's side of a login
+        runs meanwhile (:class:`popkeep.sources.ahead.OpenedAhead`)."""
+        from popkeep.sources.ahead import OpenedAhead
+
+        with self._locked(names) as (accounts, skipped), ExitStack() as logins:
+            ahead: dict[str, OpenedAhead] = {}
+            for account in accounts[: scheduler.DEFAULT_CONCURRENCY]:
+                ahead[account.name] = OpenedAhead(
+                    self._session_factory(account), account.name
+                )
+                logins.callback(ahead[account.name].discard)  # when start-up fails
+            from popkeep.collector import Collector
+
+            jobs = [self.job(account, connect=ahead.get(account.name)) for account in accounts]
             results = scheduler.poll(Collector(self.store, self.clock, progress), jobs)
         return results + [self._already_running(name) for name in skipped]
 
     @contextmanager
-    def _locked(self, names: Sequence[str]) -> Iterator[tuple[list[AccountJob], list[str]]]:
-        """The jobs of the accounts this process holds the lock of, and the names of
-        those another process holds; the locks are released on leaving."""
+    def _locked(self, names: Sequence[str]) -> Iterator[tuple[list[AccountConfig], list[str]]]:
+        """The accounts this process holds the lock of, and the names of those another
+        process holds; the locks are released on leaving."""
         with ExitStack() as locks:
             accounts, skipped = [], []
             for account in self.accounts(names):
@@ -241,7 +284,7 @@ class App:
                     accounts.append(account)
                 else:
                     skipped.append(account.name)
-            yield [self.job(account) for account in accounts], skipped
+            yield accounts, skipped
 
     @contextmanager
     def _account_lock(self, account: str) -> Iterator[bool]:
@@ -267,6 +310,9 @@ class App:
             os.close(fd)
 
     def _already_running(self, account: str) -> AccountResult:
+        from popkeep.collector import AccountResult
+        from popkeep.model import RunSummary
+
         now = self.clock.now()
         error = AlreadyRunning(f"account {account!r} is being collected by another process")
         return AccountResult(RunSummary(account, now, now, type(error).__name__, str(error)), error)
@@ -321,6 +367,9 @@ class App:
 
     def schedule(self) -> list[PlannedDeletion]:
         """What retention will delete, and when, for every account (pure; nothing sent)."""
+        from popkeep import retention
+        from popkeep.model import ServerStat
+
         now = self.clock.now()
         planned: list[PlannedDeletion] = []
         for name, account in self.config.accounts.items():

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from popkeep.collector import AccountJob, AccountResult, Collector, Surveyed
+if TYPE_CHECKING:  # loaded by the caller, after App.poll has begun its logins
+    from popkeep.collector import AccountJob, AccountResult, Collector, Surveyed
 
 DEFAULT_CONCURRENCY = 4
 T = TypeVar("T")
@@ -53,6 +54,8 @@ def poll(
     The jobs' sessions must do blocking I/O while no loop runs (see
     :meth:`Collector.survey`).
     """
+    from popkeep.collector import AccountResult, Surveyed
+
     surveys = _survey_all(collector, jobs, concurrency)
     unfinished = [s for s in surveys if isinstance(s, Surveyed)]
     if unfinished:

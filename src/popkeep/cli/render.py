@@ -7,12 +7,14 @@ documented in docs/cli.md (keys may be added, never renamed or removed).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from popkeep.app import AccountStatus, PlannedDeletion
-from popkeep.collector import AccountResult
-from popkeep.model import RunSummary
+if TYPE_CHECKING:  # a fetch loads the collector after its logins began (App.poll)
+    from datetime import datetime
+
+    from popkeep.app import AccountStatus, PlannedDeletion
+    from popkeep.collector import AccountResult
+    from popkeep.model import RunSummary
 
 
 def _mb(octets: int) -> str:
