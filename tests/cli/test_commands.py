@@ -135,6 +135,7 @@ def test_overlapping_fetch_of_the_same_account_is_refused(
         err = capsys.readouterr().err
         assert "isp: FAILED:" in err and "another process" in err
         assert not (tmp_path / "Maildir").exists()
+        assert server.sessions == []  # the lock comes before the connection
     finally:
         os.close(fd)  # the holder ends: the next run collects
     assert main(["-c", str(config), "fetch"]) == 0
