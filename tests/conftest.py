@@ -8,7 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from popkeep.testing.certs import TestCerts, make_test_certs
 from popkeep.testing.dovecot import INSTALL_HINT, Dovecot, find_binary
+from popkeep.testing.mailbox import Mailbox
+from popkeep.testing.mailgen import demo_mailbox
+from popkeep.testing.server import ScriptedPOP3Server, ServerThread
 
 _dovecot_users = itertools.count(1)
 
@@ -41,3 +45,25 @@ def dovecot_user(dovecot: Dovecot) -> str:
     user = f"t{next(_dovecot_users):04d}"
     dovecot.add_user(user)
     return user
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> TestCerts:
+    """A test CA and a certificate it signed for localhost and 127.0.0.1."""
+    return make_test_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def server(certs: TestCerts, request: pytest.FixtureRequest) -> Iterator[ScriptedPOP3Server]:
+    """The scripted POP3 server on a thread, serving the demo mailbox (12 messages) to
+    user "taro" (password ``server.password``, which differs from the user name so a
+    leak can be searched for), with STLS and the :func:`certs` certificate.
+
+    Indirect parametrisation passes keyword options, e.g. ``{"stls": False}``.
+    """
+    pop = ScriptedPOP3Server(
+        Mailbox.from_messages(demo_mailbox()), user="taro", password="s3cret-pass",
+        tls_context=certs.server_context(), **getattr(request, "param", {}),
+    )
+    with ServerThread(pop):
+        yield pop

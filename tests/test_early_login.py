@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,28 +21,12 @@ from popkeep.errors import AuthError, StateError
 from popkeep.model import ServerStat
 from popkeep.sources.ahead import OpenedAhead
 from popkeep.sources.base import SourceSession
-from popkeep.testing.certs import TestCerts, make_test_certs
-from popkeep.testing.mailbox import Mailbox
+from popkeep.testing.certs import TestCerts
 from popkeep.testing.mailgen import demo_mailbox
-from popkeep.testing.server import ScriptedPOP3Server, ServerThread
+from popkeep.testing.server import ScriptedPOP3Server
 from popkeep.transport.base import drive
 
-from .integration.helpers import account_toml, save_config, write_config
-
-PASSWORD = "early-login-pw"
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> TestCerts:
-    return make_test_certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture
-def server(certs: TestCerts) -> Iterator[ScriptedPOP3Server]:
-    pop = ScriptedPOP3Server(Mailbox.from_messages(demo_mailbox()), user="taro",
-                             password=PASSWORD, tls_context=certs.server_context())
-    with ServerThread(pop):
-        yield pop
+from .integration.helpers import account_toml, save_config, server_config
 
 
 def _logged_in(server: ScriptedPOP3Server) -> bool:
@@ -68,8 +51,7 @@ def test_the_login_runs_while_the_state_database_opens(
     tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    config = write_config(tmp_path, port=server.port, user="taro", password=PASSWORD,
-                          ca_file=certs.ca_file)
+    config = server_config(tmp_path, server, certs)
     seen: list[bool] = []
     real_open = app_module.open_store
 
@@ -91,8 +73,7 @@ def test_start_up_failing_after_the_login_began_closes_the_session(
     tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    config = write_config(tmp_path, port=server.port, user="taro", password=PASSWORD,
-                          ca_file=certs.ca_file, delete_after="0d")
+    config = server_config(tmp_path, server, certs, delete_after="0d")
 
     def open_store(cfg: Any) -> Any:
         assert server.wait_until(lambda: _logged_in(server), timeout=10)
@@ -116,7 +97,7 @@ def test_a_failed_login_is_that_accounts_result_and_the_others_go_on(
         tmp_path,
         f'[state]\npath = "{tmp_path / "state.db"}"\n\n[[sink]]\nname = "home"\n'
         f'type = "maildir"\npath = "{tmp_path / "Maildir"}"\n'
-        + account_toml(name="good", port=server.port, user="taro", password=PASSWORD,
+        + account_toml(name="good", port=server.port, user="taro", password=server.password,
                        ca_file=certs.ca_file)
         + account_toml(name="bad", port=server.port, user="taro", password="not-it",
                        ca_file=certs.ca_file),

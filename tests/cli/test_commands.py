@@ -3,47 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from popkeep.cli import main
-from popkeep.testing.certs import TestCerts, make_test_certs
-from popkeep.testing.mailbox import Mailbox
+from popkeep.testing.certs import TestCerts
 from popkeep.testing.mailgen import demo_mailbox
-from popkeep.testing.server import ScriptedPOP3Server, ServerThread
+from popkeep.testing.server import ScriptedPOP3Server
 
-from ..integration.helpers import write_config
-
-PASSWORD = "s3cret-pass"
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> TestCerts:
-    return make_test_certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture
-def server(certs: TestCerts, request: pytest.FixtureRequest) -> Iterator[ScriptedPOP3Server]:
-    options = getattr(request, "param", {})
-    pop = ScriptedPOP3Server(
-        Mailbox.from_messages(demo_mailbox()),
-        user="taro",
-        password=PASSWORD,
-        tls_context=certs.server_context(),
-        **options,
-    )
-    thread = ServerThread(pop)
-    thread.start()
-    yield pop
-    thread.stop()
-
-
-def _config(tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts, **kw: str) -> Path:
-    return write_config(
-        tmp_path, port=server.port, user="taro", password=PASSWORD, ca_file=certs.ca_file, **kw
-    )
+from ..integration.helpers import server_config, write_config
 
 
 def test_demo_runs_to_completion(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -62,7 +31,7 @@ def test_status_and_schedule_after_a_fetch(
     tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    config = _config(tmp_path, server, certs, delete_after="14d")
+    config = server_config(tmp_path, server, certs, delete_after="14d")
     assert main(["-c", str(config), "fetch"]) == 0
     assert capsys.readouterr().out.startswith("isp: 12 new")
     assert main(["schedule", "-c", str(config), "--json"]) == 0
@@ -76,7 +45,7 @@ def test_check_reports_tls_and_mailbox(
     tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    config = _config(tmp_path, server, certs)
+    config = server_config(tmp_path, server, certs)
     assert main(["check", "isp", "-c", str(config)]) == 0
     out = capsys.readouterr().out
     assert "TLSv1.3" in out or "TLSv1.2" in out
@@ -90,11 +59,11 @@ def test_starttls_required_but_not_offered(
     tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    config = _config(tmp_path, server, certs, tls="starttls")
+    config = server_config(tmp_path, server, certs, tls="starttls")
     assert main(["-c", str(config), "fetch"]) == 77
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("isp: FAILED:") and "STLS" in err[0]
-    assert not server.received_password(PASSWORD)
+    assert not server.received_password(server.password)
 
 
 def test_unknown_account_and_bad_config_are_clear(
@@ -125,7 +94,7 @@ def test_overlapping_fetch_of_the_same_account_is_refused(
     import hashlib
     import os
 
-    config = _config(tmp_path, server, certs)
+    config = server_config(tmp_path, server, certs)
     digest = hashlib.sha256(b"isp").hexdigest()[:16]
     lock = tmp_path / f"state.db.{digest}.lock"
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)

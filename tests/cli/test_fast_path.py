@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,11 @@ from popkeep.app import App
 from popkeep.cli import main
 from popkeep.cli.group import click_main
 from popkeep.cli.runner import FastFetch, parse_fast
-from popkeep.testing.certs import TestCerts, make_test_certs
-from popkeep.testing.mailbox import Mailbox
+from popkeep.testing.certs import TestCerts
 from popkeep.testing.mailgen import demo_mailbox
-from popkeep.testing.server import ScriptedPOP3Server, ServerThread
+from popkeep.testing.server import ScriptedPOP3Server
 
-from ..integration.helpers import write_config
-
-PASSWORD = "fast-path-pw"
+from ..integration.helpers import server_config
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
@@ -79,27 +75,11 @@ def _interrupted(*args: Any, **kwargs: Any) -> Any:
     raise KeyboardInterrupt
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> TestCerts:
-    return make_test_certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture
-def server(certs: TestCerts) -> Iterator[ScriptedPOP3Server]:
-    pop = ScriptedPOP3Server(Mailbox.from_messages(demo_mailbox()), user="taro",
-                             password=PASSWORD, tls_context=certs.server_context())
-    thread = ServerThread(pop)
-    thread.start()
-    yield pop
-    thread.stop()
-
-
 def test_fast_and_click_fetch_print_and_exit_alike(
     tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    config = write_config(tmp_path, port=server.port, user="taro", password=PASSWORD,
-                          ca_file=certs.ca_file)
+    config = server_config(tmp_path, server, certs)
     runs = []
     for entry in (main, click_main, main, click_main):
         code = entry(["-c", str(config), "fetch", "--json"])
@@ -128,8 +108,7 @@ def test_fast_path_process_flushes_everything_before_it_exits(
 ) -> None:
     """As a program (``python -m popkeep``) the fast path ends with ``os._exit``: the
     output must still be complete and the exit code right."""
-    config = write_config(tmp_path, port=server.port, user="taro", password=PASSWORD,
-                          ca_file=certs.ca_file)
+    config = server_config(tmp_path, server, certs)
 
     def popkeep(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "popkeep", *args], capture_output=True,

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from popkeep.cli import main
+from popkeep.testing.certs import TestCerts
 from popkeep.testing.dovecot import Dovecot
+from popkeep.testing.server import ScriptedPOP3Server
 
 
 def account_toml(
@@ -57,6 +59,15 @@ def write_config(base: Path, **account: Any) -> Path:
         f'[state]\npath = "{base / "state.db"}"\n\n[[sink]]\nname = "home"\n'
         f'type = "maildir"\npath = "{base / "Maildir"}"\n' + account_toml(**account),
     )
+
+
+def server_config(
+    base: Path, server: ScriptedPOP3Server, certs: TestCerts, **account: Any
+) -> Path:
+    """:func:`write_config` for the ``server`` fixture: its port, user and password,
+    and the CA of ``certs``."""
+    return write_config(base, port=server.port, user=server.user, password=server.password,
+                        ca_file=certs.ca_file, **account)
 
 
 def dovecot_config(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from popkeep.cli import main
-from popkeep.testing.certs import TestCerts, make_test_certs
+from popkeep.testing.certs import TestCerts
 from popkeep.testing.mailbox import Mailbox
 from popkeep.testing.mailgen import realistic_mailbox
 from popkeep.testing.misbehaviour import Misbehaviour
@@ -110,11 +110,6 @@ class Case:
         listed = {self.by_uid[u] for u in self.server.mailbox.uids}
         assert listed <= set(self.stored())
         return {"stored": self.stored()}
-
-
-@pytest.fixture(scope="session")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> TestCerts:
-    return make_test_certs(tmp_path_factory.mktemp("certs"))
 
 
 def small_mailbox(count: int = 5, seed: int = 11) -> Mailbox:

@@ -12,18 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from popkeep.testing.certs import TestCerts, make_test_certs
+from popkeep.testing.certs import TestCerts
 from popkeep.testing.mailbox import Mailbox
 from popkeep.testing.mailgen import big_message, demo_mailbox
 from popkeep.testing.misbehaviour import IN_USE, LOGIN_DELAY, WEIRD_UIDLS, Misbehaviour
 from popkeep.testing.server import ScriptedPOP3Server, ServerThread
 
 PASSWORD = "s3cret-pw"
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> TestCerts:
-    return make_test_certs(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture(scope="module")
