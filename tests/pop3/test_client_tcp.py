@@ -27,7 +27,7 @@ from popkeep.errors import (
 from popkeep.model import ServerStat
 from popkeep.pop3.client import POP3Session, SessionSettings
 from popkeep.transport.base import TLSSettings, drive
-from popkeep.transport.tcp import TCPStream, open_stream, open_tcp
+from popkeep.transport.tcp import TCPStream, open_stream, open_tcp, system_ca_dir
 
 from .miniserver import MiniServer
 
@@ -218,6 +218,73 @@ def test_implicit_tls_checks_the_host_name(
     with pytest.raises(TLSError, match="mismatch"):
         run_with(server, body)
     assert server.received == []
+
+
+def _system_paths(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, hashed: list[Cert], bundle: list[Cert]
+) -> Path:
+    """Point OpenSSL's default verify paths (as ssl reports them) at a hashed directory
+    of ``hashed`` and a CA file of ``bundle``; no SSL_CERT_* variables."""
+    directory = tmp_path / "certs"
+    directory.mkdir()
+    for n, cert in enumerate(hashed):
+        name = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(cert.cert)],
+                              check=True, capture_output=True, text=True).stdout.strip()
+        (directory / f"{name}.{n}").write_bytes(cert.cert.read_bytes())
+    cafile = tmp_path / "bundle.pem"
+    cafile.write_bytes(b"".join(c.cert.read_bytes() for c in bundle))
+    paths = ssl.DefaultVerifyPaths(str(cafile), str(directory), "SSL_CERT_FILE", str(cafile),
+                                   "SSL_CERT_DIR", str(directory))
+    monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: paths)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    return directory
+
+
+def test_system_ca_dir_only_where_it_holds_what_the_bundle_holds(
+    certs: tuple[Cert, Cert], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good, other = certs
+    directory = _system_paths(monkeypatch, tmp_path, [good, other], [good, other])
+    assert system_ca_dir() == str(directory)
+    (tmp_path / "bundle.pem").write_bytes(b"".join(c.cert.read_bytes() for c in certs) * 2)
+    assert system_ca_dir() is None  # the bundle has CAs the directory may lack
+    (tmp_path / "bundle.pem").unlink()
+    assert system_ca_dir() == str(directory)  # no file: the defaults are the directory
+    monkeypatch.setenv("SSL_CERT_FILE", str(good.cert))
+    assert system_ca_dir() is None  # an explicit choice is loaded as OpenSSL would
+    monkeypatch.delenv("SSL_CERT_FILE")
+    monkeypatch.setenv("SSL_CERT_DIR", str(directory))
+    assert system_ca_dir() is None
+    monkeypatch.delenv("SSL_CERT_DIR")
+    for link in directory.iterdir():
+        link.unlink()
+    assert system_ca_dir() is None
+
+
+@pytest.mark.parametrize(("hashed", "trusted"), [("good", True), ("other", False)])
+def test_without_ca_file_the_system_directory_verifies(
+    certs: tuple[Cert, Cert], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    hashed: str, trusted: bool,
+) -> None:
+    """No ca_file: the hashed directory alone is trusted (the bundle, which holds the
+    server's CA in both cases, is not loaded when the directory holds as many CAs)."""
+    good, other = certs
+    _system_paths(monkeypatch, tmp_path, [good if hashed == "good" else other], [good])
+
+    async def body(server: MiniServer) -> bool:
+        tls = TLSSettings("localhost")
+        session = await POP3Session.connect(settings(server.port, tls="implicit",
+                                                     tls_settings=tls), open_stream)
+        return await session.quit()
+
+    server = MiniServer(tls=good.server_context())
+    if trusted:
+        assert without_loop(server, body) is True
+    else:
+        with pytest.raises(TLSError, match="verify"):
+            without_loop(server, body)
+        assert server.received == []
 
 
 def test_starttls_discards_injected_plaintext(certs: tuple[Cert, Cert], run_with: Runner) -> None:
