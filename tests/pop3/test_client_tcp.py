@@ -148,6 +148,18 @@ def test_plain_pipelined_session(tmp_path: Path, run_with: Runner) -> None:
     assert server.received[-4:] == [b"DELE 1", b"DELE 2", b"DELE 3", b"QUIT"]
 
 
+def tls_login(served: Cert, tls: TLSSettings) -> tuple[MiniServer, Body]:
+    """A server presenting ``served`` over implicit TLS, and a body that logs in with
+    ``tls`` and QUITs (returning whether QUIT was answered +OK)."""
+
+    async def body(server: MiniServer) -> bool:
+        session = await POP3Session.connect(settings(server.port, tls="implicit",
+                                                     tls_settings=tls), open_stream)
+        return await session.quit()
+
+    return MiniServer(tls=served.server_context()), body
+
+
 def test_implicit_tls_with_ca_file(certs: tuple[Cert, Cert], run_with: Runner) -> None:
     good, _ = certs
 
@@ -171,14 +183,7 @@ def test_implicit_tls_pinned_self_signed(
 ) -> None:
     good, other = certs
     pin = (good if pin_ok else other).fingerprint.upper().replace("SHA256:", "sha256:")
-
-    async def body(server: MiniServer) -> bool:
-        tls = TLSSettings("localhost", fingerprint=pin)
-        session = await POP3Session.connect(settings(server.port, tls="implicit",
-                                                     tls_settings=tls), open_stream)
-        return await session.quit()
-
-    server = MiniServer(tls=good.server_context())
+    server, body = tls_login(good, TLSSettings("localhost", fingerprint=pin))
     if pin_ok:
         assert run_with(server, body) is True
     else:
@@ -189,13 +194,7 @@ def test_implicit_tls_pinned_self_signed(
 
 def test_implicit_tls_wrong_certificate(certs: tuple[Cert, Cert], run_with: Runner) -> None:
     good, other = certs
-
-    async def body(server: MiniServer) -> None:
-        tls = TLSSettings("localhost", ca_file=other.cert)
-        await POP3Session.connect(settings(server.port, tls="implicit", tls_settings=tls),
-                                  open_stream)
-
-    server = MiniServer(tls=good.server_context())
+    server, body = tls_login(good, TLSSettings("localhost", ca_file=other.cert))
     with pytest.raises(TLSError):
         run_with(server, body)
     assert server.received == []
@@ -208,13 +207,7 @@ def test_implicit_tls_checks_the_host_name(
     """A certificate the right CA signed for another name is refused, whether the
     name is ASCII (handed to ssl as bytes) or not (IDNA-encoded by ssl)."""
     good, _ = certs
-
-    async def body(server: MiniServer) -> None:
-        tls = TLSSettings(name, ca_file=good.cert)
-        await POP3Session.connect(settings(server.port, tls="implicit", tls_settings=tls),
-                                  open_stream)
-
-    server = MiniServer(tls=good.server_context())
+    server, body = tls_login(good, TLSSettings(name, ca_file=good.cert))
     with pytest.raises(TLSError, match="mismatch"):
         run_with(server, body)
     assert server.received == []
@@ -271,14 +264,7 @@ def test_without_ca_file_the_system_directory_verifies(
     server's CA in both cases, is not loaded when the directory holds as many CAs)."""
     good, other = certs
     _system_paths(monkeypatch, tmp_path, [good if hashed == "good" else other], [good])
-
-    async def body(server: MiniServer) -> bool:
-        tls = TLSSettings("localhost")
-        session = await POP3Session.connect(settings(server.port, tls="implicit",
-                                                     tls_settings=tls), open_stream)
-        return await session.quit()
-
-    server = MiniServer(tls=good.server_context())
+    server, body = tls_login(good, TLSSettings("localhost"))
     if trusted:
         assert without_loop(server, body) is True
     else:
