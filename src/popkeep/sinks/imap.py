@@ -139,9 +139,13 @@ class ImapSink:
         return await asyncio.to_thread(source.resolve)
 
     def _tls_context(self) -> ssl.SSLContext:
+        from popkeep.transport.tcp import system_ca_dir  # the POP3 side's choice of CAs
+
         cafile = str(self.config.ca_file) if self.config.ca_file else None
         try:
-            return ssl.create_default_context(cafile=cafile)
+            return ssl.create_default_context(
+                cafile=cafile, capath=None if cafile else system_ca_dir()
+            )
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"{self._where}: cannot read ca_file {cafile}: {exc}") from exc
 

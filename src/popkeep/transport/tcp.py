@@ -31,6 +31,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
+import re
 import socket
 import sys
 import time
@@ -210,10 +212,15 @@ def tls_context(settings: TLSSettings) -> ssl.SSLContext:
     return ctx
 
 
+_HASH_LINK = re.compile(r"[0-9a-f]{8}\.[0-9]+")  # c_rehash's names: subject hash.n
+
+
 def system_ca_dir() -> str | None:
-    """The system's hashed CA directory, when trusting it alone trusts at least what
-    OpenSSL's default verify paths (its CA file *and* that directory) would; else None,
-    and the context loads those defaults.
+    """The system's hashed CA directory, to be trusted alone instead of OpenSSL's
+    default verify paths (its CA file *and* that directory) where it holds as many
+    CAs as the file; else None, and the context loads those defaults. Trusting it
+    never trusts more than the defaults would (it is one of them). Used for POP3
+    and for the IMAP sink.
 
     Why: OpenSSL parses a CA file whole when it is loaded (the system bundle: ≈ 50 ms
     of CPU for 144 CAs, on every TLS start), but looks a hashed directory up lazily,
@@ -223,17 +230,14 @@ def system_ca_dir() -> str | None:
     where one tool (update-ca-certificates) writes both; a bundle edited by hand
     without rehashing has more blocks, and keeps the old behaviour.
     """
-    import os
-    import re
     import ssl
 
     paths = ssl.get_default_verify_paths()
     if os.environ.get(paths.openssl_cafile_env) or os.environ.get(paths.openssl_capath_env):
         return None
-    hash_link = re.compile(r"[0-9a-f]{8}\.[0-9]+")
     try:
         with os.scandir(paths.openssl_capath) as entries:
-            links = sum(1 for entry in entries if hash_link.fullmatch(entry.name))
+            links = sum(1 for entry in entries if _HASH_LINK.fullmatch(entry.name))
     except OSError:
         return None
     try:
