@@ -1,6 +1,6 @@
 """The benchmark: popkeep against mpop, fetchmail, getmail6 and the raw reference.
 
-Owns: starting the private Dovecot (popkeep.testing.dovecot, the same code the
+Owns: starting the private Dovecot (tests/fixtures/dovecot.py, the same code the
 tests use), filling one mailbox per corpus deterministically
 (popkeep.testing.mailgen), running every tool in alternation (ABCD ABCD ABCD),
 verifying every run, and writing bench/RESULTS.md via :mod:`report`.
@@ -26,13 +26,14 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent / "src"))
+sys.path.insert(0, str(BENCH_DIR.parent))  # tests.fixtures: the tests' Dovecot, not in the wheel
 
 import measure  # noqa: E402
 import report  # noqa: E402
 import tools  # noqa: E402
+from tests.fixtures.dovecot import Dovecot  # noqa: E402
 
 from popkeep.testing import mailgen  # noqa: E402
-from popkeep.testing.dovecot import Dovecot  # noqa: E402
 
 WORK = BENCH_DIR / "work"
 PASSWORD = "bench-secret"

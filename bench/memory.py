@@ -8,7 +8,7 @@ bench/README.md under "Bounded memory".
 
 Big messages are served by the scripted server (popkeep.testing.server, in this
 process) from mailgen.big_message, streamed, never held whole; mailboxes by a
-private Dovecot (popkeep.testing.dovecot) filled with realistic_mailbox(size_profile
+private Dovecot (tests/fixtures/dovecot.py) filled with realistic_mailbox(size_profile
 = "small"). Each `popkeep fetch` runs in a fresh intermediate Python process that
 reports resource.getrusage(RUSAGE_CHILDREN).ru_maxrss, so every figure is the
 peak resident set of that one popkeep process (VmHWM), start-up included.
@@ -24,7 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from popkeep.testing.dovecot import Dovecot
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fixtures: not in the wheel
+
+from tests.fixtures.dovecot import Dovecot
+
 from popkeep.testing.mailbox import Mailbox
 from popkeep.testing.mailgen import big_message, realistic_mailbox
 from popkeep.testing.server import ScriptedPOP3Server, ServerThread

@@ -9,10 +9,11 @@ from collections.abc import Iterator
 import pytest
 
 from popkeep.testing.certs import TestCerts, make_test_certs
-from popkeep.testing.dovecot import INSTALL_HINT, Dovecot, find_binary
 from popkeep.testing.mailbox import Mailbox
 from popkeep.testing.mailgen import demo_mailbox
 from popkeep.testing.server import ScriptedPOP3Server, ServerThread
+
+from .fixtures.dovecot import INSTALL_HINT, Dovecot, find_binary
 
 _dovecot_users = itertools.count(1)
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from popkeep.testing import mailgen
-from popkeep.testing.dovecot import Dovecot
+
+from ..fixtures.dovecot import Dovecot
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))

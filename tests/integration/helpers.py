@@ -11,8 +11,9 @@ import pytest
 
 from popkeep.cli import main
 from popkeep.testing.certs import TestCerts
-from popkeep.testing.dovecot import Dovecot
 from popkeep.testing.server import ScriptedPOP3Server
+
+from ..fixtures.dovecot import Dovecot
 
 
 def account_toml(

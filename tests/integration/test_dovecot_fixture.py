@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from popkeep.testing.dovecot import Dovecot, DovecotError
+from ..fixtures.dovecot import Dovecot, DovecotError
 
 pytestmark = pytest.mark.dovecot
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from popkeep.cli import main
-from popkeep.testing.dovecot import Dovecot
 from popkeep.testing.mailgen import realistic_mailbox
 
+from ..fixtures.dovecot import Dovecot
 from .helpers import account_toml, digests, dovecot_config, fetch, maildir_messages, write_config
 
 pytestmark = pytest.mark.dovecot

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import pytest
 
-from popkeep.testing.dovecot import Dovecot
 from popkeep.testing.mailgen import realistic_mailbox
 
+from ..fixtures.dovecot import Dovecot
 from .helpers import dovecot_config
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.slow]

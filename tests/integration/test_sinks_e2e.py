@@ -10,9 +10,9 @@ import pytest
 
 from popkeep.cli import main
 from popkeep.state.sqlite import SQLiteStore
-from popkeep.testing.dovecot import Dovecot
 from popkeep.testing.mailgen import realistic_mailbox
 
+from ..fixtures.dovecot import Dovecot
 from .helpers import account_toml, digests, maildir_messages, save_config
 
 pytestmark = pytest.mark.dovecot
