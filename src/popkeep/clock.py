@@ -1,8 +1,13 @@
 """Time, injected.
 
-Every policy and every timestamp popkeep records takes ``now`` from a
-:class:`Clock`; nothing below ``app.py`` calls ``time.time()`` directly for a
-decision. :class:`FakeClock` lets tests and the planner move time by hand.
+Every policy about a message and every moment of its life that popkeep records
+(first retrieved, deleted, gone, a run's start and end) takes ``now`` from a
+:class:`Clock` that ``app`` injects; :class:`FakeClock` lets tests move time by
+hand. The SQLite store stamps journaled intents with the system time (their
+order only; no decision reads it). Two sinks compare a file's age with ``time.time()`` instead:
+the Maildir sink's clean-up of stale ``tmp/`` files and the mbox sink's test for a
+stale dotlock. Those ages are measured against file modification times, which the
+kernel stamps from the system clock, so a fake clock would make them wrong.
 """
 
 from __future__ import annotations

@@ -29,7 +29,10 @@ class ServerStat(NamedTuple):
 
 
 class MessageState(StrEnum):
-    """Where one server message (account, uid) is in its life. See DESIGN.md."""
+    """Where one server message (account, uid) is in its life.
+
+    docs/architecture.md, "Message state", draws the transitions.
+    """
 
     SEEN = "seen"  #: listed, not yet delivered to every sink
     DELIVERED = "delivered"  #: durable in every sink of the account

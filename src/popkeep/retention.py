@@ -1,7 +1,8 @@
 """What to delete from a provider's server: a pure function of facts and ``now``.
 
-Owns: the retention decision (DESIGN.md "Retention policies") and its reasons,
-used alike by the collector, ``popkeep schedule``, the planner and the dashboard.
+Owns: the retention decision (README.md, "How ``delete_after`` counts") and its
+reasons, used alike by the collector and ``popkeep schedule`` (``App.schedule``).
+The planner simulates devices' own "leave on server for N days" rules, not this.
 Must not: do I/O, read a clock, or know about stores, sinks or sessions — the
 caller passes the messages, the STAT result, the policy and ``now``.
 

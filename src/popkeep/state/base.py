@@ -1,7 +1,7 @@
 """The :class:`StateStore` protocol.
 
-Owns: the durable record of each (account, uid): its state (DESIGN.md "Message
-state"), size, sha256, first_retrieved_at, per-sink receipts; the intent journal;
+Owns: the durable record of each (account, uid): its state (docs/architecture.md,
+"Message state"), size, sha256, first_retrieved_at, per-sink receipts; the intent journal;
 the run history. Every method that writes is one transaction.
 Must not: talk to servers or sinks, or decide retention.
 """

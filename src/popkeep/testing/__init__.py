@@ -1,7 +1,9 @@
 """The demo/test POP3 server and deterministic mailbox generators (shipped: the demo uses them).
 
-Nothing in popkeep proper imports this package; it depends only on the standard
-library, :mod:`popkeep.errors`, and the ``openssl`` command for test certificates.
+Only ``popkeep demo`` (:mod:`popkeep.cli.demo`) imports this package; test-only
+fixtures (the private Dovecot) live under tests/ and are not installed. It depends
+only on the standard library, :mod:`popkeep.errors`, and the ``openssl`` command
+for test certificates.
 """
 
 from popkeep.testing.mailbox import Mailbox, MailboxEntry
