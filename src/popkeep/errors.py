@@ -14,6 +14,10 @@ the type and never by matching message strings:
   anything (a busy server, a dropped link) or not (a wrong password, a bad config);
 - ``blame``: ``local`` (our config or machine) or ``remote`` (the server).
 
+Every message passes through :func:`printable` (control characters escaped), so
+an error that quotes a server is safe in every output: terminal, ``--json``, the
+state database and ``status``.
+
 Tree::
 
     PopkeepError
@@ -51,6 +55,21 @@ EX_SOFTWARE = 70
 EX_NOPERM = 77
 
 
+def printable(text: str) -> str:
+    """``text`` as one line that is safe to print, store and put into JSON.
+
+    The choke point for untrusted text (server replies quoted in errors): every
+    character that is not printable — C0/C1 controls such as ESC, CR, LF and BEL,
+    DEL, bidirectional overrides and other format characters, line separators —
+    is replaced by its Python escape (``\\x1b``, ``\\u202e``), so a server cannot
+    drive the terminal, forge a second log line or reorder what is shown.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 class PopkeepError(Exception):
     """Base of every error popkeep raises on purpose."""
 
@@ -62,6 +81,7 @@ class PopkeepError(Exception):
     hint: ClassVar[str] = ""
 
     def __init__(self, message: str) -> None:
+        message = printable(message)  # the text may quote a server (issue 16 item 4)
         super().__init__(message)
         self.message = message
 

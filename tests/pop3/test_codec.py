@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from popkeep.errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
 from popkeep.pop3.codec import (
+    MAX_CAPA_LINES,
     MAX_SINGLE_LINE,
     NEED_DATA,
     Closed,
@@ -305,6 +306,81 @@ def test_auth_helpers() -> None:
         "c4c9334bac560ecc979e58001b3e22fb"
     )
     assert plain_response("tim", "tanstaaftanstaaf") == "AHRpbQB0YW5zdGFhZnRhbnN0YWFm"
+
+
+# -- bounded listings (issue 16 item 3) ----------------------------------------------
+
+
+def in_transaction(**kw: object) -> Connection:
+    conn = Connection(**kw)  # type: ignore[arg-type]
+    events(conn, b"+OK\r\n")
+    conn.send(Command("USER", "u"))
+    events(conn, b"+OK\r\n")
+    conn.send(Command("PASS", "p"))
+    events(conn, b"+OK\r\n")
+    return conn
+
+
+@pytest.mark.parametrize("name", ["UIDL", "LIST"])
+def test_listing_bounded_in_lines(name: str) -> None:
+    conn = in_transaction(max_listing_lines=3)
+    conn.send(Command(name))
+    assert body(events(conn, b"+OK\r\n1 a\r\n2 b\r\n3 c\r\n.\r\n")) == b"1 a\r\n2 b\r\n3 c\r\n"
+    conn.send(Command(name))
+    with pytest.raises(LimitExceeded, match=f"^{name} listing longer than 3 lines"):
+        events(conn, b"+OK\r\n" + b"".join(b"%d u%d\r\n" % (i, i) for i in range(1, 5)))
+    assert conn.state is State.ERROR
+
+
+def test_listing_bounded_in_octets_and_line_length() -> None:
+    conn = in_transaction(max_listing_octets=100)
+    conn.send(Command("UIDL"))
+    with pytest.raises(LimitExceeded, match="longer than 500000 lines or 100 octets"):
+        for i in range(1, 100):
+            events(conn, b"+OK\r\n" if i == 1 else b"%d %s\r\n" % (i, b"u" * 30))
+    conn = in_transaction()  # a listing line never longer than a status line
+    conn.send(Command("LIST"))
+    with pytest.raises(LimitExceeded, match=f"line longer than {MAX_SINGLE_LINE} octets"):
+        events(conn, b"+OK\r\n1 " + b"9" * MAX_SINGLE_LINE)
+
+
+def test_capa_bounded_but_retr_is_not_a_listing() -> None:
+    conn = Connection()
+    events(conn, b"+OK\r\n")
+    conn.send(Command("CAPA"))
+    with pytest.raises(LimitExceeded, match=r"^CAPA listing longer than"):
+        events(conn, b"+OK\r\n" + b"X-CAP\r\n" * (MAX_CAPA_LINES + 1))
+    conn = in_transaction(max_listing_lines=3)
+    conn.send(Command("RETR", "1"))
+    assert len(body(events(conn, b"+OK\r\n" + b"line\r\n" * 10 + b".\r\n"))) == 60
+
+
+# -- server text is untrusted (issue 16 item 4) ------------------------------------------
+
+HOSTILE_TEXT = [
+    (b"-ERR \x1b[2J\x1b]0;owned\x07 bad\r\n", Err("\\x1b[2J\\x1b]0;owned\\x07 bad")),
+    (b"-ERR [AUTH] wrong password hunter2!\r\n", Err("wrong password ********!", "AUTH")),
+    (b"+OK a\rforged line\xc2\x85\xe2\x80\xae\r\n", Ok("a\\rforged line\\x85\\u202e")),
+    (b"-ERR tab\tand DEL\x7f\r\n", Err("tab\\tand DEL\\x7f")),
+]
+
+
+@pytest.mark.parametrize(("wire", "event"), HOSTILE_TEXT)
+def test_server_text_is_escaped_and_the_secret_masked(wire: bytes, event: Event) -> None:
+    conn = Connection(secrets=["hunter2"])
+    assert events(conn, b"+OK \x1b[31mhello hunter2\r\n") == [
+        Greeting("\\x1b[31mhello ********", None)
+    ]
+    conn.send(Command("USER", "u"))
+    assert events(conn, wire) == [event]
+
+
+def test_garbage_status_is_quoted_safely() -> None:
+    conn = Connection(secrets=["hunter2"])
+    with pytest.raises(RemoteProtocolError) as caught:
+        events(conn, b"220 \x1b[5m hunter2\r\n")
+    assert "hunter2" not in str(caught.value) and "\x1b" not in str(caught.value)
+    assert "220 \\x1b[5m ********" in str(caught.value)
 
 
 # -- hypothesis --------------------------------------------------------------------------

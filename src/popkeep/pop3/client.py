@@ -127,7 +127,7 @@ class POP3Session:
     def __init__(self, stream: Stream, settings: SessionSettings) -> None:
         self._stream = stream
         self._settings = settings
-        self._conn = Connection(max_line=settings.max_line)
+        self._conn = Connection(max_line=settings.max_line, secrets=(settings.password,))
         self._deadline = time.monotonic() + settings.session_timeout
         self._broken = False
         self._timestamp: str | None = None

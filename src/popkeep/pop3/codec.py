@@ -30,10 +30,11 @@ import base64
 import hashlib
 import re
 from collections import deque
+from collections.abc import Iterable
 from enum import Enum
 from typing import Final, Literal, NamedTuple
 
-from popkeep.errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
+from popkeep.errors import LimitExceeded, LocalProtocolError, RemoteProtocolError, printable
 
 
 class State(Enum):
@@ -99,6 +100,15 @@ _ARITY: Final[dict[str, tuple[int, int, tuple[int, ...]]]] = {
 _SECRET_ARGS: Final = {"PASS": 0, "APOP": 1, "AUTH": 1}  # argument index masked in logs
 MAX_COMMAND = 255  # RFC 2449 §4: a command line is at most 255 octets with CRLF
 MAX_SINGLE_LINE = 4096  # RFC 2449 §4 allows 512; tolerate broken servers up to this
+#: Bounds of a listing (UIDL, LIST) body: 2.5 times what a 200,000-message mailbox
+#: sends (a UIDL line is at most 12 + 1 + 70 + 2 octets, RFC 1939 §7; typical ones
+#: are 30–50). An endless listing ends in a LimitExceeded, not in memory growth.
+MAX_LISTING_LINES = 500_000
+MAX_LISTING_OCTETS = 48 << 20
+#: CAPA (RFC 2449 §5) lists a dozen capabilities; a thousand lines is not a server.
+MAX_CAPA_LINES = 1_000
+MAX_CAPA_OCTETS = 64 << 10
+_HIDDEN = "********"
 
 
 class Command:
@@ -316,10 +326,36 @@ class _Buffer:
 
 
 class Connection:
-    """The client side of one POP3 connection. See the module docstring."""
+    """The client side of one POP3 connection. See the module docstring.
 
-    def __init__(self, max_line: int = 1 << 20) -> None:
+    ``max_line`` bounds a line inside a message (RETR, TOP). Listings are bounded
+    in lines and octets (``max_listing_lines`` / ``max_listing_octets`` for UIDL
+    and LIST, :data:`MAX_CAPA_LINES` / :data:`MAX_CAPA_OCTETS` for CAPA), their
+    lines and every status line to :data:`MAX_SINGLE_LINE` octets.
+
+    Server text is untrusted: every text an event carries, and every excerpt of
+    the server's bytes in an error, is decoded here (:meth:`text`) with each of
+    ``secrets`` (the account's password) masked and control characters escaped
+    (:func:`popkeep.errors.printable`), so no later output can show either.
+    """
+
+    def __init__(
+        self,
+        max_line: int = 1 << 20,
+        *,
+        secrets: Iterable[str] = (),
+        max_listing_lines: int = MAX_LISTING_LINES,
+        max_listing_octets: int = MAX_LISTING_OCTETS,
+    ) -> None:
         self.max_line = max_line
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._body_limits: dict[str, tuple[int, int]] = {
+            "CAPA": (MAX_CAPA_LINES, MAX_CAPA_OCTETS),
+            "UIDL": (max_listing_lines, max_listing_octets),
+            "LIST": (max_listing_lines, max_listing_octets),
+        }
+        self._body_bound: tuple[int, int] | None = None  # of the body being read
+        self._body_lines = self._body_octets = 0
         self.state = State.GREETING
         self._buf = _Buffer()
         self._eof = False
@@ -333,6 +369,14 @@ class Connection:
     def pending(self) -> int:
         """How many commands await their response."""
         return len(self._pending)
+
+    def text(self, raw: bytes) -> str:
+        """Server bytes as text that is safe to show: UTF-8 (invalid octets replaced),
+        the secrets masked, control characters escaped. The one door for server text."""
+        text = raw.decode("utf-8", "replace")
+        for secret in self._secrets:  # longest first: a secret holding another goes whole
+            text = text.replace(secret, _HIDDEN)
+        return printable(text)
 
     # -- sending ---------------------------------------------------------------------
 
@@ -441,7 +485,7 @@ class Connection:
         line = self._take_line()
         if line is None:
             return NEED_DATA
-        event = _parse_status(line, sasl=False)
+        event = self._parse_status(line, sasl=False)
         if isinstance(event, Ok):
             self.state = State.AUTHORIZATION
             stamp = _TIMESTAMP_RE.search(line)
@@ -449,15 +493,30 @@ class Connection:
         self.state = State.CLOSED
         return event
 
+    def _parse_status(self, line: bytes, *, sasl: bool) -> Ok | Err | Continue:
+        """Parse "+OK text" / "-ERR text" (and "+ challenge" when ``sasl``)."""
+        head = line[:4].upper()
+        if head[:3] == b"+OK" and line[3:4] in (b"", b" ", b"\t"):
+            text, code = _split_code(self.text(line[4:].strip()))
+            return Ok(text, code)
+        if head == b"-ERR" and line[4:5] in (b"", b" ", b"\t"):
+            text, code = _split_code(self.text(line[5:].strip()))
+            return Err(text, code)
+        if sasl and (line == b"+" or line.startswith(b"+ ")):
+            return Continue(self.text(line[2:].strip()))
+        raise RemoteProtocolError(f'expected +OK or -ERR, got "{self.text(line[:80])}"')
+
     def _status_event(self, line: bytes) -> Event:
         head = self._pending[0]
-        event = _parse_status(line, sasl=head.reply is Reply.SASL)
+        event = self._parse_status(line, sasl=head.reply is Reply.SASL)
         if isinstance(event, Continue):
             self._sasl_turn = True
             return event
         self._sasl_turn = False
         if isinstance(event, Ok) and head.reply is Reply.MULTI:
             self._in_body = True
+            self._body_bound = self._body_limits.get(head.name)
+            self._body_lines = self._body_octets = 0
             return event
         self._finish(isinstance(event, Ok))
         return event
@@ -488,15 +547,31 @@ class Connection:
         payload = buf[pos:stop]  # no copy when the block is the whole buffer
         if dot >= 0 and dot + 1 < stop:
             payload = payload.replace(b"\n.", b"\n")  # RFC 1939 §3 byte-unstuffing
+        if self._body_bound is not None:
+            self._count_listing(payload)
         if payload:
             return Data(payload)
         return self._body_event()
 
+    def _count_listing(self, payload: bytes) -> None:
+        """Enforce the bounds of a listing body (CAPA, UIDL, LIST): one-line error."""
+        assert self._body_bound is not None
+        max_lines, max_octets = self._body_bound
+        self._body_lines += payload.count(b"\n")
+        self._body_octets += len(payload)
+        if self._body_lines > max_lines or self._body_octets > max_octets:
+            name = self._pending[0].name
+            raise LimitExceeded(
+                f"{name} listing longer than {max_lines} lines or {max_octets} octets; "
+                "no real mailbox is that large"
+            )
+
     def _body_starved(self) -> NeedData:
         # The bound applies to the unterminated tail, so the buffer never holds
         # more than max_line plus one read while waiting for a line ending.
-        if len(self._buf) > self.max_line:
-            raise LimitExceeded(f"line longer than {self.max_line} octets in a multi-line response")
+        limit = self.max_line if self._body_bound is None else MAX_SINGLE_LINE
+        if len(self._buf) > limit:
+            raise LimitExceeded(f"line longer than {limit} octets in a multi-line response")
         if self._eof:
             raise RemoteProtocolError("connection closed inside a multi-line response")
         return NEED_DATA
@@ -533,24 +608,9 @@ def _find_terminator(buf: bytes, pos: int, end: int) -> tuple[int, tuple[int, in
     return dot, None
 
 
-def _parse_status(line: bytes, *, sasl: bool) -> Ok | Err | Continue:
-    """Parse "+OK text" / "-ERR text" (and "+ challenge" when ``sasl``)."""
-    head = line[:4].upper()
-    if head[:3] == b"+OK" and line[3:4] in (b"", b" ", b"\t"):
-        text, code = _split_code(line[4:])
-        return Ok(text, code)
-    if head == b"-ERR" and line[4:5] in (b"", b" ", b"\t"):
-        text, code = _split_code(line[5:])
-        return Err(text, code)
-    if sasl and (line == b"+" or line.startswith(b"+ ")):
-        return Continue(line[2:].decode("ascii", "replace").strip())
-    shown = line[:80].decode("ascii", "replace")
-    raise RemoteProtocolError(f"expected +OK or -ERR, got {shown!r}")
-
-
-def _split_code(raw: bytes) -> tuple[str, str | None]:
+def _split_code(raw: str) -> tuple[str, str | None]:
     """Text and RFC 2449 §8 response code ("[IN-USE] text" → ("text", "IN-USE"))."""
-    text = raw.decode("utf-8", "replace").strip()
+    text = raw.strip()
     match = _CODE_RE.match(text)
     if match is None:
         return text, None

@@ -49,6 +49,7 @@ class Misbehaviour:
     changing_uidl: bool = False  #: every session shows different uids
     weird_uidls: tuple[bytes, ...] = ()  #: shown instead of the uids of messages 1, 2, …
     malformed_listings: bool = False  #: LIST and UIDL lines after the first are garbage
+    endless_listing: bool = False  #: LIST and UIDL responses never end
     list_size_delta: int = 0  #: LIST/STAT sizes are off by this many octets
     drop_in_retr: tuple[int, int] | None = None  #: (message, octets sent) then close
     huge_line_in_retr: int | None = None  #: RETR of this message sends a line without newline

@@ -269,6 +269,8 @@ class Session:
             if self.mis.malformed_listings:
                 return await self.ok(b"garbage")
             return await self.ok(b"%d %s" % (number, value(number, entry)))
+        if self.mis.endless_listing:
+            return await self.listing_endless()
         lines = [listing_line(self.mis, i, n, value(n, e)) for i, (n, e) in enumerate(self.live())]
         await self.send(b"+OK listing follows\r\n" + b"".join(lines) + b".\r\n")
         return False
@@ -352,6 +354,16 @@ class Session:
             left -= len(block)
         await self.send(b"\r\n.\r\n")
         return False
+
+    async def listing_endless(self) -> bool:
+        """A UIDL / LIST response that keeps going until the client goes away."""
+        await self.send(b"+OK listing follows\r\n")
+        number = 0
+        while not self.writer.is_closing():
+            batch = range(number + 1, number + 1001)
+            await self.send(b"".join(b"%d uid-%d\r\n" % (n, n) for n in batch))
+            number += 1000
+        return True
 
     async def retr_endless(self, entry: MailboxEntry) -> bool:
         """Keep sending lines until the client goes away (or the server stops)."""
