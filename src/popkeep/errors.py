@@ -37,6 +37,7 @@ Tree::
     ├── SecurityError               local,  account, no retry: TLS required, not offered
     ├── DeliveryError               local,  account, retry: a sink could not store
     │   └── DeliveryRefused         no retry: the sink refused permanently
+    │       └── MessageRefused      message: the sink refused this one message (too big …)
     ├── MessageError                remote, message: one message is skipped (too large …)
     ├── StateError                  local,  fatal: the state store is unusable
     └── AlreadyRunning              local,  account, retry: another fetch holds the account
@@ -44,7 +45,10 @@ Tree::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar, Literal
+
+from popkeep.model import Receipt
 
 Scope = Literal["message", "account", "fatal"]
 Blame = Literal["local", "remote"]
@@ -187,17 +191,34 @@ class SecurityError(PopkeepError):
 
 
 class DeliveryError(PopkeepError):
-    """A sink could not store a message durably; nothing is deleted on the server."""
+    """A sink could not store a message durably; nothing is deleted on the server.
+
+    Raised by a sink's ``deliver(batch)``: ``delivered`` holds the receipts of the
+    batch's leading messages that did become durable before the failure (in batch
+    order), so the message that failed is ``batch[len(delivered)]``.
+    """
 
     exit_code = EX_TEMPFAIL
     retry = True
     hint = "nothing was deleted on the server; will retry on the next run"
+
+    def __init__(self, message: str, delivered: Sequence[Receipt] = ()) -> None:
+        super().__init__(message)
+        self.delivered: tuple[Receipt, ...] = tuple(delivered)
 
 
 class DeliveryRefused(DeliveryError):
     """A sink refused a message permanently."""
 
     retry = False
+
+
+class MessageRefused(DeliveryRefused):
+    """The sink refused this one message permanently (too big, unparsable), not the
+    account's mail in general: the rest of the batch is still delivered to it."""
+
+    scope: ClassVar[Scope] = "message"
+    hint = "the message stays on the server; see `popkeep retry` to try it again"
 
 
 class MessageError(PopkeepError):

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from popkeep.clock import Clock
 from popkeep.collector.job import AccountJob, ProgressCallback, RunState, sink_names
-from popkeep.errors import PopkeepError
+from popkeep.errors import DeliveryError, MessageRefused, PopkeepError
 from popkeep.model import ListingEntry, MessageState, Receipt
 from popkeep.sinks.base import Delivery, Sink, Staged, StagingSink, delivery_key, staging
 from popkeep.sources.base import SourceSession
@@ -72,6 +74,17 @@ class _Flow:
         #: content delivered (or being delivered) this run: later copies are repeats
         self.hashes: set[str] = set()
         self.broken = False  #: a step failed: nothing more is committed this run
+
+
+class _Outcome(NamedTuple):
+    """What one sink did with its share of a commit."""
+
+    done: Sequence[tuple[Delivery, Receipt]]
+    refused: Sequence[tuple[Delivery, MessageRefused]] = ()
+    #: the sink failed: it is skipped for the rest of the run (no deletions)
+    error: PopkeepError | None = None
+    #: the message the sink was handling when it failed: it may hold it
+    unsure: Delivery | None = None
 
 
 class Pipeline:
@@ -282,49 +295,112 @@ class Pipeline:
             self._progress(run.job.name, done, run.total, octets)
 
     async def _deliver_fresh(self, run: RunState, flow: _Flow, deliveries: list[Delivery]) -> None:
-        """Journal → every sink durable (commit or deliver) → record, in that order."""
+        """Journal → every sink durable (commit or deliver) → record, in that order.
+
+        A sink that fails keeps the receipts of what it did store (no copy twice on
+        the next run); a message it refuses alone is reported and the rest of the
+        group still goes to it (see :meth:`_deliver_each`).
+        """
         job = run.job
         names = sink_names(job)
-        self._store.journal(
-            [
-                Intent(job.name, d.uid, d.key, d.message.sha256, d.message.size, names)
-                for d in deliveries
-            ]
-        )
+        intents = {
+            d.uid: Intent(job.name, d.uid, d.key, d.message.sha256, d.message.size, names)
+            for d in deliveries
+        }
+        self._store.journal(list(intents.values()))
         receipts = {d.uid: list(flow.found.get(d.uid, ())) for d in deliveries}
+        unsure: list[Intent] = []
+        refused: set[str] = set()
         for sink in job.sinks:
             if sink.name in run.failed_sinks:
                 continue
             try:
-                for delivery, receipt in await self._deliver_to(run, flow, sink, deliveries):
-                    receipts[delivery.uid].append(receipt)
+                outcome = await self._deliver_to(run, flow, sink, deliveries)
             except PopkeepError as exc:
-                await self._fail(run, flow, sink, exc)
+                outcome = _Outcome((), (), exc)
+            for delivery, receipt in outcome.done:
+                receipts[delivery.uid].append(receipt)
+            for delivery, refusal in outcome.refused:
+                self._refused(run, sink, delivery, refusal)
+                refused.add(delivery.uid)
+            if outcome.error is not None:
+                await self._fail(run, flow, sink, outcome.error)
+                if outcome.unsure is not None and sink.exactly_once:
+                    unsure.append(intents[outcome.unsure.uid])
         delivered = [
             Delivered(d.uid, d.message.sha256, d.message.size, tuple(receipts[d.uid]))
             for d in deliveries
         ]
         self._store.record_delivered(job.name, delivered, names, self._clock.now())
+        if unsure:
+            # The sink may have stored the message it was handling when it failed (a
+            # timeout after the server committed): keep the intent, so the next run
+            # asks the sink (Sink.find) before delivering it again.
+            self._store.journal(unsure)
         if not run.failed_sinks:
-            run.delivered += len(deliveries)
-            run.delivered_bytes += sum(d.message.size for d in deliveries)
+            done = [d for d in deliveries if d.uid not in refused]
+            run.delivered += len(done)
+            run.delivered_bytes += sum(d.message.size for d in done)
+
+    def _refused(
+        self, run: RunState, sink: Sink, delivery: Delivery, refusal: MessageRefused
+    ) -> None:
+        """``sink`` refused one message for good: report it; it stays on the server."""
+        log.warning("account %s: sink %s: %s", run.job.name, sink.name, refusal)
+        run.skipped += 1
+        run.warnings.append(
+            f"message {delivery.uid} ({delivery.message.size} octets) was refused by sink "
+            f"{sink.name}: {refusal}; it stays on the server"
+        )
 
     async def _deliver_to(
         self, run: RunState, flow: _Flow, sink: Sink, deliveries: list[Delivery]
-    ) -> list[tuple[Delivery, Receipt]]:
+    ) -> _Outcome:
         """One sink's share of a commit: commit what it staged, or deliver (non-staging)."""
         stager = flow.stagers.get(sink.name)
         if stager is not None:
             handles = flow.handles[sink.name]
-            receipts = await stager.commit(handles)
-            return [(h.delivery, r) for h, r in zip(handles, receipts, strict=True)]
+            try:
+                receipts = await stager.commit(handles)
+            except PopkeepError as exc:
+                return _Outcome((), (), exc)
+            return _Outcome([(h.delivery, r) for h, r in zip(handles, receipts, strict=True)])
         found: dict[str, list[Receipt]] = {}
         todo = [d for d in deliveries if sink.name not in self.held_by(run, d.uid)]
         todo = await self._recover(run, sink, todo, found)
         done = [(d, r) for d in deliveries for r in found.get(d.uid, ())]
-        if todo:
-            done.extend(zip(todo, await sink.deliver(todo), strict=True))
-        return done
+        outcome = await self._deliver_each(sink, todo)
+        return outcome._replace(done=[*done, *outcome.done])
+
+    @staticmethod
+    async def _deliver_each(sink: Sink, todo: list[Delivery]) -> _Outcome:
+        """``sink.deliver(todo)``, going on past messages it refuses one by one.
+
+        On a DeliveryError the receipts of what the sink stored first are kept
+        (``DeliveryError.delivered``); a :class:`MessageRefused` skips that message
+        and delivers the rest; any other error ends this sink's share, with the
+        message in flight ``unsure``: the sink may hold it.
+        """
+        done: list[tuple[Delivery, Receipt]] = []
+        refused: list[tuple[Delivery, MessageRefused]] = []
+        while todo:
+            try:
+                receipts = await sink.deliver(todo)
+            except DeliveryError as exc:
+                held = exc.delivered[: len(todo)]
+                done.extend(zip(todo, held, strict=False))
+                if len(held) == len(todo):
+                    return _Outcome(done, refused, exc, None)
+                if isinstance(exc, MessageRefused):
+                    refused.append((todo[len(held)], exc))
+                    todo = todo[len(held) + 1 :]
+                    continue
+                return _Outcome(done, refused, exc, todo[len(held)])
+            except PopkeepError as exc:
+                return _Outcome(done, refused, exc, None)
+            done.extend(zip(todo, receipts, strict=True))
+            break
+        return _Outcome(done, refused)
 
     async def _recover(
         self, run: RunState, sink: Sink, todo: list[Delivery], found: dict[str, list[Receipt]]

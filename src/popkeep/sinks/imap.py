@@ -46,6 +46,8 @@ from popkeep.errors import (
     ConfigError,
     DeliveryError,
     DeliveryRefused,
+    MessageRefused,
+    PopkeepError,
     SecurityError,
     TLSError,
 )
@@ -59,6 +61,9 @@ logger = logging.getLogger(__name__)
 MAX_CANDIDATES = 20  #: messages fetched and hashed per find()
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
 _KEY = re.compile(r"[0-9a-f]{56}")
+_RESP_CODE = re.compile(r"\[([A-Za-z-]+)")  #: RFC 3501 §7.1 resp-text-code
+_MESSAGE_CODES = frozenset({"TOOBIG", "PARSE", "LIMIT", "CANNOT"})
+_TEMPORARY_CODES = frozenset({"OVERQUOTA", "INUSE", "UNAVAILABLE", "SERVERBUG"})
 
 
 def xoauth2_string(user: str, token: str) -> bytes:
@@ -133,10 +138,13 @@ class ImapSink:
         await asyncio.to_thread(self._connect, token)
 
     async def _secret(self) -> str:
+        return await asyncio.to_thread(self._resolve_secret)
+
+    def _resolve_secret(self) -> str:
         source = self.config.password if self.config.auth == "password" else self.config.oauth_token
         if source is None:
             raise ConfigError(f"{self._where}: no password or token configured")
-        return await asyncio.to_thread(source.resolve)
+        return source.resolve()
 
     def _tls_context(self) -> ssl.SSLContext:
         from popkeep.transport.tcp import system_ca_dir  # the POP3 side's choice of CAs
@@ -216,15 +224,49 @@ class ImapSink:
         return await asyncio.to_thread(self._append_all, list(batch))
 
     def _append_all(self, batch: list[Delivery]) -> list[Receipt]:
-        receipts = []
-        for delivery in batch:
-            with _translated(f"{self._where} APPEND {delivery.key}"):
-                try:
-                    receipts.append(self._append(delivery))
-                except (OSError, imap_errors.IMAPClientAbortError):
-                    self._drop()
-                    raise
+        receipts: list[Receipt] = []
+        try:
+            for delivery in batch:
+                receipts.append(self._append_once(delivery))
+        except DeliveryError as exc:
+            exc.delivered = tuple(receipts)  # the Sink contract: what did become durable
+            raise
         return receipts
+
+    def _append_once(self, delivery: Delivery) -> Receipt:
+        """APPEND; when the connection breaks before the tagged reply, look, then resend.
+
+        A timeout or a dropped connection after the literal was sent leaves it open
+        whether the server committed the message (RFC 3501 §6.3.11: only the tagged
+        OK says so). A new session searches the folder (:meth:`_find`) and APPENDs
+        again only when the message is not there.
+        """
+        try:
+            return self._append_translated(delivery)
+        except DeliveryError as exc:
+            if self._client is not None or isinstance(exc, DeliveryRefused):
+                raise  # an answer from the server, not a broken connection
+            logger.info("%s: connection lost during APPEND %s; looking before resending",
+                        self._where, delivery.key)
+            try:
+                self._connect(self._resolve_secret())
+            except PopkeepError as again:  # kept a DeliveryError: it carries `delivered`
+                raise DeliveryError(f"{self._where}: reconnecting: {again}") from again
+            found = self._find(delivery.key, delivery.message)
+            if found is not None:
+                return found
+            return self._append_translated(delivery)
+
+    def _append_translated(self, delivery: Delivery) -> Receipt:
+        what = f"{self._where} APPEND {delivery.key}"
+        with _translated(what):
+            try:
+                return self._append(delivery)
+            except (OSError, imap_errors.IMAPClientAbortError):
+                self._drop()
+                raise
+            except imap_errors.IMAPClientError as exc:
+                raise _append_refused(what, exc) from exc
 
     def _append(self, delivery: Delivery) -> Receipt:
         now = self._clock.now()
@@ -317,6 +359,24 @@ class ImapSink:
         except (imap_errors.IMAPClientError, OSError):
             self._client = client
             self._drop()
+
+
+def _append_refused(what: str, exc: imap_errors.IMAPClientError) -> DeliveryError:
+    """An APPEND answered NO or BAD, as a popkeep error (RFC 5530 response codes).
+
+    [TOOBIG], [PARSE], [LIMIT] and [CANNOT] refuse this message, not the folder:
+    :class:`MessageRefused`, and the rest of the batch goes on. [OVERQUOTA],
+    [INUSE], [UNAVAILABLE] and [SERVERBUG] may pass: retried next run. Anything
+    else (NOPERM, a BAD, a NO without a code) refuses the sink.
+    """
+    text = str(exc)
+    match = _RESP_CODE.search(text)
+    code = match.group(1).upper() if match else ""
+    if code in _MESSAGE_CODES:
+        return MessageRefused(f"{what}: refused: {text}")
+    if code in _TEMPORARY_CODES:
+        return DeliveryError(f"{what}: {text}")
+    return DeliveryRefused(f"{what}: {text}")
 
 
 def _strip_trace(data: bytes) -> bytes:
