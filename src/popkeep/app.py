@@ -9,7 +9,6 @@ or hold policy (``collector``, ``retention``).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import os
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
     from popkeep.model import RunSummary, ServerStat, StoredMessage
     from popkeep.sinks.base import Sink
     from popkeep.sources.base import SessionFactory, SourceSession
-    from popkeep.state.base import StateStore
+    from popkeep.state.base import AccountLocks, StateStore
 
 # Loaded when used, not with this module: a ``popkeep fetch`` logs in first
 # (App.poll) and loads the collector, the store and the sinks meanwhile.
@@ -126,15 +125,25 @@ def pop3_session_factory(account: AccountConfig) -> SessionFactory:
 # -- the store ---------------------------------------------------------------------------
 
 
-def open_store(config: Config) -> StateStore:
+def _sqlite_path(config: Config) -> Path:
     if config.state.url is not None:
         raise ConfigError(
             f"{config.path}: state.url: only SQLite (state.path) is supported in this version"
         )
+    return config.state.path or default_state_path(os.environ)
+
+
+def open_store(config: Config) -> StateStore:
     from popkeep.state.sqlite import SQLiteStore
 
-    path = config.state.path or default_state_path(os.environ)
-    return SQLiteStore.open(path)
+    return SQLiteStore.open(_sqlite_path(config))
+
+
+def open_locks(config: Config) -> AccountLocks:
+    """The configured store's account locks, without opening the store."""
+    from popkeep.state.filelock import FileLocks
+
+    return FileLocks(_sqlite_path(config))
 
 
 # -- the application ------------------------------------------------------------------
@@ -176,7 +185,6 @@ class App:
         self.config = config
         self.clock = clock or SystemClock()
         self._store = store
-        self._state_path = config.state.path or default_state_path(os.environ)
         self._session_factory = session_factory
 
     @property
@@ -185,6 +193,12 @@ class App:
         if self._store is None:
             self._store = open_store(self.config)
         return self._store
+
+    @property
+    def locks(self) -> AccountLocks:
+        """The store's per-account locks: the store's own once it is open, else built
+        from the config without opening the database (a poll locks first)."""
+        return self._store if self._store is not None else open_locks(self.config)
 
     def close(self) -> None:
         if self._store is not None:
@@ -275,39 +289,18 @@ class App:
 
     @contextmanager
     def _locked(self, names: Sequence[str]) -> Iterator[tuple[list[AccountConfig], list[str]]]:
-        """The accounts this process holds the lock of, and the names of those another
-        process holds; the locks are released on leaving."""
-        with ExitStack() as locks:
+        """The accounts whose store lock (:meth:`locks`) this holds, and the names of
+        those another holder has; the locks are released on leaving."""
+        chosen = self.accounts(names)
+        locks = self.locks
+        with ExitStack() as held:
             accounts, skipped = [], []
-            for account in self.accounts(names):
-                if locks.enter_context(self._account_lock(account.name)):
+            for account in chosen:
+                if held.enter_context(locks.lock(account.name)):
                     accounts.append(account)
                 else:
                     skipped.append(account.name)
             yield accounts, skipped
-
-    @contextmanager
-    def _account_lock(self, account: str) -> Iterator[bool]:
-        """An exclusive, non-blocking flock per account, beside the state database.
-
-        Yields False when another process holds it. The kernel drops the lock when
-        the holder dies, so a killed run never leaves the account locked.
-        """
-        import fcntl
-
-        digest = hashlib.sha256(account.encode("utf-8")).hexdigest()[:16]
-        path = self._state_path.with_name(f"{self._state_path.name}.{digest}.lock")
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            yield True
-        finally:
-            os.close(fd)
 
     def _already_running(self, account: str) -> AccountResult:
         from popkeep.collector import AccountResult

@@ -13,6 +13,7 @@ import pytest
 from popkeep.errors import StateError
 from popkeep.model import MessageState, Receipt
 from popkeep.state.base import Delivered, Intent
+from popkeep.state.filelock import FileLocks
 from popkeep.state.migrations import MIGRATIONS, SCHEMA_VERSION
 from popkeep.state.sqlite import SQLiteStore
 
@@ -227,3 +228,52 @@ def test_fresh_rows_inserted_at_once_match_the_general_path(
     assert messages["fresh-both"].state is MessageState.DELIVERED  # the test sees both paths
     assert messages["fresh-none"].state is MessageState.GONE
     assert messages["later"].first_retrieved_at == T0 + timedelta(hours=1)
+
+
+# -- account locks -------------------------------------------------------------------
+
+
+def test_an_account_lock_needs_no_database(tmp_path: Path) -> None:
+    """``popkeep fetch`` locks its accounts before the database is opened (start-up)."""
+    from popkeep.app import App
+    from popkeep.config.load import load_config
+
+    from ..integration.helpers import write_config
+
+    app = App(load_config(write_config(tmp_path, port=1, user="u", password="p")))
+    with app.locks.lock("isp") as held:
+        assert held is True
+        assert not (tmp_path / "state.db").exists()
+        store = SQLiteStore.open(tmp_path / "state.db")
+        try:
+            with store.lock("isp") as second:
+                assert second is False  # the store's own lock is the same lock
+        finally:
+            store.close()
+    assert app._store is None
+
+
+def test_an_account_lock_dies_with_its_holder(tmp_path: Path) -> None:
+    """The kernel drops the flock of a killed process: the account is free again."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "state.db"
+    with subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from pathlib import Path; from popkeep.state.filelock import FileLocks\n"
+         "with FileLocks(Path(sys.argv[1])).lock('isp') as held:\n"
+         "    print(held, flush=True); sys.stdin.read()", str(db)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    ) as holder:  # fmt: skip
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "True"
+            with FileLocks(db).lock("isp") as held:
+                assert held is False
+        finally:
+            holder.kill()
+            holder.wait(timeout=10)
+    with FileLocks(db).lock("isp") as held:
+        assert held is True
+    assert not db.exists()

@@ -31,8 +31,21 @@ STORE_FACTORIES: dict[str, StoreFactory] = {"sqlite": _sqlite}
 
 
 @pytest.fixture(params=sorted(STORE_FACTORIES))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    s = STORE_FACTORIES[request.param](tmp_path)
+def factory(request: pytest.FixtureRequest) -> StoreFactory:
+    return STORE_FACTORIES[request.param]
+
+
+@pytest.fixture
+def store(factory: StoreFactory, tmp_path: Path) -> Iterator[StateStore]:
+    s = factory(tmp_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def other(factory: StoreFactory, tmp_path: Path) -> Iterator[StateStore]:
+    """A second handle on the same store, as another popkeep process would open it."""
+    s = factory(tmp_path)
     yield s
     s.close()
 
@@ -262,3 +275,26 @@ def test_known_hashes_finds_only_this_accounts_content(store: StateStore) -> Non
     many = [f"{i:064x}" for i in range(1200)]  # more than one chunk of parameters
     assert store.known_hashes("a", ["1" * 64, "2" * 64, *many]) == {"1" * 64}
     assert store.known_hashes("a", []) == set()
+
+
+def test_an_account_lock_excludes_every_other_holder(store: StateStore, other: StateStore) -> None:
+    with store.lock("a") as held:
+        assert held is True
+        with other.lock("a") as second:
+            assert second is False  # another process
+        with store.lock("a") as again:
+            assert again is False  # not reentrant, even through the same handle
+        with other.lock("b") as unrelated:
+            assert unrelated is True  # accounts are independent
+    with other.lock("a") as after:
+        assert after is True  # released on leaving the block
+
+
+def test_an_account_lock_is_released_when_the_block_raises(
+    store: StateStore, other: StateStore
+) -> None:
+    with pytest.raises(RuntimeError), store.lock("a") as held:
+        assert held
+        raise RuntimeError("the pass failed")
+    with other.lock("a") as after:
+        assert after is True

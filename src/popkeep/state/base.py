@@ -1,14 +1,16 @@
-"""The :class:`StateStore` protocol.
+"""The :class:`StateStore` protocol, and the :class:`AccountLocks` every store provides.
 
 Owns: the durable record of each (account, uid): its state (docs/architecture.md,
 "Message state"), size, sha256, first_retrieved_at, per-sink receipts; the intent journal;
-the run history. Every method that writes is one transaction.
+the run history; and the per-account lock (one session per mailbox). Every method
+that writes is one transaction. Nothing outside ``popkeep.state`` writes SQL.
 Must not: talk to servers or sinks, or decide retention.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
@@ -46,7 +48,37 @@ class AccountTotals(NamedTuple):
     gone: int  #: vanished without us (another device)
 
 
-class StateStore(Protocol):
+class AccountLocks(Protocol):
+    """One collector per mailbox: two sessions of one account could both deliver a
+    message before either records it.
+
+    The lock is part of the store because it must reach every process (and, with a
+    shared store, every machine) that could collect the account. It can be taken
+    without opening the store's database: ``popkeep fetch`` locks its accounts and
+    starts logging in before the database is opened (bench/README.md, "Round 7"),
+    so ``app`` builds the locks of the configured store on their own, and a store
+    also answers :meth:`lock` itself.
+
+    - SQLite (:mod:`popkeep.state.filelock`): an exclusive ``flock`` on a file
+      beside the database; the kernel releases it when its holder dies.
+    - A PostgreSQL store would use a session-level advisory lock
+      (``pg_try_advisory_lock`` on a key derived from the account name) on a
+      connection of its own, held for the block; the server releases it when that
+      connection ends, so a dead holder (process or machine) frees it too.
+    """
+
+    def lock(self, account: str) -> AbstractContextManager[bool]:
+        """Hold ``account``'s lock for a ``with`` block, never waiting for it.
+
+        Yields True when held, False when another holder has it (another process or
+        machine, or another :meth:`lock` of the same account here: not reentrant).
+        Released on leaving the block, and by the system when the holder dies.
+        Raises StateError when the lock cannot be taken or checked at all.
+        """
+        ...
+
+
+class StateStore(AccountLocks, Protocol):
     def messages(self, account: str) -> dict[str, StoredMessage]:
         """Every known message of the account, by uid (all states)."""
         ...

@@ -20,7 +20,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from typing import Any
 from popkeep.errors import StateError
 from popkeep.model import MessageState, RunSummary, StoredMessage
 from popkeep.state.base import AccountTotals, Delivered, Intent
+from popkeep.state.filelock import FileLocks
 from popkeep.state.migrations import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,10 @@ class SQLiteStore:
     @property
     def path(self) -> Path:
         return self._path
+
+    def lock(self, account: str) -> AbstractContextManager[bool]:
+        """The account's lock (:class:`~popkeep.state.filelock.FileLocks` beside this file)."""
+        return FileLocks(self._path).lock(account)
 
     @property
     def schema_version(self) -> int:
