@@ -100,15 +100,20 @@ def pop3_session_factory(account: AccountConfig) -> SessionFactory:
     from popkeep.transport.base import TLSSettings
     from popkeep.transport.tcp import open_stream
 
+    server = account.server
+    if server.user is None or server.secret is None:  # config.load requires both
+        raise ConfigError(f'account "{account.name}": no user or password source')
+    user, secret = server.user, server.secret
+
     async def connect() -> SourceSession:
-        password = account.password.resolve()
+        password = secret.resolve()
         MASK.add(password)
         settings = SessionSettings(
-            host=account.host,
-            port=account.port,
-            tls=account.tls,
-            tls_settings=TLSSettings(account.host, account.ca_file, account.tls_fingerprint),
-            user=account.user,
+            host=server.host,
+            port=server.port,
+            tls=server.tls,
+            tls_settings=TLSSettings(server.host, server.ca_file, server.tls_fingerprint),
+            user=user,
             password=password,
             auth=account.auth,
             connect_timeout=account.connect_timeout,

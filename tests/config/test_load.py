@@ -19,7 +19,7 @@ from popkeep.config import (
     parse_config,
 )
 from popkeep.config.load import SINK_TYPES
-from popkeep.config.secrets import SecretSource
+from popkeep.config.schema import Connection
 from popkeep.config.sink_types import (
     CONVERTERS,
     GmailSinkConfig,
@@ -111,11 +111,13 @@ enabled = true
     assert config.state.path == home / ".local/share/popkeep/state.db"
     assert config.sinks == {"home": MaildirSinkConfig("home", home / "Mail", "Provider")}
     account = config.accounts["isp"]
-    assert (account.host, account.port, account.tls, account.user) == (
+    server = account.server
+    assert (server.host, server.port, server.tls, server.user) == (
         "pop.example.ne.jp", 995, "implicit", "taro",
     )  # fmt: skip
-    assert account.password.kind == "command"
-    assert account.password.argv == ("pass", "show", "isp")
+    assert server.secret is not None
+    assert server.secret.kind == "command"
+    assert server.secret.argv == ("pass", "show", "isp")
     assert account.retention == RetentionPolicy(timedelta(days=14), 2_000_000_000, 0.8, 0.5)
     assert account.max_message_size == 100_000_000
     assert (account.timeout, account.connect_timeout, account.session_timeout) == (60, 30, 3600)
@@ -128,13 +130,13 @@ def test_defaults(tmp_path: Path) -> None:
     assert config.state.path == Path("/data/popkeep/state.db")
     assert config.state.url is None
     account = config.accounts["isp"]
-    assert (account.tls, account.port, account.auth) == ("implicit", 995, "auto")
+    assert (account.server.tls, account.server.port, account.auth) == ("implicit", 995, "auto")
     assert account.sinks == ("home",)  # the only sink
     assert account.retention == RetentionPolicy(delete_after=None)  # never delete
     assert account.max_message_size == 256_000_000
     assert (account.timeout, account.connect_timeout, account.session_timeout) == (60, 30, 3600)
     assert (account.pipeline, account.enabled) == (64, True)
-    assert (account.ca_file, account.tls_fingerprint) == (None, None)
+    assert (account.server.ca_file, account.server.tls_fingerprint) == (None, None)
 
 
 @pytest.mark.parametrize(
@@ -143,12 +145,12 @@ def test_defaults(tmp_path: Path) -> None:
      ('tls = "starttls"\nport = 1110', 1110)],
 )  # fmt: skip
 def test_port_defaults_from_tls(tmp_path: Path, extra: str, port: int) -> None:
-    assert load(tmp_path, BASE + extra).accounts["isp"].port == port
+    assert load(tmp_path, BASE + extra).accounts["isp"].server.port == port
 
 
 def test_tls_none_is_accepted_with_a_warning(tmp_path: Path) -> None:
     config = load(tmp_path, BASE + 'tls = "none"')
-    assert config.accounts["isp"].tls == "none"
+    assert config.accounts["isp"].server.tls == "none"
     assert config.warnings == (
         f'{tmp_path / "config.toml"}: account "isp".tls: '
         '"none" sends the password and all mail unencrypted',
@@ -170,14 +172,14 @@ def test_ca_file_and_fingerprint(tmp_path: Path) -> None:
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     pin = ":".join(["AB"] * 32)
     config = load(tmp_path, BASE + f'ca_file = "{ca}"\ntls_fingerprint = "sha256:{pin}"')
-    account = config.accounts["isp"]
-    assert account.ca_file == ca
-    assert account.tls_fingerprint == "ab" * 32
+    server = config.accounts["isp"].server
+    assert server.ca_file == ca
+    assert server.tls_fingerprint == "ab" * 32
 
 
 def test_password_command_as_array(tmp_path: Path) -> None:
     text = BASE.replace('password_env = "ISP_PASS"', 'password_command = ["pass", "show", "a b"]')
-    assert load(tmp_path, text).accounts["isp"].password.argv == ("pass", "show", "a b")
+    assert load(tmp_path, text).accounts["isp"].server.secret.argv == ("pass", "show", "a b")
 
 
 def test_state_url(tmp_path: Path) -> None:
@@ -215,9 +217,9 @@ def test_every_sink_type_is_registered() -> None:
 @pytest.mark.parametrize(
     ("table", "expected"),
     [('type = "imap"\nhost = "imap.example.org"\nuser = "u"\npassword_env = "P"',
-      ImapSinkConfig("home", "imap.example.org", "u", password=SecretSource("env", "P", ""))),
+      ImapSinkConfig("home", Connection("imap.example.org", 993, "implicit", user="u"))),
      ('type = "lmtp"\nhost = "127.0.0.1"\nrecipients = ["taro"]',
-      LmtpSinkConfig("home", ("taro",), host="127.0.0.1")),
+      LmtpSinkConfig("home", ("taro",), server=Connection("127.0.0.1", 24, "none"))),
      ('type = "mda"\ncommand = "dovecot-lda -d taro"',
       MdaSinkConfig("home", ("dovecot-lda", "-d", "taro"))),
      ('type = "mbox"\npath = "/srv/mbox"', MboxSinkConfig("home", Path("/srv/mbox"))),
@@ -231,8 +233,10 @@ def test_other_sink_types_go_through_the_registry(
     sink = config.sinks["home"]
     assert type(sink) is type(expected)
     assert sink.name == "home"
-    for attribute in ("host", "recipients", "command", "path", "token_file"):
+    for attribute in ("recipients", "command", "path", "token_file"):
         assert getattr(sink, attribute, None) == getattr(expected, attribute, None)
+    server, expected_server = getattr(sink, "server", None), getattr(expected, "server", None)
+    assert (server and server._replace(secret=None)) == expected_server
 
 
 def test_importing_config_stays_cheap() -> None:
@@ -253,7 +257,7 @@ def test_parse_config_without_a_file() -> None:
         "account": [{"name": "isp", "host": "h", "user": "u", "password": "inline"}],
     }
     config = parse_config(data, "test", env=ENV)
-    assert config.accounts["isp"].password.resolve() == "inline"
+    assert config.accounts["isp"].server.secret.resolve() == "inline"
     with pytest.raises(ConfigError, match=r'^test: account "isp".password: the file holds'):
         parse_config(data, "test", file_mode=0o100644, env=ENV)
 
@@ -288,9 +292,11 @@ ACCOUNT_ERRORS = [
     ('server_quota = "2 gigs"', f'account "isp".server_quota: {SIZE}, got "2 gigs"'),
     ('max_message_size = "0MB"', f'account "isp".max_message_size: {SIZE}, got "0MB"'),
     ('timeout = "never"',
-     'account "isp".timeout: expected a duration above zero like 30s, 5m or 1h, got "never"'),
+     'account "isp".timeout: expected a duration above zero like 30s, 5m or 1h '
+     '(or a number of seconds), got "never"'),
     ('session_timeout = "0s"',
-     'account "isp".session_timeout: expected a duration above zero like 30s, 5m or 1h, got "0s"'),
+     'account "isp".session_timeout: expected a duration above zero like 30s, 5m or 1h '
+     '(or a number of seconds), got "0s"'),
     ("pipeline = 0", 'account "isp".pipeline: expected a whole number from 1 to 1024, got 0'),
     ('enabled = "yes"', 'account "isp".enabled: expected true or false, got "yes"'),
     ('tls = "none"\ntls_fingerprint = "sha256:00"',
@@ -411,12 +417,12 @@ def test_inline_password_needs_a_private_file(tmp_path: Path, mode: int) -> None
 @pytest.mark.parametrize("mode", [0o600, 0o400])
 def test_inline_password_in_a_private_file(tmp_path: Path, mode: int) -> None:
     config = load(tmp_path, INLINE, mode)
-    assert config.accounts["isp"].password.resolve() == "hunter2"
+    assert config.accounts["isp"].server.secret.resolve() == "hunter2"
     assert "hunter2" not in repr(config)
 
 
 def test_world_readable_file_without_inline_password_is_fine(tmp_path: Path) -> None:
-    assert load(tmp_path, BASE, 0o644).accounts["isp"].password.kind == "env"
+    assert load(tmp_path, BASE, 0o644).accounts["isp"].server.secret.kind == "env"
 
 
 IMAP_SINK = """
@@ -495,3 +501,151 @@ def test_environment_is_not_required_to_be_os_environ(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, BASE), env={"HOME": "/elsewhere"})
     assert config.state.path == Path("/elsewhere/.local/share/popkeep/state.db")
     assert os.environ.get("HOME") != "/elsewhere"
+
+
+# --------------------------------------------------------------------------- one validator
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [('type = "mbox"\npath = "mail.mbox"',
+      'sink "home".path: expected an absolute path or one starting with ~, got "mail.mbox"'),
+     ('type = "lmtp"\nsocket = "run/lmtp"\nrecipients = ["me"]',
+      'sink "home".socket: expected an absolute path or one starting with ~, got "run/lmtp"'),
+     ('type = "gmail"\ntoken_file = "token.json"',
+      'sink "home".token_file: expected an absolute path or one starting with ~, '
+      'got "token.json"'),
+     ('type = "imap"\nhost = "h"\nuser = "u"\npassword_env = "P"\nca_file = "ca.pem"',
+      'sink "home".ca_file: expected an absolute path or one starting with ~, got "ca.pem"'),
+     ('type = "imap"\nhost = "h"\nuser = "u"\npassword_env = "P"\nca_file = "/nonexistent/ca"',
+      'sink "home".ca_file: no such file: /nonexistent/ca'),
+     ('type = "imap"\nhost = "h"\nuser = "u"\npassword_env = "P"\nport = 0',
+      'sink "home".port: expected a whole number from 1 to 65535, got 0'),
+     ('type = "imap"\nhost = "h"\nuser = "u\\r\\nx"\npassword_env = "P"',
+      'sink "home".user: must not contain control characters or line breaks'),
+     ('type = "imap"\nhost = "h"\nuser = "u"\npassword_env = "P"\ntls = "none"\n'
+      'tls_fingerprint = "sha256:00"',
+      'sink "home".tls_fingerprint: has no effect with tls = "none"'),
+     ('type = "mda"\ncommand = "x"\ntimeout = "soon"',
+      'sink "home".timeout: expected a duration above zero like 30s, 5m or 1h '
+      '(or a number of seconds), got "soon"'),
+     ('type = "mbox"\npath = "/m"\npth = "/n"',
+      'sink "home".pth: unknown key (did you mean "path"?)')],
+)  # fmt: skip
+def test_every_sink_type_has_the_accounts_rules(tmp_path: Path, table: str, message: str) -> None:
+    """One validator: relative paths, a missing ca_file, ports, control characters, unknown
+    keys and durations are refused in a sink exactly as in an account."""
+    assert error(tmp_path, f'[[sink]]\nname = "home"\n{table}\n' + ACCOUNT) == f"FILE: {message}"
+
+
+def test_accounts_and_imap_sinks_share_one_connection_record(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    keys = f'host = "h"\nuser = "u"\npassword_env = "P"\ntls = "starttls"\nca_file = "{ca}"\n'
+    text = f'[[sink]]\nname = "home"\ntype = "imap"\n{keys}' + '[[account]]\nname = "isp"\n' + keys
+    config = load(tmp_path, text)
+    sink = config.sinks["home"]
+    assert isinstance(sink, ImapSinkConfig)
+    account = config.accounts["isp"].server
+    assert sink.server == account._replace(port=143, secret=sink.server.secret)
+    assert (account.port, sink.server.port) == (110, 143)  # each protocol's own default
+
+
+def test_sink_timeouts_take_durations_or_seconds(tmp_path: Path) -> None:
+    for value, seconds in (("60", 60.0), ('"2m"', 120.0), ("1.5", 1.5)):
+        text = f'[[sink]]\nname = "home"\ntype = "mda"\ncommand = "x"\ntimeout = {value}\n'
+        sink = load(tmp_path, text + ACCOUNT).sinks["home"]
+        assert isinstance(sink, MdaSinkConfig) and sink.timeout == seconds
+
+
+# --------------------------------------------------------------------------- LMTP over a network
+
+LMTP = '[[sink]]\nname = "home"\ntype = "lmtp"\nrecipients = ["me"]\n'
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.1.2.3", "::1", "localhost", "LOCALHOST."])
+def test_lmtp_to_this_machine_needs_no_tls_key(tmp_path: Path, host: str) -> None:
+    sink = load(tmp_path, LMTP + f'host = "{host}"\n' + ACCOUNT).sinks["home"]
+    assert isinstance(sink, LmtpSinkConfig) and sink.server is not None
+    assert (sink.server.host, sink.server.port, sink.server.tls) == (host, 24, "none")
+
+
+@pytest.mark.parametrize("host", ["mail.example.org", "192.0.2.7", "10.0.0.1", "::ffff:1.2.3.4"])
+def test_lmtp_to_another_host_without_tls_is_refused(tmp_path: Path, host: str) -> None:
+    message = error(tmp_path, LMTP + f'host = "{host}"\n' + ACCOUNT)
+    assert message == (
+        f'FILE: sink "home".host: {host} is not this machine, and LMTP sends every message '
+        'unencrypted; write tls = "none" to accept that'
+    )
+    sink = load(tmp_path, LMTP + f'host = "{host}"\ntls = "none"\n' + ACCOUNT).sinks["home"]
+    assert isinstance(sink, LmtpSinkConfig) and sink.server is not None
+    assert sink.server.tls == "none"
+
+
+def test_lmtp_socket_takes_no_port(tmp_path: Path) -> None:
+    message = error(tmp_path, LMTP + 'socket = "/run/lmtp"\nport = 24\n' + ACCOUNT)
+    assert message == 'FILE: sink "home".port: has no effect with socket'
+
+
+# --------------------------------------------------------------------------- optional extras
+
+
+@pytest.mark.parametrize(
+    ("table", "module", "extra"),
+    [('type = "imap"\nhost = "h"\nuser = "u"\npassword_env = "P"', "imapclient", "imap"),
+     ('type = "gmail"\ntoken_file = "/srv/token.json"', "google.auth", "gmail")],
+)  # fmt: skip
+def test_a_sink_whose_extra_is_missing_is_refused_at_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: str, module: str, extra: str
+) -> None:
+    text = f'[[sink]]\nname = "home"\n{table}\n' + ACCOUNT
+    load(tmp_path, text)  # installed here (the test extra)
+    monkeypatch.setitem(sys.modules, module, None)  # what an absent package looks like
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, text)
+    assert info.value.exit_code == 78
+    assert str(info.value) == (
+        f'{tmp_path / "config.toml"}: sink "home": needs the Python package '
+        f"{module.split('.')[0]}, which is not installed: pip install 'popkeep[{extra}]'"
+    )
+
+
+def test_a_gmail_sink_with_a_token_command_needs_no_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "google.auth", None)
+    text = '[[sink]]\nname = "home"\ntype = "gmail"\noauth_token_command = "tok"\n' + ACCOUNT
+    assert isinstance(load(tmp_path, text).sinks["home"], GmailSinkConfig)
+
+
+# --------------------------------------------------------------------------- writable by others
+
+GUARDED = [
+    ("", 'account "isp".password_env', "where a secret comes from"),
+    ('[[sink]]\nname = "d"\ntype = "mda"\ncommand = "deliver"\n',
+     'sink "d".command', "a command popkeep runs"),
+    ('[[sink]]\nname = "d"\ntype = "gmail"\ntoken_file = "/t.json"\n',
+     'sink "d".token_file', "where a secret comes from"),
+    ('[[sink]]\nname = "d"\ntype = "gmail"\noauth_token_command = "tok"\n',
+     'sink "d".oauth_token_command', "where a secret comes from"),
+    ('[[sink]]\nname = "d"\ntype = "imap"\nhost = "h"\nuser = "u"\npassword_command = "p"\n',
+     'sink "d".password_command', "where a secret comes from"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("sink", "key", "what"), GUARDED)
+@pytest.mark.parametrize("mode", [0o664, 0o646, 0o624, 0o666])
+def test_a_file_others_may_write_must_not_name_secrets_or_commands(
+    tmp_path: Path, sink: str, key: str, what: str, mode: int
+) -> None:
+    text = SINK + sink + ACCOUNT + 'sinks = ["home"]\n'
+    message = error(tmp_path, text, mode)
+    assert message == (
+        f"FILE: {key}: the file says {what} but group or others may write it "
+        f"(mode {mode:04o}); run chmod go-w FILE"
+    )
+    load(tmp_path, text, 0o644)  # readable by others is fine: nothing secret in it
+
+
+def test_a_writable_file_without_secrets_or_commands_loads(tmp_path: Path) -> None:
+    assert load(tmp_path, SINK, 0o666).sinks["home"].name == "home"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import imaplib
 import random
 import ssl
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from popkeep.clock import FakeClock
+from popkeep.config.schema import Connection
 from popkeep.config.secrets import SecretSource
 from popkeep.config.sink_types import ImapSinkConfig, imap_sink
 from popkeep.errors import AuthError, ConfigError, SecurityError, TLSError
@@ -46,13 +48,14 @@ def make(data: bytes, account: str = "isp") -> Delivery:
 
 
 def config(dovecot: Any, user: str, **kw: Any) -> ImapSinkConfig:
-    values: dict[str, Any] = {
-        "name": "central", "host": dovecot.host, "port": dovecot.imaps_port,
-        "tls": "implicit", "ca_file": dovecot.ca_file, "user": user,
-        "password": SecretSource("literal", dovecot.password), "folder": "INBOX",
+    """The sink's config; ``kw`` may set Connection fields (``password`` is its secret)."""
+    server: dict[str, Any] = {
+        "host": dovecot.host, "port": dovecot.imaps_port, "tls": "implicit",
+        "ca_file": dovecot.ca_file, "user": user,
+        "secret": kw.pop("password", SecretSource("literal", dovecot.password)),
     }
-    values.update(kw)
-    return ImapSinkConfig(**values)
+    server.update({key: kw.pop(key) for key in tuple(kw) if key in Connection._fields})
+    return ImapSinkConfig(name="central", server=Connection(**server), **kw)
 
 
 def run(coro: Any) -> Any:
@@ -186,6 +189,25 @@ def test_wrong_ca_is_a_tls_error(dovecot, dovecot_user) -> None:  # type: ignore
         run(ImapSink(config(dovecot, dovecot_user, ca_file=dovecot.wrong_ca_file)).open())
 
 
+def _leaf_pin(dovecot: Any) -> str:
+    pem = (Path(dovecot.ca_file).parent / "server.pem").read_text()
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+
+
+@pytest.mark.dovecot
+@pytest.mark.parametrize("tls", ["implicit", "starttls"])
+def test_pinned_certificate(dovecot, dovecot_user, tls: str) -> None:  # type: ignore[no-untyped-def]
+    port = dovecot.imaps_port if tls == "implicit" else dovecot.imap_port
+    pinned = config(dovecot, dovecot_user, tls=tls, port=port, ca_file=dovecot.wrong_ca_file,
+                    tls_fingerprint=_leaf_pin(dovecot))
+    sink = ImapSink(pinned)
+    run(sink.open())  # the pin replaces CA verification (wrong_ca_file would refuse it)
+    run(sink.close())
+    wrong = pinned.server._replace(tls_fingerprint="0" * 64)
+    with pytest.raises(TLSError, match="does not match the pin"):
+        run(ImapSink(pinned._replace(server=wrong)).open())
+
+
 @pytest.mark.dovecot
 def test_wrong_password_is_an_auth_error(dovecot, dovecot_user) -> None:  # type: ignore[no-untyped-def]
     bad = config(dovecot, dovecot_user, password=SecretSource("literal", "wrong"))
@@ -256,16 +278,16 @@ def test_config_converter() -> None:
          "auth": "xoauth2", "oauth_token_command": "oauth2l fetch --scope mail"},
         "c: sink \"g\"",
     )
-    assert got.port == 993 and got.tls == "implicit"
-    assert got.oauth_token is not None and got.oauth_token.argv == ("oauth2l", "fetch",
-                                                                   "--scope", "mail")
+    assert got.server.port == 993 and got.server.tls == "implicit"
+    assert got.server.secret is not None
+    assert got.server.secret.argv == ("oauth2l", "fetch", "--scope", "mail")
     assert imap_sink({"name": "s", "host": "h", "user": "u", "tls": "starttls",
-                      "password_env": "P"}, "c").port == 143
-    with pytest.raises(ConfigError, match='c: sink "g": auth = "password" needs'):
+                      "password_env": "P"}, "c").server.port == 143
+    with pytest.raises(ConfigError, match='c: sink "g": expected one of password_command, '):
         imap_sink({"name": "g", "host": "h", "user": "u"}, 'c: sink "g"')
     with pytest.raises(ConfigError, match=r"c\.tls: expected one of"):
         imap_sink({"name": "g", "host": "h", "user": "u", "tls": "ssl", "password": "p"}, "c")
-    with pytest.raises(ConfigError, match="only one of password, password_env"):
+    with pytest.raises(ConfigError, match="got password and password_env"):
         imap_sink({"name": "g", "host": "h", "user": "u", "password": "p",
                    "password_env": "X"}, "c")
 
@@ -313,11 +335,12 @@ path = "{tmp_path}/mbox"
     config = parse_config(tomllib.loads(text), "popkeep.toml", env={})
     central = config.sinks["central"]
     assert isinstance(central, ImapSinkConfig) and central.folder == "ISP/Inbox"
-    assert central.password is not None and central.password.argv == ("pass", "show", "gmail")
+    assert central.server.secret is not None
+    assert central.server.secret.argv == ("pass", "show", "gmail")
     assert isinstance(config.sinks["api"], GmailSinkConfig)
     assert isinstance(config.sinks["lmtp"], LmtpSinkConfig)
     assert isinstance(config.sinks["lda"], MdaSinkConfig)
     assert isinstance(config.sinks["box"], MboxSinkConfig)
     bad = text.replace('folder = "ISP/Inbox"', 'folder = "ISP/Inbox"\nfolders = 1')
-    with pytest.raises(ConfigError, match=r'sink "central": unknown key\(s\): folders'):
+    with pytest.raises(ConfigError, match=r'sink "central".folders: unknown key'):
         parse_config(tomllib.loads(bad), "popkeep.toml", env={})

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import pytest
 
+from popkeep.config.schema import Connection
 from popkeep.config.sink_types import LmtpSinkConfig, lmtp_sink
 from popkeep.errors import ConfigError, DeliveryError, DeliveryRefused
 from popkeep.sinks.base import Delivery, delivery_key
@@ -50,8 +51,8 @@ def test_dot_stuffing_table() -> None:
 @pytest.mark.dovecot
 def test_delivers_to_dovecot_over_tcp(dovecot, dovecot_user) -> None:  # type: ignore[no-untyped-def]
     batch = [make(i) for i in range(5)]
-    config = LmtpSinkConfig(name="lmtp", recipients=(dovecot_user,), host=dovecot.host,
-                            port=dovecot.lmtp_port)
+    config = LmtpSinkConfig(name="lmtp", recipients=(dovecot_user,),
+                            server=Connection(dovecot.host, dovecot.lmtp_port, "none"))
     assert run(LmtpSink(config), batch) == [dovecot_user] * 5
     stored = dovecot.messages(dovecot_user)
     assert len(stored) == 5
@@ -81,8 +82,8 @@ def test_unix_socket_and_two_recipients(dovecot, dovecot_user) -> None:  # type:
 
 @pytest.mark.dovecot
 def test_unknown_user_is_refused(dovecot) -> None:  # type: ignore[no-untyped-def]
-    config = LmtpSinkConfig(name="lmtp", recipients=("nosuchuser",), host=dovecot.host,
-                            port=dovecot.lmtp_port)
+    config = LmtpSinkConfig(name="lmtp", recipients=("nosuchuser",),
+                            server=Connection(dovecot.host, dovecot.lmtp_port, "none"))
     with pytest.raises(DeliveryRefused, match="nosuchuser: 550"):
         run(LmtpSink(config), [make(1)])
 
@@ -138,7 +139,7 @@ def scripted() -> Iterator[tuple[str, int]]:
 
 def scripted_sink(address: tuple[str, int]) -> LmtpSink:
     return LmtpSink(LmtpSinkConfig(name="s", recipients=("a@x", "b@x", "c@x"),
-                                   host=address[0], port=address[1]))
+                                   server=Connection(address[0], address[1], "none")))
 
 
 def test_one_reply_per_accepted_recipient(scripted: tuple[str, int]) -> None:

@@ -1,8 +1,10 @@
 """The configuration: TOML in, frozen typed objects out; errors name the file and key path.
 
-Modules: :mod:`.schema` (the objects), :mod:`.load` (file → objects),
-:mod:`.convert` (value converters), :mod:`.sink_types` (non-Maildir sink
-settings), :mod:`.secrets` (passwords and log masking), :mod:`.units`
+Modules: :mod:`.schema` (the objects), :mod:`.load` (file → objects, the
+rules of the file), :mod:`.convert` (the one validator: key paths, value
+converters), :mod:`.connection` (the server record accounts and IMAP/LMTP
+sinks share), :mod:`.sink_types` (non-Maildir sink settings),
+:mod:`.secrets` (passwords and log masking), :mod:`.units`
 (durations and sizes, also used by the planner). Kept import-cheap: no
 pydantic, ``subprocess`` and ``difflib`` load only when needed.
 """
@@ -11,6 +13,7 @@ from popkeep.config.load import default_config_path, default_state_path, load_co
 from popkeep.config.schema import (
     AccountConfig,
     Config,
+    Connection,
     MaildirSinkConfig,
     SinkConfig,
     StateConfig,
@@ -20,6 +23,7 @@ from popkeep.config.secrets import SecretSource, mask
 __all__ = [
     "AccountConfig",
     "Config",
+    "Connection",
     "MaildirSinkConfig",
     "SecretSource",
     "SinkConfig",

@@ -30,6 +30,7 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_MAX_SECONDS = 10**9  #: about 31 years: longer than any timeout means a typo
 
 
 class Where:
@@ -207,13 +208,22 @@ def retention_duration(value: object, where: Where) -> timedelta | None:
 
 
 def positive_duration(value: object, where: Where) -> float:
-    """A strictly positive, finite duration in float seconds (timeouts)."""
-    try:
-        parsed = units.parse_duration(cast(str, value))
-    except units.UnitError:
+    """A strictly positive, finite duration in float seconds (timeouts): a duration
+    string (``"30s"``, ``"5m"``) or a TOML number of seconds (``60``, ``1.5``)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if 0 < value < _MAX_SECONDS:
+            return float(value)
         parsed = None
+    else:
+        try:
+            parsed = units.parse_duration(cast(str, value))
+        except units.UnitError:
+            parsed = None
     if parsed is None or parsed <= timedelta(0):
-        where.fail(f"expected a duration above zero like 30s, 5m or 1h, got {show(value)}")
+        where.fail(
+            "expected a duration above zero like 30s, 5m or 1h (or a number of seconds), "
+            f"got {show(value)}"
+        )
     return parsed.total_seconds()
 
 

@@ -2,37 +2,39 @@
 
 Owns: reading the config file (stdlib ``tomllib``; nothing is ever ``eval``-ed),
 the shape of the file (``[state]``, ``[[sink]]``, ``[[account]]``), defaults,
-cross-key rules (one password source; an inline password needs a private file;
-accounts name defined sinks; unique names), warnings, and the sink-type
-registry :data:`SINK_TYPES`. Value conversion lives in :mod:`.convert`. Must
-not: resolve secrets (only :meth:`SecretSource.resolve` does, on demand) or
-create files and directories.
+cross-key rules (accounts name defined sinks; unique names), the rules of the
+file itself (an inline password needs a private file; a file naming a secret
+source or a command must not be writable by group or others), the extras a
+configured sink needs being installed, warnings, and the sink-type registry
+:data:`SINK_TYPES`. Value conversion lives in :mod:`.convert`, the shared
+server record in :mod:`.connection`. Must not: resolve secrets (only
+:meth:`SecretSource.resolve` does, on demand) or create files and directories.
 
-Paths in the file must be absolute or start with ``~``; relative paths are
-refused because they would depend on the caller's working directory.
+Every path in the file, in every table, must be absolute or start with ``~``
+(:func:`.convert.absolute_path`): a relative path would depend on the working
+directory of whatever started popkeep (cron, a systemd timer, a shell).
 """
 
 from __future__ import annotations
 
 import os
-import shlex
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from popkeep.config import convert as cv
+from popkeep.config.connection import CONNECTION_KEYS, PASSWORD_KEYS, connection
 from popkeep.config.convert import Keys, Where
 from popkeep.config.schema import (
     AccountConfig,
     AuthMode,
     Config,
+    Connection,
     MaildirSinkConfig,
     SinkConfig,
     StateConfig,
-    TLSMode,
 )
-from popkeep.config.secrets import SecretSource
 from popkeep.errors import ConfigError
 from popkeep.model import RetentionPolicy
 
@@ -47,11 +49,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-_TLS_MODES: tuple[TLSMode, ...] = ("implicit", "starttls", "none")
 _AUTH_MODES: tuple[AuthMode, ...] = ("auto", "user", "apop", "plain")
-#: RFC 8314 §7.1 (995, POP3 over TLS); RFC 1939 §3 (110; STLS per RFC 2595 §4).
-_POP3_PORTS: Mapping[TLSMode, int] = {"implicit": 995, "starttls": 110, "none": 110}
-_PASSWORD_KEYS = ("password", "password_command", "password_env")
 _MB = 1000**2
 
 
@@ -77,76 +75,10 @@ class _Context:
 # --------------------------------------------------------------------------- accounts
 
 _ACCOUNT_KEYS = frozenset({
-    "name", "host", "port", "tls", "ca_file", "tls_fingerprint", "user", *_PASSWORD_KEYS,
-    "auth", "sinks", "delete_after", "server_quota", "high_water", "low_water",
-    "max_message_size", "timeout", "connect_timeout", "session_timeout", "pipeline", "enabled",
+    "name", *CONNECTION_KEYS, "auth", "sinks", "delete_after", "server_quota", "high_water",
+    "low_water", "max_message_size", "timeout", "connect_timeout", "session_timeout", "pipeline",
+    "enabled",
 })  # fmt: skip
-
-
-class _Connection(NamedTuple):
-    host: str
-    port: int
-    tls: TLSMode
-    ca_file: Path | None
-    tls_fingerprint: str | None
-    user: str
-    password: SecretSource
-
-
-def _connection(keys: Keys, ctx: _Context) -> _Connection:
-    """Server, TLS and credentials; the port defaults from ``tls`` (995, else 110)."""
-    tls = keys.get("tls", cv.choice(_TLS_MODES), _TLS_MODES[0])
-    if tls == "none":
-        ctx.warn(keys.where.key("tls"), '"none" sends the password and all mail unencrypted')
-        for key in ("ca_file", "tls_fingerprint"):
-            if keys.has(key):
-                keys.where.key(key).fail('has no effect with tls = "none"')
-    return _Connection(
-        host=keys.need("host", cv.to_host),
-        port=keys.get("port", cv.int_between(1, 65535), _POP3_PORTS[tls]),
-        tls=tls,
-        ca_file=keys.get("ca_file", cv.existing_file, None),
-        tls_fingerprint=keys.get("tls_fingerprint", cv.fingerprint, None),
-        user=keys.need("user", cv.to_string),
-        password=_password(keys, ctx),
-    )
-
-
-def _password(keys: Keys, ctx: _Context) -> SecretSource:
-    """Exactly one of ``password_command`` / ``password_env`` / ``password``."""
-    given = [key for key in _PASSWORD_KEYS if keys.has(key)]
-    if len(given) != 1:
-        got = " and ".join(given) if given else "none"
-        keys.where.fail(f"expected one of password_command, password_env or password, got {got}")
-    key = given[0]
-    where = keys.where.key(key)
-    value = keys.table[key]
-    if key == "password_command":
-        argv = cv.command(value, where)
-        return SecretSource("command", shlex.join(argv), str(where), argv=argv)
-    if key == "password_env":
-        return SecretSource("env", _env_name(value, where), str(where))
-    if not isinstance(value, str) or not value or cv.CONTROL.search(value):
-        # Never show() a password: say what is wrong with it, not what it is.
-        where.fail("expected a non-empty string without control characters or line breaks")
-    _check_private(where, ctx)
-    return SecretSource("literal", value, str(where))
-
-
-def _env_name(value: object, where: Where) -> str:
-    text = cv.to_string(value, where)
-    if not (text.replace("_", "a").isalnum() and text.isascii() and not text[0].isdigit()):
-        where.fail(f"expected an environment variable name like ISP_PASS, got {cv.show(text)}")
-    return text
-
-
-def _check_private(where: Where, ctx: _Context) -> None:
-    """A file holding a password must not be readable by group or others (mode 0600)."""
-    if ctx.file_mode is not None and ctx.file_mode & 0o077:
-        where.fail(
-            f"the file holds a password but its mode is {ctx.file_mode & 0o777:04o}; "
-            f"run chmod 600 {ctx.source}, or use password_command / password_env"
-        )
 
 
 def _account(
@@ -156,16 +88,10 @@ def _account(
         where.fail(f"expected a table, got {cv.show(table)}")
     name = Keys(table, where, table).need("name", cv.to_name)
     keys = Keys(table, Where.at(ctx.source, f'account "{name}"'), _ACCOUNT_KEYS)
-    conn = _connection(keys, ctx)
-    return AccountConfig(
+    _check_table(table, keys.where, ctx)
+    account = AccountConfig(
         name=name,
-        host=conn.host,
-        port=conn.port,
-        tls=conn.tls,
-        ca_file=conn.ca_file,
-        tls_fingerprint=conn.tls_fingerprint,
-        user=conn.user,
-        password=conn.password,
+        server=connection(keys, "pop3"),
         auth=keys.get("auth", cv.choice(_AUTH_MODES), _AUTH_MODES[0]),
         sinks=_account_sinks(keys, sinks),
         retention=_retention(keys),
@@ -176,6 +102,8 @@ def _account(
         pipeline=keys.get("pipeline", cv.int_between(1, 1024), 64),
         enabled=keys.get("enabled", cv.to_bool, True),
     )
+    _check_record(account, keys.where, ctx)
+    return account
 
 
 def _account_sinks(keys: Keys, sinks: Mapping[str, SinkConfig]) -> tuple[str, ...]:
@@ -270,19 +198,66 @@ def _sink(table: object, where: Where, ctx: _Context) -> SinkConfig:
         where.key("type").fail(
             f'unknown sink type "{kind}"{cv.suggest(kind, SINK_TYPES, "known types")}'
         )
+    _check_table(table, where, ctx)
     sink = SINK_TYPES[kind](table, str(where))
-    _check_sink_secrets(sink, where, ctx)
+    _check_record(sink, where, ctx)
     return sink
 
 
-def _check_sink_secrets(sink: SinkConfig, where: Where, ctx: _Context) -> None:
-    """The rules every sink shares: inline passwords need a private file; warn on tls none."""
-    for name in sink._fields:
-        value = getattr(sink, name)
-        if isinstance(value, SecretSource) and value.kind == "literal":
-            _check_private(where.key(name), ctx)
-    if getattr(sink, "tls", None) == "none":
+# --------------------------------------------------------------------------- rules of the file
+
+#: Keys that say where a secret comes from or name a command popkeep runs: a file
+#: holding any of them must not be writable by group or others, who could point
+#: the command elsewhere or send the password to their own server.
+_GUARDED_KEYS = (*PASSWORD_KEYS, "oauth_token_command", "token_file", "command")
+
+#: What a record needs installed, by its class name: (module, extra), or None.
+_EXTRAS: Mapping[str, Callable[[Any], tuple[str, str] | None]] = {
+    "ImapSinkConfig": lambda _: ("imapclient", "imap"),
+    "GmailSinkConfig": lambda sink: ("google.auth", "gmail") if sink.token_file else None,
+}
+
+
+def _check_table(table: Mapping[str, object], where: Where, ctx: _Context) -> None:
+    """The file's mode against what the table names (see :data:`_GUARDED_KEYS`)."""
+    if ctx.file_mode is None:
+        return
+    mode = ctx.file_mode & 0o777
+    if "password" in table and mode & 0o077:
+        where.key("password").fail(
+            f"the file holds a password but its mode is {mode:04o}; "
+            f"run chmod 600 {ctx.source}, or use password_command / password_env"
+        )
+    guarded = [key for key in _GUARDED_KEYS if key in table]
+    if guarded and mode & 0o022:
+        what = "a command popkeep runs" if guarded[0] == "command" else "where a secret comes from"
+        where.key(guarded[0]).fail(
+            f"the file says {what} but group or others may write it (mode {mode:04o}); "
+            f"run chmod go-w {ctx.source}"
+        )
+
+
+def _check_record(record: Any, where: Where, ctx: _Context) -> None:
+    """Rules every account and sink shares: warn on ``tls = "none"``; its extra installed."""
+    server = getattr(record, "server", None)
+    if isinstance(server, Connection) and server.tls == "none" and server.secret is not None:
         ctx.warn(where.key("tls"), '"none" sends the password and all mail unencrypted')
+    need = _EXTRAS.get(type(record).__name__, lambda _: None)(record)
+    if need is not None and not _installed(need[0]):
+        where.fail(
+            f"needs the Python package {need[0].split('.')[0]}, which is not installed: "
+            f"pip install 'popkeep[{need[1]}]'"
+        )
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (only its parent package)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 # --------------------------------------------------------------------------- state & file

@@ -25,6 +25,7 @@ __all__ = [
     "AccountConfig",
     "AuthMode",
     "Config",
+    "Connection",
     "MaildirSinkConfig",
     "SinkConfig",
     "StateConfig",
@@ -39,6 +40,25 @@ TLSMode = Literal["implicit", "starttls", "none"]
 #: ``auto`` picks the best the server offers: SASL PLAIN (RFC 5034) when
 #: advertised, else USER/PASS (RFC 1939 §7); ``apop`` is RFC 1939 §7 APOP.
 AuthMode = Literal["auto", "user", "apop", "plain"]
+
+
+class Connection(NamedTuple):
+    """How to reach one server and prove who we are: the record accounts and the
+    IMAP and LMTP sinks share (one converter, :func:`popkeep.config.connection.connection`).
+
+    ``tls_fingerprint`` is 64 lower-case hex digits (SHA-256 of the leaf
+    certificate), without colons. ``user`` and ``secret`` are None where the
+    protocol needs no login (LMTP); ``secret`` says where the password or token
+    comes from and is resolved only when a session opens.
+    """
+
+    host: str
+    port: int
+    tls: TLSMode
+    ca_file: Path | None = None
+    tls_fingerprint: str | None = None
+    user: str | None = None
+    secret: SecretSource | None = None
 
 
 class StateConfig(NamedTuple):
@@ -82,18 +102,12 @@ class MaildirSinkConfig(NamedTuple):
 class AccountConfig(NamedTuple):
     """One POP3 mailbox to collect from, and what to leave on its server.
 
-    Durations are float seconds; sizes are octets. ``tls_fingerprint`` is 64
-    lower-case hex digits (SHA-256 of the leaf certificate), without colons.
+    Durations are float seconds; sizes are octets. ``server.user`` and
+    ``server.secret`` are always set for an account.
     """
 
     name: str
-    host: str
-    port: int
-    tls: TLSMode
-    ca_file: Path | None
-    tls_fingerprint: str | None
-    user: str
-    password: SecretSource
+    server: Connection
     auth: AuthMode
     sinks: tuple[str, ...]
     retention: RetentionPolicy

@@ -128,7 +128,7 @@ class ImapSink:
         self._clock = clock or SystemClock()
         self._client: Any = None
         self._folder = config.folder  #: as the server spells it, set by open()
-        self._where = f"sink {config.name} ({config.host}:{config.port})"
+        self._where = f"sink {config.name} ({config.server.host}:{config.server.port})"
 
     # -- session ------------------------------------------------------------
 
@@ -141,15 +141,19 @@ class ImapSink:
         return await asyncio.to_thread(self._resolve_secret)
 
     def _resolve_secret(self) -> str:
-        source = self.config.password if self.config.auth == "password" else self.config.oauth_token
+        source = self.config.server.secret
         if source is None:
             raise ConfigError(f"{self._where}: no password or token configured")
         return source.resolve()
 
     def _tls_context(self) -> ssl.SSLContext:
-        from popkeep.transport.tcp import system_ca_dir  # the POP3 side's choice of CAs
+        from popkeep.transport.base import TLSSettings
+        from popkeep.transport.tcp import system_ca_dir, tls_context  # as for POP3
 
-        cafile = str(self.config.ca_file) if self.config.ca_file else None
+        if self.config.server.tls_fingerprint:
+            server = self.config.server
+            return tls_context(TLSSettings(server.host, server.ca_file, server.tls_fingerprint))
+        cafile = str(self.config.server.ca_file) if self.config.server.ca_file else None
         try:
             return ssl.create_default_context(
                 cafile=cafile, capath=None if cafile else system_ca_dir()
@@ -160,11 +164,11 @@ class ImapSink:
     def _connect(self, secret: str) -> None:
         if self._client is not None:
             return
-        config = self.config
-        context = None if config.tls == "none" else self._tls_context()
+        config, server = self.config, self.config.server
+        context = None if server.tls == "none" else self._tls_context()
         with _translated(self._where):
             client = imapclient.IMAPClient(
-                config.host, config.port, ssl=config.tls == "implicit",
+                server.host, server.port, ssl=server.tls == "implicit",
                 ssl_context=context, timeout=config.timeout,
             )
             try:
@@ -176,20 +180,34 @@ class ImapSink:
         self._client = client
 
     def _secure_and_login(self, client: Any, context: ssl.SSLContext | None, secret: str) -> None:
-        config = self.config
-        if config.tls == "starttls":
+        config, server = self.config, self.config.server
+        user = server.user or ""
+        if server.tls == "starttls":
             # RFC 3501 §6.2.1; capabilities are re-read after the handshake (§6.2.1).
             if not client.has_capability("STARTTLS"):
                 raise SecurityError(f"{self._where}: server does not offer STARTTLS")
             client.starttls(context)
+        self._check_pin(client)
         if config.auth == "password":
-            client.login(config.user, secret)
+            client.login(user, secret)
         elif config.auth == "xoauth2":
-            client.sasl_login("XOAUTH2", _sasl(xoauth2_string(config.user, secret)))
+            client.sasl_login("XOAUTH2", _sasl(xoauth2_string(user, secret)))
         else:
-            initial = oauthbearer_string(config.user, secret, config.host, config.port)
+            initial = oauthbearer_string(user, secret, server.host, server.port)
             client.sasl_login("OAUTHBEARER", _sasl(initial))
-        logger.debug("%s: logged in as %s", self._where, config.user)
+        logger.debug("%s: logged in as %s", self._where, user)
+
+    def _check_pin(self, client: Any) -> None:
+        """With ``tls_fingerprint``, the leaf certificate's SHA-256 must match it before
+        the password is sent (the pin replaces CA verification, as for POP3)."""
+        pin = self.config.server.tls_fingerprint
+        if not pin:
+            return
+        der = client.socket().getpeercert(binary_form=True)
+        got = hashlib.sha256(der or b"").hexdigest()
+        if got != pin:
+            raise TLSError(f"{self._where}: certificate fingerprint sha256:{got} "
+                           "does not match the pin")
 
     def _server_folder(self, client: Any) -> str:
         """``folder`` with ``/`` replaced by the server's hierarchy delimiter (RFC 3501 §6.3.8)."""

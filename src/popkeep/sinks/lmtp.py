@@ -94,10 +94,11 @@ class LmtpSink:
     def _connect(self) -> smtplib.LMTP:
         if self._client is not None:
             return self._client
-        target = str(self.config.socket) if self.config.socket else str(self.config.host)
+        server = self.config.server
+        target = str(self.config.socket) if server is None else server.host
         with _translated(f"{self._where}: connect to {target}"):
             client = smtplib.LMTP(timeout=self.config.timeout)
-            code, text = client.connect(target, self.config.port)
+            code, text = client.connect(target, 0 if server is None else server.port)
             if code != 220:  # RFC 5321 §4.2: the greeting
                 client.close()
                 raise _classify(code, text.decode("utf-8", "replace"), self._where)

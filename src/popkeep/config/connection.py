@@ -1,0 +1,116 @@
+"""The one converter of a server connection: host, port, TLS, trust, user, secret.
+
+Owns: turning the connection keys of an ``[[account]]``, an ``imap`` sink or an
+``lmtp`` sink into a :class:`~popkeep.config.schema.Connection`, with the same
+words, defaults and errors everywhere: ``tls`` (``implicit`` / ``starttls`` /
+``none``), the port defaulting from ``tls``, ``ca_file`` (an existing file),
+``tls_fingerprint`` (a SHA-256 pin), ``user`` and exactly one secret source
+(``password_command``, ``password_env`` or ``password``). Must not: resolve a
+secret, read a file other than checking that ``ca_file`` exists, or know the
+rules that depend on the config file itself (its mode: ``load`` applies those).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+
+from popkeep.config import convert as cv
+from popkeep.config.convert import Keys, Where
+from popkeep.config.schema import Connection, TLSMode
+from popkeep.config.secrets import SecretSource
+
+__all__ = [
+    "CONNECTION_KEYS",
+    "PASSWORD_KEYS",
+    "TLS_MODES",
+    "TLS_PORTS",
+    "connection",
+    "password",
+]
+
+TLS_MODES: tuple[TLSMode, ...] = ("implicit", "starttls", "none")
+PASSWORD_KEYS = ("password", "password_command", "password_env")
+#: Every key :func:`connection` may read (a table's own keys come on top).
+CONNECTION_KEYS = ("host", "port", "tls", "ca_file", "tls_fingerprint", "user", *PASSWORD_KEYS)
+
+#: The default port of each protocol by ``tls``: RFC 8314 §7.1 (995 POP3S, 993 IMAPS),
+#: RFC 1939 §3 (110, STLS per RFC 2595 §4), RFC 3501 §2.1 (143), RFC 2033 §1 (LMTP
+#: has no assigned port; 24 is the usual one).
+TLS_PORTS: Mapping[str, Mapping[TLSMode, int]] = {
+    "pop3": {"implicit": 995, "starttls": 110, "none": 110},
+    "imap": {"implicit": 993, "starttls": 143, "none": 143},
+    "lmtp": {"implicit": 24, "starttls": 24, "none": 24},
+}
+
+
+def connection(
+    keys: Keys,
+    protocol: str,
+    *,
+    modes: tuple[TLSMode, ...] = TLS_MODES,
+    default_tls: TLSMode = "implicit",
+    login: bool = True,
+    secret: bool = True,
+) -> Connection:
+    """The connection keys of ``keys`` → :class:`Connection`.
+
+    ``modes`` are the ``tls`` words this protocol supports, ``default_tls`` the
+    one used when ``tls`` is absent. With ``login``, ``user`` is required; with
+    ``secret`` too, exactly one of the password keys is (a caller whose secret
+    may come from elsewhere, like an OAuth token, passes ``secret=False`` and
+    reads :func:`password` itself). ``ca_file`` and ``tls_fingerprint`` have no
+    effect, and are refused, with ``tls = "none"``.
+    """
+    tls = keys.get("tls", cv.choice(modes), default_tls)
+    if tls == "none":
+        for key in ("ca_file", "tls_fingerprint"):
+            if keys.has(key):
+                keys.where.key(key).fail('has no effect with tls = "none"')
+    return Connection(
+        host=keys.need("host", cv.to_host),
+        port=keys.get("port", cv.int_between(1, 65535), TLS_PORTS[protocol][tls]),
+        tls=tls,
+        ca_file=keys.get("ca_file", cv.existing_file, None),
+        tls_fingerprint=keys.get("tls_fingerprint", cv.fingerprint, None),
+        user=keys.need("user", cv.to_string) if login else None,
+        secret=password(keys, required=True) if login and secret else None,
+    )
+
+
+def password(keys: Keys, *, required: bool) -> SecretSource | None:
+    """At most one (with ``required``: exactly one) of the password keys → SecretSource."""
+    given = [key for key in PASSWORD_KEYS if keys.has(key)]
+    if len(given) > 1 or (required and not given):
+        got = " and ".join(given) if given else "none"
+        keys.where.fail(f"expected one of password_command, password_env or password, got {got}")
+    if not given:
+        return None
+    key = given[0]
+    where = keys.where.key(key)
+    value = keys.table[key]
+    if key == "password_command":
+        argv = cv.command(value, where)
+        return SecretSource("command", shlex.join(argv), str(where), argv=argv)
+    if key == "password_env":
+        return SecretSource("env", _env_name(value, where), str(where))
+    if not isinstance(value, str) or not value or cv.CONTROL.search(value):
+        # Never show() a password: say what is wrong with it, not what it is.
+        where.fail("expected a non-empty string without control characters or line breaks")
+    return SecretSource("literal", value, str(where))
+
+
+def command_secret(keys: Keys, key: str) -> SecretSource | None:
+    """A token command (``oauth_token_command``) → SecretSource, or None when absent."""
+    if not keys.has(key):
+        return None
+    where = keys.where.key(key)
+    argv = cv.command(keys.table[key], where)
+    return SecretSource("command", shlex.join(argv), str(where), argv=argv)
+
+
+def _env_name(value: object, where: Where) -> str:
+    text = cv.to_string(value, where)
+    if not (text.replace("_", "a").isalnum() and text.isascii() and not text[0].isdigit()):
+        where.fail(f"expected an environment variable name like ISP_PASS, got {cv.show(text)}")
+    return text
