@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from popkeep.cli import main
+from popkeep.config.schema import Connection
 from popkeep.config.secrets import SecretSource
 from popkeep.config.sink_types import ImapSinkConfig
 from popkeep.errors import MessageRefused
@@ -75,12 +76,9 @@ def stored(dovecot: Dovecot, user: str, folder: str = "INBOX") -> list[bytes]:
 
 
 def sink_config(dovecot: Dovecot, front: ImapFront, user: str, **kw: Any) -> ImapSinkConfig:
-    values: dict[str, Any] = {
-        "name": "central", "host": "127.0.0.1", "port": front.port, "tls": "none",
-        "user": user, "password": SecretSource("literal", dovecot.password), "folder": "INBOX",
-    }
-    values.update(kw)
-    return ImapSinkConfig(**values)
+    server = Connection("127.0.0.1", front.port, "none", user=user,
+                        secret=SecretSource("literal", dovecot.password))
+    return ImapSinkConfig(name="central", server=server, folder="INBOX", **kw)
 
 
 def sink_toml(dovecot: Dovecot, front: ImapFront, user: str) -> str:
