@@ -138,10 +138,17 @@ def _sqlite_path(config: Config) -> Path:
     return config.state.path or default_state_path(os.environ)
 
 
-def open_store(config: Config) -> StateStore:
+def open_store(config: Config, *, read_only: bool = False) -> StateStore:
+    """The configured store (raises ConfigError / StateError); see :func:`open_store_at`."""
+    return open_store_at(_sqlite_path(config), read_only=read_only)
+
+
+def open_store_at(path: Path, *, read_only: bool = False) -> StateStore:
+    """The SQLite store in the file at ``path``. ``read_only``: the file must exist
+    and is never created, migrated or written (``popkeep plan --from-state``)."""
     from popkeep.state.sqlite import SQLiteStore
 
-    return SQLiteStore.open(_sqlite_path(config))
+    return SQLiteStore.open(path, read_only=read_only)
 
 
 def open_locks(config: Config) -> AccountLocks:

@@ -233,3 +233,35 @@ def test_measure_needs_history() -> None:
         measure([])
     one = measure([HistoryRecord(datetime(2027, 1, 1, tzinfo=UTC), 4000, True)])
     assert one.mail.per_day == 1.0 and one.mail.size_sigma == 0.0 and one.server_usage == 4000
+
+
+def _usage(result: Any) -> int:
+    assert result.exit_code == 0, result.output
+    return int(json.loads(result.output)["scenario"]["initial_usage"])
+
+
+def test_from_state_reads_the_configured_state_path(story: Path, tmp_path: Path) -> None:
+    """``-c CONFIG`` (or $POPKEEP_CONFIG) decides the database, as for every command;
+    without any config, the default database is read."""
+    from ..integration.helpers import write_config
+
+    (tmp_path / "conf").mkdir()
+    config = write_config(tmp_path / "conf", port=1, user="u", password="p")
+    make_state(tmp_path / "conf" / "state.db",
+               [("isp", "u1", 4000, "delivered", "2027-01-01T10:00:00+00:00")])  # fmt: skip
+    xdg = tmp_path / "xdg"
+    (xdg / "data" / "popkeep").mkdir(parents=True)
+    make_state(xdg / "data" / "popkeep" / "state.db",
+               [("isp", "u1", 777, "delivered", "2027-01-01T10:00:00+00:00")])  # fmt: skip
+    env: dict[str, str | None] = {
+        "XDG_DATA_HOME": str(xdg / "data"), "XDG_CONFIG_HOME": str(xdg / "config"),
+        "POPKEEP_CONFIG": None,
+    }  # fmt: skip
+    plan = ["plan", str(story), "--from-state", "--json"]
+    runner = CliRunner()
+    assert _usage(runner.invoke(cli, ["-c", str(config), *plan], env=env)) == 4000
+    named = {**env, "POPKEEP_CONFIG": str(config)}
+    assert _usage(runner.invoke(cli, plan, env=named)) == 4000
+    assert _usage(runner.invoke(cli, plan, env=env)) == 777  # no config: the default database
+    missing = runner.invoke(cli, ["-c", str(tmp_path / "nope.toml"), *plan], env=env)
+    assert missing.exit_code == 78

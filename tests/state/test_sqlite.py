@@ -277,3 +277,31 @@ def test_an_account_lock_dies_with_its_holder(tmp_path: Path) -> None:
     with FileLocks(db).lock("isp") as held:
         assert held is True
     assert not db.exists()
+
+
+# -- read-only (popkeep plan --from-state) ----------------------------------------------
+
+
+def test_read_only_never_creates_a_database(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="no state database"):
+        SQLiteStore.open(tmp_path / "none" / "state.db", read_only=True)
+    assert not (tmp_path / "none").exists()
+
+
+def test_read_only_reads_and_never_writes_or_migrates(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as conn:  # an old database: schema 1 only
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute("INSERT INTO messages (account, uid, size, state, first_retrieved_at)"
+                     " VALUES ('a', 'u1', 10, 'delivered', '2027-01-01T00:00:00+00:00')")
+    conn.close()
+    store = SQLiteStore.open(path, read_only=True)
+    try:
+        assert [r.size for r in store.delivered_history("a")] == [10]
+        with pytest.raises(StateError):
+            store.record_delivered("a", [Delivered("u2", "0" * 64, 5, ())], ["m"], T0)
+        assert store.schema_version == 1
+    finally:
+        store.close()

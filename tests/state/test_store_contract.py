@@ -14,7 +14,7 @@ import pytest
 
 from popkeep.errors import StateError
 from popkeep.model import MessageState, Receipt, RunSummary
-from popkeep.state.base import AccountTotals, Delivered, Intent, StateStore
+from popkeep.state.base import AccountTotals, Delivered, DeliveredRecord, Intent, StateStore
 from popkeep.state.sqlite import SQLiteStore
 
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
@@ -232,6 +232,29 @@ def test_account_totals(store: StateStore) -> None:
     assert store.account_totals("a") == AccountTotals(
         messages=6, delivered=5, on_server=4, on_server_bytes=400, deleted=1, gone=1
     )
+
+
+def test_delivered_history_is_every_message_ever_delivered(store: StateStore) -> None:
+    """What ``popkeep plan --from-state`` measures: delivered ones, wherever they are now."""
+    t1 = T0 + timedelta(days=1)
+    store.record_delivered("a", [delivered(f"u{i}") for i in range(4)], SINKS, T0)
+    store.record_delivered("a", [delivered("late")], SINKS, t1)
+    store.record_delivered("a", [delivered("partial", ("imap",))], SINKS, T0)  # never delivered
+    store.record_delivered("b", [delivered("other")], SINKS, T0)
+    store.mark_delete_pending("a", ["u0"], t1)
+    store.mark_deleted("a", ["u1"], t1)
+    store.mark_gone("a", ["u2"], t1)
+    history = sorted(store.delivered_history("a"))
+    assert history == sorted([
+        DeliveredRecord(T0, 100, True),  # u0: delete pending, still in the maildrop
+        DeliveredRecord(T0, 100, False),  # u1: deleted
+        DeliveredRecord(T0, 100, False),  # u2: gone
+        DeliveredRecord(T0, 100, True),  # u3
+        DeliveredRecord(t1, 100, True),  # late
+    ])  # fmt: skip
+    assert all(r.first_retrieved_at.tzinfo is not None for r in history)
+    assert len(store.delivered_history()) == 6
+    assert store.delivered_history("nobody") == []
 
 
 def test_naive_datetime_is_refused(store: StateStore) -> None:

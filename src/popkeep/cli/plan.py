@@ -1,9 +1,11 @@
 """``popkeep plan``: which device misses which message, and what retention avoids it.
 
 Owns: reading the scenario file (and, with ``--from-state``, the state store,
-read-only), applying the quick-use flags, reading today's date, and printing the
-plan as text, JSON or a picture. Must not: simulate or decide anything itself
-(``popkeep.planner`` does, purely).
+read-only, through ``app``: ``--state PATH``, else the ``[state]`` of the config
+that ``-c``/``$POPKEEP_CONFIG`` names or that exists at the default place, else the
+default database), applying the quick-use flags, reading today's date, and
+printing the plan as text, JSON or a picture. Must not: simulate or decide
+anything itself (``popkeep.planner`` does, purely), or read the database itself.
 """
 
 from __future__ import annotations
@@ -11,25 +13,25 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from popkeep.cli.common import fail
-from popkeep.errors import ConfigError, PopkeepError, StateError
+from popkeep.cli.common import fail, resolve_config_path
+from popkeep.errors import ConfigError, PopkeepError
 from popkeep.planner.history import HistoryRecord, measure
 from popkeep.planner.render import render
 from popkeep.planner.report import build_plan, to_json
 from popkeep.planner.scenario import read_scenario, scenario_from_dict
 
+if TYPE_CHECKING:
+    from popkeep.state.base import StateStore
+
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
-
-_ON_SERVER = ("seen", "delivered", "delete_pending")
 
 
 def _scenario_options(func: F) -> F:
@@ -57,7 +59,8 @@ def _scenario_options(func: F) -> F:
 @click.option("--from-state", is_flag=True,
               help="Measure the mail rate, sizes and server usage from popkeep's state store.")
 @click.option("--state", "state_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="The state database (default: ~/.local/share/popkeep/state.db).")
+              help="The state database (default: the config's [state] path, else "
+                   "~/.local/share/popkeep/state.db).")
 @click.option("--account", help="With --from-state: only this account's history.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the plan as JSON (schema popkeep.plan/1).")
@@ -72,7 +75,7 @@ def plan(
         raw = read_scenario(scenario) if scenario is not None else {}
         apply_flags(raw, flags)
         if from_state:
-            apply_history(raw, state_path or _default_state_path(), account)
+            apply_history(raw, read_history(state_path, account))
         sc = scenario_from_dict(raw, date.today(), str(scenario or "plan"))
         result = build_plan(sc)
         if plot is not None:
@@ -87,12 +90,6 @@ def plan(
         click.echo(render(result), nl=False)
         if plot is not None:
             click.echo(f"\nPlot written to {plot}.")
-
-
-def _default_state_path() -> Path:
-    from popkeep.config import default_state_path
-
-    return default_state_path(os.environ)
 
 
 def apply_flags(raw: dict[str, Any], flags: dict[str, Any]) -> None:
@@ -126,9 +123,9 @@ def _set_device(raw: dict[str, Any], device: dict[str, Any]) -> None:
     raw["device"] = devices
 
 
-def apply_history(raw: dict[str, Any], path: Path, account: str | None) -> None:
-    """Replace the mail model by the one measured from the state store at ``path``."""
-    measured = measure(read_history(path, account))
+def apply_history(raw: dict[str, Any], history: list[HistoryRecord]) -> None:
+    """Replace the mail model by the one measured from ``history``."""
+    measured = measure(history)
     mail = measured.mail
     raw["mail"] = {"per_day": mail.per_day, "mean_size": mail.mean_size,
                    "size_sigma": mail.size_sigma}  # fmt: skip
@@ -137,28 +134,26 @@ def apply_history(raw: dict[str, Any], path: Path, account: str | None) -> None:
     log.info("measured %.1f messages/day over %.0f days", mail.per_day, measured.days)
 
 
-def read_history(path: Path, account: str | None) -> list[HistoryRecord]:
-    """Every delivered message's (first_retrieved_at, size, on server), read-only."""
-    if not path.is_file():
-        raise StateError(f"{path}: no state database here (use --state PATH)")
-    query = (
-        "SELECT first_retrieved_at, size, state FROM messages"
-        " WHERE first_retrieved_at IS NOT NULL"
-    )
-    params: tuple[str, ...] = ()
-    if account is not None:
-        query += " AND account = ?"
-        params = (account,)
+def read_history(path: Path | None, account: str | None) -> list[HistoryRecord]:
+    """Every delivered message's (first_retrieved_at, size, on server), read from the
+    state store at ``path`` (or the configured one, see the module docstring)."""
+    from popkeep import app
+
+    store = app.open_store_at(path, read_only=True) if path else _configured_store()
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            rows = conn.execute(query, params).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise StateError(f"{path}: cannot read the messages table: {exc}") from exc
-    try:
-        return [HistoryRecord(datetime.fromisoformat(at), int(size), state in _ON_SERVER)
-                for at, size, state in rows]  # fmt: skip
-    except (TypeError, ValueError) as exc:
-        raise StateError(f"{path}: unexpected data in the messages table: {exc}") from exc
+        return [HistoryRecord(*record) for record in store.delivered_history(account)]
+    finally:
+        store.close()
+
+
+def _configured_store() -> StateStore:
+    """The store of the config ``-c`` or ``$POPKEEP_CONFIG`` names (which must load),
+    else of the default config if there is one, else the default database."""
+    from popkeep import app
+    from popkeep.config.load import default_config_path, default_state_path, load_config
+
+    config_path = resolve_config_path(None)
+    unnamed = {k: v for k, v in os.environ.items() if k != "POPKEEP_CONFIG"}
+    if config_path == default_config_path(unnamed) and not config_path.exists():
+        return app.open_store_at(default_state_path(os.environ), read_only=True)
+    return app.open_store(load_config(config_path), read_only=True)

@@ -48,6 +48,15 @@ class AccountTotals(NamedTuple):
     gone: int  #: vanished without us (another device)
 
 
+class DeliveredRecord(NamedTuple):
+    """One message ever delivered to every sink: what ``popkeep plan --from-state``
+    measures the mail rate, the sizes and the server usage from."""
+
+    first_retrieved_at: datetime
+    size: int
+    on_server: bool  #: seen, delivered or delete_pending: still in the maildrop
+
+
 class AccountLocks(Protocol):
     """One collector per mailbox: two sessions of one account could both deliver a
     message before either records it.
@@ -138,6 +147,11 @@ class StateStore(AccountLocks, Protocol):
 
     def runs(self, account: str | None = None, limit: int = 50) -> list[RunSummary]:
         """Most recent first."""
+        ...
+
+    def delivered_history(self, account: str | None = None) -> list[DeliveredRecord]:
+        """Every message ever delivered to all its sinks (first_retrieved_at set), of
+        ``account`` or of every account, in no particular order."""
         ...
 
     def accounts(self) -> list[str]:

@@ -27,7 +27,7 @@ from typing import Any
 
 from popkeep.errors import StateError
 from popkeep.model import MessageState, RunSummary, StoredMessage
-from popkeep.state.base import AccountTotals, Delivered, Intent
+from popkeep.state.base import AccountTotals, Delivered, DeliveredRecord, Intent
 from popkeep.state.filelock import FileLocks
 from popkeep.state.migrations import MIGRATIONS, SCHEMA_VERSION
 
@@ -89,12 +89,16 @@ class SQLiteStore:
     # -- lifecycle ----------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path) -> SQLiteStore:
+    def open(cls, path: Path, *, read_only: bool = False) -> SQLiteStore:
         """Open (creating if missing, directories 0700, file 0600) and migrate.
 
+        ``read_only`` (``popkeep plan --from-state``): the file must exist; nothing is
+        created, migrated or written (a write raises StateError).
         Raises StateError if the file is not a database, is locked beyond the busy
         timeout, or carries a schema version newer than this popkeep knows.
         """
+        if read_only:
+            return cls._open_read_only(path)
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             if not path.exists():
@@ -111,6 +115,26 @@ class SQLiteStore:
         try:
             store._configure()
             store._migrate()
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    @classmethod
+    def _open_read_only(cls, path: Path) -> SQLiteStore:
+        if not path.is_file():
+            raise StateError(f"{path}: no state database here")
+        try:
+            conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False,
+            )  # fmt: skip
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {path}: cannot open: {exc}") from exc
+        store = cls(conn, path)
+        try:
+            with store._translate("read the schema version"):
+                store._check_version(int(conn.execute("PRAGMA user_version").fetchone()[0]))
         except BaseException:
             conn.close()
             raise
@@ -540,6 +564,24 @@ class SQLiteStore:
             )
             for acct, started, finished, *rest in rows
         ]
+
+    def delivered_history(self, account: str | None = None) -> list[DeliveredRecord]:
+        """Every message ever delivered to all its sinks (first_retrieved_at set), of
+        ``account`` or of all accounts, in no particular order."""
+        where = "" if account is None else " AND account = ?"
+        with self._reading("read the messages table") as conn:
+            rows = conn.execute(
+                "SELECT first_retrieved_at, size, state FROM messages"  # noqa: S608
+                f" WHERE first_retrieved_at IS NOT NULL{where}",
+                () if account is None else (account,),
+            ).fetchall()
+        try:
+            return [DeliveredRecord(datetime.fromisoformat(at), int(size), state in _ON_SERVER)
+                    for at, size, state in rows]  # fmt: skip
+        except (TypeError, ValueError) as exc:
+            raise StateError(
+                f"state database {self._path}: unexpected data in the messages table: {exc}"
+            ) from exc
 
     def accounts(self) -> list[str]:
         """Every account with messages or runs on record, sorted."""
