@@ -29,7 +29,7 @@ Tree::
     ├── ProtocolError               remote, account, retry
     │   ├── LocalProtocolError      local (we misused the codec: a bug)
     │   ├── RemoteProtocolError     the server broke RFC 1939
-    │   └── LimitExceeded           a line/response/session bound was hit
+    │   └── LimitExceeded           a line/listing/session/progress bound was hit
     ├── ServerError                 remote, account: an -ERR that ends the session
     │   ├── ServerBusy              retry: [IN-USE], [LOGIN-DELAY], [SYS/TEMP]
     │   └── ServerRefused           no retry: [SYS/PERM], unsupported command  exit 77
@@ -147,7 +147,7 @@ class RemoteProtocolError(ProtocolError):
 
 
 class LimitExceeded(RemoteProtocolError):
-    """A bound on line length, response size or session time was exceeded."""
+    """A bound on line length, listing size, session time or transfer rate was exceeded."""
 
 
 class ServerError(PopkeepError):

@@ -8,7 +8,10 @@ import json
 import time
 from collections.abc import Callable
 
+import pytest
+
 from popkeep.cli import main
+from popkeep.transport import tcp
 
 from .conftest import PASSWORD, Case
 
@@ -24,6 +27,22 @@ def test_endless_uidl_ends_in_one_line_error(hostile: Hostile) -> None:
     case.assert_failed_cleanly(code, err, "UIDL listing longer than 500000 lines")
     assert time.monotonic() - began < 60
     assert case.stored() == {} and case.server.mailbox.deleted == []
+    case.resume()
+
+
+def test_trickling_server_is_cut_by_the_progress_rule(
+    hostile: Hostile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 100 octets/s: every read succeeds within `timeout`, so before the progress rule
+    # only session_timeout (one hour by default; 30 s here) ended the run.
+    monkeypatch.setattr(tcp, "PROGRESS_WINDOW", 1.0, raising=False)
+    case = hostile(trickle_delay=0.01)
+    case.configure(extra='session_timeout = "30s"')
+    began = time.monotonic()
+    code, err = case.fetch()
+    case.assert_failed_cleanly(code, err, "too slow", "octets/s")
+    assert code == 75
+    assert time.monotonic() - began < 10
     case.resume()
 
 

@@ -40,7 +40,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from popkeep.errors import ConnectError, NetworkTimeout, TLSError, TransportError
+from popkeep.errors import ConnectError, LimitExceeded, NetworkTimeout, TLSError, TransportError
 from popkeep.transport.base import TLSInfo, TLSSettings
 
 if TYPE_CHECKING:
@@ -52,6 +52,51 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 READ_CHUNK = 256 << 10
+#: The progress rule (docs/guarantees.md): once a reply has begun, every
+#: PROGRESS_WINDOW seconds spent waiting for it must bring PROGRESS_MIN_RATE
+#: octets per second on average. Read at connect time (tests lower them).
+PROGRESS_MIN_RATE = 1024
+PROGRESS_WINDOW = 60.0
+
+
+class Progress:
+    """The progress rule of one stream: a minimum rate over a window of waiting.
+
+    An *exchange* runs from one write (a command) to the next. Its clock starts
+    with the first octet of the reply, so the server's thinking time before it
+    answers is left to the per-read timeout, and it runs only while the reader
+    waits for data, so time the client spends elsewhere (delivering) does not
+    count. Each time the clock passes a whole window, the octets received
+    since it started must average ``min_rate`` per second, else LimitExceeded:
+    a server that trickles or keeps stalling just short of the read timeout is
+    cut within one window, whatever the timeouts say.
+    """
+
+    __slots__ = ("checked", "got", "min_rate", "waited", "window")
+
+    def __init__(self, min_rate: float, window: float) -> None:
+        self.min_rate, self.window = min_rate, window
+        self.got = 0
+        self.waited = self.checked = 0.0
+
+    def restart(self) -> None:
+        """A new exchange begins (the client wrote a command)."""
+        self.got = 0
+        self.waited = self.checked = 0.0
+
+    def record(self, octets: int, waited: float) -> None:
+        """``octets`` were read after waiting ``waited`` seconds for them."""
+        if self.got:
+            self.waited += waited
+        self.got += octets
+        if self.waited - self.checked < self.window:
+            return
+        self.checked = self.waited
+        if self.got < self.min_rate * self.waited:
+            raise LimitExceeded(
+                f"the server is too slow: {self.got} octets in {self.waited:.0f} s of "
+                f"waiting, under the minimum of {self.min_rate:g} octets/s"
+            )
 
 
 @contextlib.contextmanager
@@ -294,9 +339,12 @@ def tls_info(ssl_object: ssl.SSLObject, settings: TLSSettings) -> TLSInfo:
 class TCPStream:
     """A :class:`Stream` over one TCP connection, optionally TLS (see the module docstring)."""
 
-    def __init__(self, sock: socket.socket, read_timeout: float) -> None:
+    def __init__(
+        self, sock: socket.socket, read_timeout: float, progress: Progress | None = None
+    ) -> None:
         self._sock = sock  # blocking mode; handed to the event loop's transport by _join_loop
         self._read_timeout = read_timeout
+        self._progress = progress or Progress(PROGRESS_MIN_RATE, PROGRESS_WINDOW)
         self._buffer = _Chunks()  # plaintext received, not yet read
         self._eof = False
         self._closed = False
@@ -338,18 +386,23 @@ class TCPStream:
     # -- Stream ---------------------------------------------------------------------------
 
     async def read(self, max_bytes: int, timeout: float) -> bytes:
-        """1..max_bytes bytes, ``b""`` at the end; NetworkTimeout after ``timeout`` s of silence."""
+        """1..max_bytes bytes, ``b""`` at the end; NetworkTimeout after ``timeout`` s of
+        silence, LimitExceeded when the reply breaks the progress rule (:class:`Progress`)."""
+        waited = 0.0
         if not self._buffer and not self._eof:
             await self._join_loop()
+            began = time.monotonic()
             with _map_errors("reading"):
                 if self._loop is not None:
                     await self._loop.fill(self, timeout)
                 else:
                     self._fill_blocking(timeout)
+            waited = time.monotonic() - began
         if self._buffer:
             data = self._buffer.take(max_bytes)
             if self._loop is not None:
                 self._loop.consumed(len(self._buffer))
+            self._progress.record(len(data), waited)
             return data
         error = self._error
         if error is not None:
@@ -372,6 +425,7 @@ class TCPStream:
         if self._closed or self._error is not None:
             raise TransportError("connection is closed")
         await self._join_loop()
+        self._progress.restart()
         raw = self._tls.encrypt(data) if self._tls is not None else data
         with _map_errors("writing"):
             if self._loop is not None:
@@ -463,8 +517,12 @@ async def open_tcp(
     tls: TLSSettings | None,
     connect_timeout: float,
     read_timeout: float,
+    progress: Progress | None = None,
 ) -> TCPStream:
     """Connect to ``host:port``; with ``tls``, handshake at once (implicit TLS, port 995).
+
+    ``progress``: the progress rule, by default :data:`PROGRESS_MIN_RATE` octets/s
+    over :data:`PROGRESS_WINDOW` seconds of waiting.
 
     Without a running event loop the connection is made with blocking calls (and
     this coroutine never suspends). Raises ConnectError, NetworkTimeout or TLSError
@@ -480,7 +538,7 @@ async def open_tcp(
 
             sock = await connect(host, port, connect_timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        stream = TCPStream(sock, read_timeout)
+        stream = TCPStream(sock, read_timeout, progress)
     if tls is not None:
         try:
             await stream._handshake(tls)
