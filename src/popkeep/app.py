@@ -82,9 +82,14 @@ SINK_BUILDERS: dict[str, SinkBuilder] = {
 
 
 def build_sink(cfg: SinkConfig) -> Sink:
+    """The sink for ``cfg``; CannotCreate (exit 73) first when a local path it must
+    create or write cannot be (:mod:`popkeep.config.paths`)."""
     builder = SINK_BUILDERS.get(type(cfg).__name__)
     if builder is None:
         raise ConfigError(f'sink "{cfg.name}": no implementation for {type(cfg).__name__}')
+    from popkeep.config.paths import check_sink_paths
+
+    check_sink_paths(cfg)
     return builder(cfg)
 
 

@@ -39,6 +39,8 @@ Tree::
     │   └── DeliveryRefused         no retry: the sink refused permanently
     │       └── MessageRefused      message: the sink refused this one message (too big …)
     ├── MessageError                remote, message: one message is skipped (too large …)
+    ├── CannotCreate                local,  account, no retry: a local path cannot be made or
+    │                               written (a file in the way, no permission, disk full) exit 73
     ├── StateError                  local,  fatal: the state store is unusable
     └── AlreadyRunning              local,  account, retry: another fetch holds the account
 """
@@ -57,6 +59,7 @@ EX_TEMPFAIL = 75
 EX_CONFIG = 78
 EX_SOFTWARE = 70
 EX_NOPERM = 77
+EX_CANTCREAT = 73
 
 
 def printable(text: str) -> str:
@@ -226,6 +229,16 @@ class MessageError(PopkeepError):
 
     scope: ClassVar[Scope] = "message"
     blame: ClassVar[Blame] = "remote"
+
+
+class CannotCreate(PopkeepError):
+    """A local file or directory popkeep must create or write cannot be: a file where a
+    directory should be, no permission, a read-only or full file system (sysexits.h
+    EX_CANTCREAT). Not retried: the next run would fail the same way until the user acts.
+    Nothing is deleted on the server."""
+
+    exit_code = EX_CANTCREAT
+    hint = "fix the path or its permissions, or free disk space; nothing was deleted"
 
 
 class StateError(PopkeepError):

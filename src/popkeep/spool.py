@@ -13,6 +13,8 @@ start their way to disk while the rest downloads. When every sink stores LF
 (``LfCopy.only``), a spilled message is not spooled in its network form at all:
 writing it, and freeing 200 MB of file afterwards, was a third of the time a
 200 MB message took.
+A spool file that cannot be made or written (a full disk) is a
+:class:`~popkeep.errors.CannotCreate` (exit 73), one line, never an ``OSError``.
 Must not: parse the message, or build any path from server data.
 """
 
@@ -21,8 +23,11 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
+
+from popkeep.errors import CannotCreate
 
 DEFAULT_SPILL_AT = 4 << 20
 CHUNK = 1 << 20
@@ -101,6 +106,25 @@ class SpoolWriter:
         self._lf = LfConverter()
 
     def write(self, chunk: bytes) -> None:
+        """Add ``chunk``. CannotCreate when the spool file cannot be made or written
+        (a full disk, no permission): one line, never an OSError traceback."""
+        with self._spooling():
+            self._write(chunk)
+
+    @contextmanager
+    def _spooling(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            self.discard()
+            where = self._dir or (self._lf_copy.directory if self._lf_copy else None)
+            place = where if where is not None else "the temporary directory ($TMPDIR)"
+            raise CannotCreate(
+                f"cannot spool a message of {self._size} octets so far to {place}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+
+    def _write(self, chunk: bytes) -> None:
         self._hash.update(chunk)
         self._size += len(chunk)
         if self._spilled:
@@ -147,6 +171,11 @@ class SpoolWriter:
         return self._size
 
     def finish(self) -> SpooledMessage:
+        """The whole message; CannotCreate like :meth:`write`."""
+        with self._spooling():
+            return self._finish()
+
+    def _finish(self) -> SpooledMessage:
         if self._spilled:
             if self._file is not None:
                 self._file.flush()
@@ -160,10 +189,11 @@ class SpoolWriter:
         return SpooledMessage(self._size, self._hash.hexdigest(), b"".join(self._parts), None)
 
     def discard(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        if self._lf_file is not None:
-            self._lf_file.close()
+        """Drop what was received; never raises (closing may flush to a full disk)."""
+        for file in (self._file, self._lf_file):
+            if file is not None:
+                with suppress(OSError):
+                    file.close()
         self._parts = []
 
 
