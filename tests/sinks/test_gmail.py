@@ -23,7 +23,13 @@ import pytest
 
 from popkeep.config.secrets import SecretSource
 from popkeep.config.sink_types import GmailSinkConfig, gmail_sink
-from popkeep.errors import AuthError, ConfigError, DeliveryError, DeliveryRefused
+from popkeep.errors import (
+    AuthError,
+    ConfigError,
+    DeliveryError,
+    DeliveryRefused,
+    MessageRefused,
+)
 from popkeep.sinks.base import Delivery, delivery_key
 from popkeep.sinks.gmail import GmailSink, write_private
 from popkeep.spool import SpooledMessage
@@ -47,6 +53,8 @@ class FakeGmail:
         self.failures: list[tuple[int, dict[str, Any]]] = []  # served before the real answer
         self.requests: list[dict[str, Any]] = []
         self.errors: list[str] = []  # request-shape violations seen by the server
+        self.stall_imports = 0  # imports stored, then answered only after `release`
+        self.release = threading.Event()
 
     def check(self, ok: bool, what: str) -> None:
         if not ok:
@@ -120,6 +128,9 @@ def make_handler(api: FakeGmail) -> type[BaseHTTPRequestHandler]:
             gmail_id = f"id{len(api.messages) + 1:04d}"
             api.messages[gmail_id] = raw
             labels = json.loads(meta.get_payload(decode=True))["labelIds"]
+            if api.stall_imports:
+                api.stall_imports -= 1
+                api.release.wait(10)  # stored; the answer comes after the client gave up
             self.reply(200, {"id": gmail_id, "threadId": gmail_id, "labelIds": labels})
 
         def do_GET(self) -> None:
@@ -181,14 +192,49 @@ def test_429_then_200_and_500_then_200(api: tuple[FakeGmail, str]) -> None:
                       (503, {"error": {"code": 503}})]
     assert [r.ref for r in asyncio.run(gmail.deliver([make()]))] == ["id0001"]
     imports = [r for r in state.requests if r["path"].endswith("/import")]
-    assert len(imports) == 4 and len(state.messages) == 1
+    # 429: not processed, sent again. 500: maybe processed: a search (answered 503,
+    # then retried) finds nothing, and only then the import is sent again.
+    assert len(imports) == 3 and len(state.messages) == 1
+    searches = [r for r in state.requests if r["path"].endswith("/messages")]
+    assert len(searches) == 2
+
+
+def test_import_answered_after_the_timeout_is_found_not_sent_twice(
+    api: tuple[FakeGmail, str]
+) -> None:
+    state, endpoint = api
+    gmail = sink(endpoint, timeout=0.5)
+    asyncio.run(gmail.open())
+    state.stall_imports = 1
+    try:
+        receipts = asyncio.run(gmail.deliver([make()]))
+    finally:
+        state.release.set()
+    assert [r.ref for r in receipts] == ["id0001"]
+    assert list(state.messages) == ["id0001"]  # one copy
+    assert len([r for r in state.requests if r["path"].endswith("/import")]) == 1
+
+
+def test_a_refused_import_carries_the_receipts_of_those_before_it(
+    api: tuple[FakeGmail, str]
+) -> None:
+    state, endpoint = api
+    gmail = sink(endpoint)
+    asyncio.run(gmail.open())
+    first = make()
+    second = make(MESSAGE.replace(b"abc.123", b"abc.456"))
+    state.failures = [(200, {"id": "id0001"}),
+                      (400, {"error": {"code": 400, "message": "Invalid message"}})]
+    with pytest.raises(MessageRefused, match="HTTP 400") as info:
+        asyncio.run(gmail.deliver([first, second, make(MESSAGE + b"x")]))
+    assert [r.ref for r in info.value.delivered] == ["id0001"]
 
 
 def test_gives_up_after_max_retries(api: tuple[FakeGmail, str]) -> None:
     state, endpoint = api
     gmail = sink(endpoint, max_retries=2)
     asyncio.run(gmail.open())
-    state.failures = [(500, {})] * 3
+    state.failures = [(500, {})] * 20  # a search that cannot answer: never resent blindly
     with pytest.raises(DeliveryError, match="HTTP 500") as info:
         asyncio.run(gmail.deliver([make()]))
     assert type(info.value) is DeliveryError and state.messages == {}

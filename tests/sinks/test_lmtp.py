@@ -13,7 +13,7 @@ import pytest
 
 from popkeep.config.schema import Connection
 from popkeep.config.sink_types import LmtpSinkConfig, lmtp_sink
-from popkeep.errors import ConfigError, DeliveryError, DeliveryRefused
+from popkeep.errors import ConfigError, DeliveryError, DeliveryRefused, MessageRefused
 from popkeep.sinks.base import Delivery, delivery_key
 from popkeep.sinks.lmtp import LmtpSink, dot_stuffed
 from popkeep.spool import SpooledMessage
@@ -99,6 +99,8 @@ def test_connection_refused_is_temporary(tmp_path: Path) -> None:
 class Scripted(socketserver.StreamRequestHandler):
     rcpt_codes: ClassVar[dict[str, bytes]] = {}
     data_codes: ClassVar[list[bytes]] = []
+    #: per DATA, in order, before falling back to data_codes
+    data_script: ClassVar[list[list[bytes]]] = []
     received: ClassVar[list[bytes]] = []
 
     def handle(self) -> None:
@@ -116,7 +118,8 @@ class Scripted(socketserver.StreamRequestHandler):
                 while (chunk := self.rfile.readline()) != b".\r\n":
                     body += chunk
                 type(self).received.append(body)
-                self.wfile.write(b"".join(c + b"\r\n" for c in self.data_codes))
+                codes = self.data_script.pop(0) if self.data_script else self.data_codes
+                self.wfile.write(b"".join(c + b"\r\n" for c in codes))
             elif verb == b"QUIT":
                 self.wfile.write(b"221 bye\r\n")
                 return
@@ -131,6 +134,7 @@ def scripted() -> Iterator[tuple[str, int]]:
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     Scripted.received = []
+    Scripted.data_script = []
     yield "127.0.0.1", server.server_address[1]
     server.shutdown()
     server.server_close()
@@ -171,6 +175,18 @@ def test_mixed_4xx_and_5xx_is_temporary(scripted: tuple[str, int]) -> None:
     with pytest.raises(DeliveryError) as info:
         run(scripted_sink(scripted), [make(1)])
     assert type(info.value) is DeliveryError
+
+
+def test_a_message_refused_after_data_carries_the_receipts_before_it(
+    scripted: tuple[str, int]
+) -> None:
+    Scripted.rcpt_codes = {}
+    Scripted.data_codes = [b"250 2.0.0 ok"] * 3
+    Scripted.data_script = [[b"250 2.0.0 ok"] * 3, [b"552 5.3.4 message too big"] * 3]
+    with pytest.raises(MessageRefused, match="552") as info:
+        run(scripted_sink(scripted), [make(1), make(2), make(3)])
+    assert [r.ref for r in info.value.delivered] == ["a@x,b@x,c@x"]
+    assert run(scripted_sink(scripted), [make(3)]) == ["a@x,b@x,c@x"]  # the session recovers
 
 
 def test_config_needs_exactly_one_target() -> None:

@@ -62,10 +62,16 @@ class Sink(Protocol):
         ...
 
     async def deliver(self, batch: Sequence[Delivery]) -> list[Receipt]:
-        """Store every message durably; one receipt per delivery, in order.
+        """Store every message durably, in order; one receipt per delivery.
 
-        All-or-error: on failure raise DeliveryError; messages of the batch that
-        did become durable are found again by :meth:`find` during recovery.
+        On failure raise DeliveryError with ``delivered`` = the receipts of the
+        leading messages that did become durable, so the failed one is
+        ``batch[len(delivered)]`` and nothing after it was attempted. Raise
+        :class:`~popkeep.errors.MessageRefused` when the sink refuses that one
+        message for good (the caller goes on with the rest); any other error is
+        about the sink, and the failed message may or may not be stored (a timeout
+        after the server committed): an ``exactly_once`` sink finds it with
+        :meth:`find`, and looks before it sends a message again itself.
         """
         ...
 

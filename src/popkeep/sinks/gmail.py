@@ -22,7 +22,9 @@ Durable means the API answered 200 with the new message ``id`` (the receipt).
 Exactly-once: :meth:`find` searches ``rfc822msgid:<Message-ID>`` and confirms a
 hit by fetching it ``format=raw`` and comparing the sha256 with the key. It
 needs the message (for its Message-ID); a message without one cannot be found
-and is at-least-once. This is the one sink not tested against the real
+and is at-least-once. An import left without a clear answer (a timeout or a
+reset after sending, HTTP 500/502/504) is looked for the same way before it is
+sent again, never resent blindly. This is the one sink not tested against the real
 service (tests use a local server that checks the documented request shape).
 """
 
@@ -36,7 +38,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib import error as urlerror
@@ -44,7 +46,13 @@ from urllib import parse, request
 
 from popkeep.clock import Clock, SystemClock
 from popkeep.config.sink_types import GmailSinkConfig
-from popkeep.errors import AuthError, ConfigError, DeliveryError, DeliveryRefused
+from popkeep.errors import (
+    AuthError,
+    ConfigError,
+    DeliveryError,
+    DeliveryRefused,
+    MessageRefused,
+)
 from popkeep.model import Receipt
 from popkeep.sinks.base import Delivery
 from popkeep.sinks.trace import message_id, network_chunks, trace_lines
@@ -58,6 +66,9 @@ SCOPES = ("https://www.googleapis.com/auth/gmail.insert",
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _RATE_REASONS = ("rateLimitExceeded", "userRateLimitExceeded")
 MAX_DELAY = 64.0
+
+#: Looks for what an unanswered request may have created: its id, or None.
+_Look = Callable[[], Awaitable[str | None]]
 
 
 class _Response:
@@ -141,8 +152,14 @@ class GmailSink:
             return _Response(-1, str(getattr(exc, "reason", exc)).encode(), None)
 
     async def _call(self, method: str, path: str, body: bytes | None = None,
-                    content_type: str | None = None) -> dict[str, Any]:
-        """One API call with backoff (429, 5xx, rate-limit 403, network) and one token renewal."""
+                    content_type: str | None = None, look: _Look | None = None) -> dict[str, Any]:
+        """One API call with backoff (429, 5xx, rate-limit 403, network) and one token renewal.
+
+        ``look``: for a call that creates something (an import). When the answer
+        leaves it open whether the server acted (no answer: a timeout or a reset
+        after sending; 500, 502, 504), ``look()`` is asked before sending again,
+        and what it finds is the result: ``{"id": found}``.
+        """
         renewed = False
         for attempt in range(self.config.max_retries + 1):
             headers = {"Authorization": f"Bearer {await self._access_token()}"}
@@ -156,6 +173,12 @@ class GmailSink:
                 renewed = True
                 await self._access_token(renew=True)
                 continue
+            if look is not None and _unsure(answer):
+                logger.info("sink %s: HTTP %s: looking before sending again",
+                            self.name, answer.status)
+                found = await look()
+                if found is not None:
+                    return {"id": found}
             if not _retryable(answer) or attempt == self.config.max_retries:
                 raise _error(answer, f"sink {self.name}: {method} {path.split('?')[0]}")
             delay = self._delay(attempt, answer.retry_after)
@@ -195,11 +218,20 @@ class GmailSink:
     # -- deliver ------------------------------------------------------------
 
     async def deliver(self, batch: Sequence[Delivery]) -> list[Receipt]:
-        """Import each message in order; each counts once the API returns its id."""
+        """Import each message in order; each counts once the API returns its id.
+
+        On failure the DeliveryError carries the receipts of the messages imported
+        before it (``delivered``); a message the API refuses (400, 413) is
+        :class:`MessageRefused`.
+        """
         await self.open()
-        receipts = []
-        for delivery in batch:
-            receipts.append(Receipt(self.name, await self._import(delivery)))
+        receipts: list[Receipt] = []
+        try:
+            for delivery in batch:
+                receipts.append(Receipt(self.name, await self._import(delivery)))
+        except DeliveryError as exc:
+            exc.delivered = tuple(receipts)
+            raise
         return receipts
 
     def _import_path(self) -> str:
@@ -218,8 +250,16 @@ class GmailSink:
         raw = b"".join(network_chunks(delivery, prefix))
         boundary = f"popkeep-{uuid.uuid4().hex}"
         body = multipart_body({"labelIds": self._label_ids or []}, raw, boundary)
-        made = await self._call("POST", self._import_path(), body,
-                                f'multipart/related; boundary="{boundary}"')
+
+        async def look() -> str | None:
+            found = await self.find(delivery.key, delivery.message)
+            return None if found is None else found.ref
+
+        try:
+            made = await self._call("POST", self._import_path(), body,
+                                    f'multipart/related; boundary="{boundary}"', look)
+        except DeliveryRefused as exc:  # 400 / 413: this message, not the mailbox
+            raise MessageRefused(str(exc)) from exc
         if not isinstance(made.get("id"), str):
             raise DeliveryError(f"sink {self.name}: import answered without an id")
         return str(made["id"])
@@ -252,6 +292,12 @@ class GmailSink:
 
     async def close(self) -> None:
         """Nothing is held between calls."""
+
+
+def _unsure(answer: _Response) -> bool:
+    """Whether the server may have acted on a request that did not succeed: no answer
+    (timeout, reset after sending), or a gateway / server error (500, 502, 504)."""
+    return answer.status < 0 or answer.status in (500, 502, 504)
 
 
 def _retryable(answer: _Response) -> bool:

@@ -9,7 +9,10 @@ is streamed (never held whole) with CRLF line ends and dot-stuffing
 
 Outcome of a message: every recipient 2xx → delivered; any 4xx (at MAIL, RCPT
 or after DATA) → :class:`DeliveryError` (retry next run); otherwise any 5xx →
-:class:`DeliveryRefused`.
+:class:`DeliveryRefused`, or :class:`MessageRefused` when every recipient took
+RCPT and it is the message that was refused after DATA (552 too big, 554
+content): the rest of the batch is still delivered. A failure carries the
+receipts of the messages delivered before it (``DeliveryError.delivered``).
 
 At-least-once: LMTP offers no way to ask whether a message was delivered, so
 :meth:`find` returns None. A retry after a partial failure (one recipient 2xx,
@@ -27,7 +30,7 @@ from contextlib import contextmanager
 
 from popkeep.clock import Clock, SystemClock
 from popkeep.config.sink_types import LmtpSinkConfig
-from popkeep.errors import DeliveryError, DeliveryRefused
+from popkeep.errors import DeliveryError, DeliveryRefused, MessageRefused
 from popkeep.model import Receipt
 from popkeep.sinks.base import Delivery
 from popkeep.sinks.trace import network_chunks, trace_lines
@@ -114,13 +117,13 @@ class LmtpSink:
         return await asyncio.to_thread(self._deliver_all, list(batch))
 
     def _deliver_all(self, batch: list[Delivery]) -> list[Receipt]:
-        receipts = []
+        receipts: list[Receipt] = []
         for delivery in batch:
-            client = self._connect()
             try:
-                ref = self._transaction(client, delivery)
-            except DeliveryError:
+                ref = self._transaction(self._connect(), delivery)
+            except DeliveryError as exc:
                 self._drop()
+                exc.delivered = tuple(receipts)
                 raise
             receipts.append(Receipt(self.name, ref))
         return receipts
@@ -143,12 +146,16 @@ class LmtpSink:
                 prefix = trace_lines(delivery, self.name, self._clock.now())
             for block in dot_stuffed(network_chunks(delivery, prefix)):
                 client.send(block)
+            late: list[tuple[str, int, str]] = []
             for rcpt in accepted:  # RFC 2033 §4.2: one reply per accepted RCPT
                 code, text = client.getreply()
                 if code != 250:
-                    failures.append((rcpt, code, text.decode("utf-8", "replace")))
-        if failures:
-            raise _worst(failures, what)
+                    late.append((rcpt, code, text.decode("utf-8", "replace")))
+        if failures or late:
+            error = _worst(failures + late, what)
+            if not failures and type(error) is DeliveryRefused:
+                raise MessageRefused(str(error))  # every RCPT was fine: the message is not
+            raise error
         return ",".join(accepted)
 
     def _recipients(self, client: smtplib.LMTP) -> tuple[list[str], list[tuple[str, int, str]]]:
