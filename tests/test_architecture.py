@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import popkeep
 
@@ -69,3 +77,93 @@ def _docstrings(tree: ast.Module) -> list[ast.expr]:
         if owner.body and isinstance(owner.body[0], ast.Expr)
         and isinstance(owner.body[0].value, ast.Constant)
     ]  # fmt: skip
+
+
+# -- the import-linter contracts fail when crossed ------------------------------------
+
+ROOT = SRC.parents[1]
+
+#: contract name → (module of the copy, the import injected into it, the import
+#: lint-imports must then report). One deliberate violation per contract; the
+#: issue's examples among them (imapclient, sqlite3, popkeep.testing in
+#: collector/job.py; socket in planner/report.py).
+VIOLATIONS = {
+    "Layers point downward only":
+        ("state/base.py", "import popkeep.collector", "popkeep.state.base -> popkeep.collector"),
+    "The POP3 codec, listing parsers and retention import no I/O":
+        ("retention.py", "import os", "popkeep.retention -> os"),
+    "The planner does no network, database, process or thread I/O":
+        ("planner/report.py", "import socket", "popkeep.planner.report -> socket"),
+    "IMAPClient only in the IMAP sink":
+        ("collector/job.py", "import imapclient", "popkeep.collector.job -> imapclient"),
+    "Google libraries only in the Gmail sink":
+        ("app.py", "import google.auth", "popkeep.app -> google"),
+    "click only in the command line":
+        ("scheduler.py", "import click", "popkeep.scheduler -> click"),
+    "matplotlib only in the planner's plot":
+        ("cli/render.py", "import matplotlib", "popkeep.cli.render -> matplotlib"),
+    "sqlite3 only in the SQLite store":
+        ("collector/job.py", "import sqlite3", "popkeep.collector.job -> sqlite3"),
+    "popkeep.testing only from the demo":
+        ("collector/job.py", "import popkeep.testing", "popkeep.collector.job -> popkeep.testing"),
+    "Only app names concrete classes":
+        ("scheduler.py", "import popkeep.state.sqlite",
+         "popkeep.scheduler -> popkeep.state.sqlite"),
+}  # fmt: skip
+
+
+def _contracts() -> list[dict[str, Any]]:
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        contracts: list[dict[str, Any]] = tomllib.load(f)["tool"]["importlinter"]["contracts"]
+    return contracts
+
+
+def _contract_names() -> list[str]:
+    return [c["name"] for c in _contracts()]
+
+
+def test_the_testing_contract_covers_every_other_module() -> None:
+    """import-linter skips a source that contains the forbidden module (``popkeep``
+    contains ``popkeep.testing``), so that contract lists every top-level module."""
+    (contract,) = [c for c in _contracts() if c["name"] == "popkeep.testing only from the demo"]
+    top = {f"popkeep.{p.stem if p.suffix == '.py' else p.name}" for p in SRC.iterdir()
+           if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()}
+    assert sorted(contract["source_modules"]) == sorted(top - {"popkeep.testing"})
+
+
+@pytest.fixture(scope="module")
+def crossed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """lint-imports over a copy of the tree with every violation injected at once:
+    contract name → its section of the report ("KEPT" when it held)."""
+    copy = tmp_path_factory.mktemp("crossed")
+    shutil.copy(ROOT / "pyproject.toml", copy)
+    shutil.copytree(SRC, copy / "src" / "popkeep", ignore=shutil.ignore_patterns("__pycache__"))
+    for module, line, _ in VIOLATIONS.values():
+        with (copy / "src" / "popkeep" / module).open("a", encoding="utf-8") as f:
+            f.write(f"\n{line}  # injected by tests/test_architecture.py\n")
+    lint = Path(sys.executable).with_name("lint-imports")
+    done = subprocess.run(
+        [str(lint), "--no-cache"], cwd=copy, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(copy / "src")},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = done.stdout
+    sections = {name: "KEPT" for name in _contract_names() if f"{name} KEPT" in report}
+    for name in _contract_names():
+        if f"{name} BROKEN" in report:
+            start = report.index(f"\n{name}\n", report.index("Broken contracts"))
+            following = [report.find(f"\n{o}\n", start + 1) for o in _contract_names()]
+            end = min([i for i in following if i > start] or [len(report)])
+            sections[name] = report[start:end]
+    return sections
+
+
+def test_every_contract_has_a_violation_to_prove_it() -> None:
+    assert sorted(VIOLATIONS) == sorted(_contract_names())
+
+
+@pytest.mark.parametrize("contract", sorted(VIOLATIONS))
+def test_each_contract_fails_when_crossed(crossed: dict[str, str], contract: str) -> None:
+    module, line, reported = VIOLATIONS[contract]
+    section = crossed.get(contract, "not in the report")
+    assert reported in section, f"{line!r} in {module} did not break {contract!r}:\n{section}"

@@ -1,6 +1,7 @@
 """The demo/test POP3 server and deterministic mailbox generators (shipped: the demo uses them).
 
-Only ``popkeep demo`` (:mod:`popkeep.cli.demo`) imports this package; test-only
+Only ``popkeep demo`` (:mod:`popkeep.cli.demo`) imports this package (an
+import-linter contract keeps it so); test-only
 fixtures (the private Dovecot) live under tests/ and are not installed. It depends
 only on the standard library, :mod:`popkeep.errors`, and the ``openssl`` command
 for test certificates.
