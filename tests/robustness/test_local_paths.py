@@ -39,6 +39,42 @@ def test_a_file_where_the_maildir_should_be_is_exit_73(
 
 
 @pytest.mark.parametrize(
+    ("folder", "in_the_way"),
+    [("", "Maildir/tmp"), ("", "Maildir/new"), ("Lists", "Maildir/.Lists"),
+     ("Lists", "Maildir/.Lists/cur")],
+)  # fmt: skip
+def test_a_file_in_the_way_inside_the_maildir_is_exit_73(
+    tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
+    capsys: pytest.CaptureFixture[str], folder: str, in_the_way: str,
+) -> None:
+    config = server_config(tmp_path, server, certs, delete_after="0s")
+    if folder:
+        text = config.read_text().replace('/Maildir"\n', f'/Maildir"\nfolder = "{folder}"\n')
+        config.write_text(text)
+    blocker = tmp_path / in_the_way
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("in the way")
+    assert main(["-c", str(config), "fetch"]) == 73
+    err = capsys.readouterr().err
+    assert f"{blocker}: is a file, not a directory" in err or f"{blocker} is a file" in err
+    assert len(server.mailbox.uids) == 12
+
+
+@pytest.mark.parametrize("command", ["fetch", "status"])
+def test_a_state_directory_that_cannot_be_created_is_one_line(
+    tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
+    capsys: pytest.CaptureFixture[str], command: str,
+) -> None:
+    config = server_config(tmp_path, server, certs)
+    (tmp_path / "state").write_text("a file")
+    text = config.read_text().replace(str(tmp_path / "state.db"), str(tmp_path / "state/s.db"))
+    config.write_text(text)
+    assert main(["-c", str(config), command]) == 70
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot create: File exists" in err[0], err
+
+
+@pytest.mark.parametrize(
     ("make", "directory", "message"),
     [(lambda p: (p / "f").write_text("x"), True, "{p}/f is a file, not a directory"),
      (lambda p: (p / "f").mkdir(), False, "is a directory, not a file"),

@@ -21,6 +21,8 @@ from popkeep.errors import CannotCreate
 
 __all__ = ["check_creatable", "check_sink_paths"]
 
+_MAILDIR_SUBDIRS = ("tmp", "new", "cur")  #: the Maildir convention's three directories
+
 
 def check_creatable(path: Path, what: str, *, directory: bool) -> None:
     """Raise CannotCreate unless ``path`` (a directory, or a file when not
@@ -49,15 +51,21 @@ def check_creatable(path: Path, what: str, *, directory: bool) -> None:
 def check_sink_paths(config: object) -> None:
     """The local paths of one sink record, by its type (``maildir``: the Maildir
     directory, and the folder under it; ``mbox``: the file). Other types name no
-    path popkeep creates while collecting."""
+    path popkeep creates while collecting.
+
+    A Maildir is checked with its ``tmp``/``new``/``cur`` (and those of the folder):
+    a file in the place of one of them would fail every delivery."""
     kind = type(config).__name__
     path = getattr(config, "path", None)
     if not isinstance(path, Path):
         return
     if kind == "MaildirSinkConfig":
-        check_creatable(path, "maildir", directory=True)
         folder = getattr(config, "folder", None)
-        if folder:
-            check_creatable(path / f".{folder}", "maildir folder", directory=True)
+        for where, what in ((path, "maildir"), (path / f".{folder}", "maildir folder")):
+            check_creatable(where, what, directory=True)
+            for sub in _MAILDIR_SUBDIRS:
+                check_creatable(where / sub, what, directory=True)
+            if not folder:
+                break
     elif kind == "MboxSinkConfig":
         check_creatable(path, "mbox", directory=False)
