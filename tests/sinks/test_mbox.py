@@ -98,13 +98,79 @@ def test_python_mailbox_reads_it(tmp_path: Path) -> None:
     assert b"\n>>From quoted once\n" in message.as_bytes()
 
 
-def test_default_is_at_least_once(tmp_path: Path) -> None:
+def test_without_trace_headers_find_uses_the_journal(tmp_path: Path) -> None:
     box = sink(tmp_path / "inbox")
-    delivery = make(TRICKY)
-    asyncio.run(box.deliver([delivery]))
-    assert box.exactly_once is False
-    assert asyncio.run(box.find(delivery.key)) is None
+    delivery, other = make(TRICKY), make(b"Subject: two\r\n\r\n2\r\n")
+    (receipt,) = asyncio.run(box.deliver([delivery]))
+    assert box.exactly_once is True
     assert b"X-Popkeep" not in (tmp_path / "inbox").read_bytes()
+    # A new sink object (a new run) finds it through the journal, at the same offset.
+    assert asyncio.run(sink(tmp_path / "inbox").find(delivery.key)) == receipt
+    assert asyncio.run(sink(tmp_path / "inbox").find(other.key)) is None
+
+
+def test_find_checks_the_octets_the_journal_points_at(tmp_path: Path) -> None:
+    path = tmp_path / "inbox"
+    delivery = make(TRICKY)
+    asyncio.run(sink(path).deliver([delivery]))
+    data = path.read_bytes()
+    with path.open("r+b") as file:  # the same length, one octet changed
+        file.seek(len(data) - 5)
+        file.write(b"X")
+    assert asyncio.run(sink(path).find(delivery.key)) is None
+
+
+def test_a_partial_copy_with_its_trace_line_is_not_found(tmp_path: Path) -> None:
+    """Issue 16: recovery took any copy containing the trace line as delivered."""
+    path = tmp_path / "inbox"
+    big = make(b"Subject: big\r\n\r\n" + b"a line of the body\r\n" * 20000)
+    asyncio.run(sink(path, trace_headers=True).deliver([big]))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # cut, as a crash or a full disk would
+    (tmp_path / "inbox.popkeep-journal").unlink()  # only the trace line is left to go by
+    assert asyncio.run(sink(path, trace_headers=True).find(big.key, big.message)) is None
+    path.write_bytes(data)
+    (tmp_path / "inbox.popkeep-journal").unlink(missing_ok=True)
+    found = asyncio.run(sink(path, trace_headers=True).find(big.key, big.message))
+    assert found is not None
+
+
+def test_an_interrupted_append_is_cut_off_when_opened(tmp_path: Path) -> None:
+    """What a SIGKILL mid-append leaves (journal: begin, no end) is removed on open."""
+    path = tmp_path / "inbox"
+    first = make(TRICKY)
+    asyncio.run(sink(path).deliver([first]))
+    whole = path.read_bytes()
+    journal = tmp_path / "inbox.popkeep-journal"
+    with journal.open("a") as file:
+        file.write(f"begin {path.stat().st_ino} {len(whole)}\n")
+    with path.open("ab") as file:
+        file.write(b"From MAILER-DAEMON Wed Mar  4 05:06:07 2026\nSubject: half")
+    second = make(b"Subject: two\r\n\r\n2\r\n")
+    box = sink(path)
+    asyncio.run(box.open())
+    assert path.read_bytes() == whole
+    asyncio.run(box.deliver([second]))
+    assert read_back(path) == [TRICKY.replace(b"\r\n", b"\n") + b"\n", b"Subject: two\n\n2\n"]
+
+
+def test_a_missing_final_line_end_is_repaired_before_appending(tmp_path: Path) -> None:
+    """Issue 16: the next From_ line was glued to a cut line, and the mbox read as one."""
+    path = tmp_path / "inbox"
+    path.write_bytes(b"From someone Wed Mar  4 05:06:07 2026\nSubject: cut\n\nhalf a li")
+    asyncio.run(sink(path).deliver([make(b"Subject: two\r\n\r\n2\r\n")]))
+    assert read_back(path) == [b"Subject: cut\n\nhalf a li\n", b"Subject: two\n\n2\n"]
+
+
+def test_a_lock_left_by_a_dead_process_is_broken_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "inbox"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, check=True)
+    (tmp_path / "inbox.lock").write_bytes(gone.stdout)  # fresh, but its process is gone
+    started = time.monotonic()
+    asyncio.run(sink(path).deliver([make(TRICKY)]))
+    assert time.monotonic() - started < 0.4  # lock_timeout is 0.5 s
+    assert not (tmp_path / "inbox.lock").exists()
 
 
 def test_trace_headers_make_find_work(tmp_path: Path) -> None:
@@ -122,7 +188,7 @@ def test_trace_headers_make_find_work(tmp_path: Path) -> None:
 
 def test_dotlock_held_by_other_times_out(tmp_path: Path) -> None:
     path = tmp_path / "inbox"
-    (tmp_path / "inbox.lock").write_text("123\n")
+    (tmp_path / "inbox.lock").write_text(f"{os.getppid()}\n")  # a live process
     with pytest.raises(DeliveryError, match="held by another program"):
         asyncio.run(sink(path).deliver([make(TRICKY)]))
     assert not path.exists() or path.read_bytes() == b""
@@ -131,7 +197,7 @@ def test_dotlock_held_by_other_times_out(tmp_path: Path) -> None:
 def test_stale_dotlock_is_broken(tmp_path: Path) -> None:
     path = tmp_path / "inbox"
     lock = tmp_path / "inbox.lock"
-    lock.write_text("123\n")
+    lock.write_text(f"{os.getppid()}\n")  # alive, but the lock is an hour old
     old = time.time() - 3600
     os.utime(lock, (old, old))
     asyncio.run(sink(path, stale_lock=60.0).deliver([make(TRICKY)]))
