@@ -104,3 +104,25 @@ def test_config_splits_string_without_shell() -> None:
         mda_sink({"name": "d", "command": ["x"], "shell": True}, "c: sink")
     with pytest.raises(ConfigError, match=r'c: sink: missing required key "command"'):
         mda_sink({"name": "d"}, "c: sink")
+
+
+def test_exit_0_without_reading_the_whole_message_is_not_a_delivery(tmp_path: Path) -> None:
+    """Issue 16: ``head -c 1000`` as the command: BrokenPipe swallowed, exit 0 trusted."""
+    head = MdaSink(MdaSinkConfig(name="lda", command=("head", "-c", "1000")))
+    with pytest.raises(DeliveryRefused, match=r"exited 0 after reading only \d+ of 200"):
+        asyncio.run(head.deliver([make()]))
+    # Even a message that would fit a pipe's buffer: a command that reads nothing.
+    true = MdaSink(MdaSinkConfig(name="lda", command=("true",)))
+    with pytest.raises(DeliveryRefused, match="after reading only 0 of 12 octets"):
+        asyncio.run(true.deliver([make(b"Subject: x\r\n\r\n")]))
+
+
+def test_stdin_is_the_whole_message_even_if_popkeep_dies(tmp_path: Path) -> None:
+    """The command reads a complete file, never a pipe a dying popkeep would cut short."""
+    script = tmp_path / "probe.py"
+    script.write_text("import os, stat, sys\n"
+                      "mode = os.fstat(0).st_mode\n"
+                      "sys.stdin.buffer.read()\n"
+                      "sys.exit(0 if stat.S_ISREG(mode) else 1)\n")
+    sink = MdaSink(MdaSinkConfig(name="lda", command=(sys.executable, str(script))))
+    assert len(asyncio.run(sink.deliver([make()]))) == 1

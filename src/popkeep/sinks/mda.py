@@ -1,15 +1,27 @@
-"""The MDA sink: pipe each message to a local delivery agent (dovecot-lda, procmail …).
+"""The MDA sink: hand each message to a local delivery agent (dovecot-lda, procmail …).
 
 Owns: running ``command`` (an argv list, never through a shell) once per message
 with the message on stdin in **local LF line endings** (what ``dovecot-lda`` and
-``procmail`` expect from a pipe), and mapping the exit status (sysexits.h):
-0 delivered; 75 ``EX_TEMPFAIL`` → :class:`DeliveryError` (retry next run);
-anything else, or death by a signal → :class:`DeliveryRefused`. A command that
-runs longer than ``timeout`` seconds is killed and counts as a temporary failure.
+``procmail`` expect), and judging the outcome. A message counts as delivered
+only when the command **read all of it and exited 0**:
+
+- stdin is an unnamed temporary file holding the whole message, not a pipe, so
+  the command never sees an end of input before the message's end, even if
+  popkeep is killed while it runs (a pipe would hand it a truncated message);
+- the file offset the command leaves behind (shared with ours) tells how much it
+  read; an exit 0 after reading less (``head -c 1000``, a filter that quits
+  early) is :class:`DeliveryRefused`, not a delivery;
+- exit status (sysexits.h): 0 delivered; 75 ``EX_TEMPFAIL`` →
+  :class:`DeliveryError` (retry next run); anything else, or death by a signal →
+  :class:`DeliveryRefused`. A command that runs longer than ``timeout`` seconds
+  is killed and counts as a temporary failure (it may have delivered already).
+
+Writing the temporary file checks every ``os.write``; a full disk is a
+:class:`DeliveryError` before the command runs.
 
 At-least-once: nothing can ask an MDA whether it already delivered a message,
-so :meth:`find` always returns None and a crash between the command's exit and
-the state commit delivers that message again on the next run.
+so :meth:`find` always returns None and a crash (or a timeout) between the
+command's delivery and the state commit delivers that message again.
 """
 
 from __future__ import annotations
@@ -17,7 +29,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import tempfile
 from collections.abc import Sequence
+from typing import BinaryIO
 
 from popkeep.clock import Clock, SystemClock
 from popkeep.config.sink_types import MdaSinkConfig
@@ -55,45 +70,59 @@ class MdaSink:
 
     async def _run(self, delivery: Delivery) -> None:
         program = self.config.command[0]
+        stdin, size = await asyncio.to_thread(self._spool, delivery)
         try:
-            process = await asyncio.create_subprocess_exec(
-                *self.config.command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        except FileNotFoundError as exc:
-            raise DeliveryRefused(f"sink {self.name}: command not found: {program}") from exc
-        except OSError as exc:
-            raise DeliveryRefused(f"sink {self.name}: cannot run {program}: {exc}") from exc
-        try:
-            stderr = await asyncio.wait_for(self._feed(process, delivery), self.config.timeout)
-        except TimeoutError as exc:
-            await _kill(process)
-            raise DeliveryError(
-                f"sink {self.name}: {program} did not finish within {self.config.timeout:g} s"
-            ) from exc
-        self._judge(process.returncode, stderr)
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *self.config.command,
+                    stdin=stdin,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.PIPE,
+                )
+            except FileNotFoundError as exc:
+                raise DeliveryRefused(f"sink {self.name}: command not found: {program}") from exc
+            except OSError as exc:
+                raise DeliveryRefused(f"sink {self.name}: cannot run {program}: {exc}") from exc
+            try:
+                stderr = await asyncio.wait_for(_finish(process), self.config.timeout)
+            except TimeoutError as exc:
+                await _kill(process)
+                raise DeliveryError(
+                    f"sink {self.name}: {program} did not finish within {self.config.timeout:g} s"
+                ) from exc
+            self._judge(process.returncode, stderr)
+            self._check_read(os.lseek(stdin.fileno(), 0, os.SEEK_CUR), size)
+        finally:
+            stdin.close()
 
-    async def _feed(self, process: asyncio.subprocess.Process, delivery: Delivery) -> bytes:
-        """Write the message (LF endings) to stdin, close it, wait; return stderr."""
-        assert process.stdin is not None and process.stderr is not None
-        reader = asyncio.ensure_future(process.stderr.read())
+    def _spool(self, delivery: Delivery) -> tuple[BinaryIO, int]:
+        """The message as the command reads it (LF endings, optional trace lines) in an
+        unnamed temporary file positioned at its start; and its size."""
         prefix = b""
         if self.config.trace_headers:
             prefix = trace_lines(delivery, self.name, self._clock.now())
+        file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _run
+        size = 0
         try:
             for block in to_lf(network_chunks(delivery, prefix)):
-                process.stdin.write(block)
-                await process.stdin.drain()
-            process.stdin.close()
-            await process.stdin.wait_closed()
-        except (BrokenPipeError, ConnectionResetError):
-            # The command stopped reading early; its exit status says why.
-            logger.debug("sink %s: command closed its stdin early", self.name)
-        stderr = await reader
-        await process.wait()
-        return stderr
+                _write_all(file.fileno(), block)
+                size += len(block)
+            os.lseek(file.fileno(), 0, os.SEEK_SET)
+        except OSError as exc:
+            file.close()
+            raise DeliveryError(
+                f"sink {self.name}: cannot write the message for the command: "
+                f"{exc.strerror or exc}"
+            ) from exc
+        return file, size
+
+    def _check_read(self, read: int, size: int) -> None:
+        """An exit 0 counts only if the command read the whole message (module docstring)."""
+        if read < size:
+            raise DeliveryRefused(
+                f"sink {self.name}: {self.config.command[0]} exited 0 after reading only "
+                f"{read} of {size} octets of the message; not counted as delivered"
+            )
 
     def _judge(self, status: int | None, stderr: bytes) -> None:
         if status == 0:
@@ -114,6 +143,21 @@ class MdaSink:
 
     async def close(self) -> None:
         """Nothing is held between messages."""
+
+
+async def _finish(process: asyncio.subprocess.Process) -> bytes:
+    """Wait for the command to exit; its stderr."""
+    assert process.stderr is not None
+    stderr = await process.stderr.read()
+    await process.wait()
+    return stderr
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write every octet (``os.write`` may write fewer than asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 async def _kill(process: asyncio.subprocess.Process) -> None:
