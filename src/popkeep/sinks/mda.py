@@ -61,10 +61,15 @@ class MdaSink:
         """Nothing to connect; the command is checked when it first runs."""
 
     async def deliver(self, batch: Sequence[Delivery]) -> list[Receipt]:
-        """Run the command once per message, in order; stop at the first failure."""
-        receipts = []
+        """Run the command once per message, in order; stop at the first failure, whose
+        DeliveryError carries the receipts of the messages delivered before it."""
+        receipts: list[Receipt] = []
         for delivery in batch:
-            await self._run(delivery)
+            try:
+                await self._run(delivery)
+            except DeliveryError as exc:
+                exc.delivered = tuple(receipts)
+                raise
             receipts.append(Receipt(self.name, delivery.key))
         return receipts
 
