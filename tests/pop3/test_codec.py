@@ -260,18 +260,20 @@ def test_single_line_limit() -> None:
         conn.next_event()
 
 
-def test_multi_line_limit() -> None:
-    conn = Connection(max_line=1000)
-    events(conn, b"+OK\r\n")
-    conn.send(Command("USER", "u"))
-    events(conn, b"+OK\r\n")
-    conn.send(Command("PASS", "p"))
-    events(conn, b"+OK\r\n")
+def test_a_message_line_longer_than_max_line_is_passed_on_in_pieces() -> None:
+    # Issue 16 item 3: a 10 MiB line is stored intact, memory bounded by max_line.
+    conn = in_transaction(max_line=1000)
     conn.send(Command("RETR", "1"))
     assert body(events(conn, b"+OK\r\n" + b"y" * 900 + b"\r\n")) == b"y" * 900 + b"\r\n"
-    with pytest.raises(LimitExceeded):
-        for _ in range(3):
-            events(conn, b"z" * 400)
+    pieces: list[Event] = []
+    for part in (b"..z" + b"z" * 1500, b"z" * 400, b".z" * 1000, b"\r\n.", b"tail\r\n.\r\n"):
+        pieces += events(conn, part)
+        assert len(conn._buf) <= 1000 + len(part)
+    assert pieces[-1] == End()
+    datas = [e.data for e in pieces if isinstance(e, Data)]
+    assert all(len(d) >= 1000 or d.endswith(b"\n") for d in datas), [len(d) for d in datas]
+    long_line = b".z" + b"z" * 1900 + b".z" * 1000 + b"\r\n"  # unstuffed once, at its start
+    assert b"".join(datas) == long_line + b"tail\r\n"
 
 
 def test_eof_between_and_inside_responses() -> None:
@@ -441,3 +443,20 @@ def test_fuzz_only_events_or_protocol_errors(prefix: bytes, rest: bytes, cuts: l
         events(conn)
     except RemoteProtocolError:
         assert conn.state is State.ERROR
+
+
+@settings(max_examples=300, deadline=None)
+@given(message=line_bytes | st.binary(max_size=200), cuts=st.lists(st.integers(0, 10_000)),
+       max_line=st.sampled_from([1, 2, 3, 8]))
+def test_stuff_round_trip_with_long_lines(message: bytes, cuts: list[int], max_line: int) -> None:
+    """Lines longer than max_line (split anywhere) still unstuff exactly."""
+    expected = message if message in (b"",) or message.endswith(b"\n") else message + b"\r\n"
+    wire = b"+OK\r\n" + stuff(message)
+    conn = in_transaction(max_line=max_line)
+    conn.send(Command("RETR", "1"))
+    out: list[Event] = []
+    positions = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
+    for a, b in itertools.pairwise(positions):
+        out += events(conn, wire[a:b])
+    assert out[0] == Ok("") and out[-1] == End() and conn.pending == 0
+    assert body(out) == expected

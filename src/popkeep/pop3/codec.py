@@ -209,7 +209,9 @@ class Err(_Frozen):
 
 
 class Data(_Frozen):
-    """A piece of a multi-line body: dot-unstuffed, ending on a line boundary ("\\n")."""
+    """A piece of a multi-line body: dot-unstuffed, ending on a line boundary ("\\n"),
+    except that a message line longer than the connection's ``max_line`` is passed
+    on in pieces (each at least ``max_line`` octets, the last one ending the line)."""
 
     __slots__ = ("data",)
     data: bytes
@@ -328,7 +330,9 @@ class _Buffer:
 class Connection:
     """The client side of one POP3 connection. See the module docstring.
 
-    ``max_line`` bounds a line inside a message (RETR, TOP). Listings are bounded
+    ``max_line`` bounds the memory one line of a message (RETR, TOP) may hold: a
+    longer line is passed on in pieces and stored intact (a message's size is the
+    session's business: ``max_message_size``). Listings are bounded
     in lines and octets (``max_listing_lines`` / ``max_listing_octets`` for UIDL
     and LIST, :data:`MAX_CAPA_LINES` / :data:`MAX_CAPA_OCTETS` for CAPA), their
     lines and every status line to :data:`MAX_SINGLE_LINE` octets.
@@ -362,6 +366,7 @@ class Connection:
         self._pending: deque[_Pending] = deque()
         self._in_body = False
         self._end_next = False
+        self._mid_line = False  #: a long message line was passed on in part
         self._sasl_turn = False
         self._tls_done = False
 
@@ -538,6 +543,11 @@ class Connection:
         if lines is None:
             return self._body_starved()
         buf, pos, end = lines
+        if self._mid_line:  # the rest of a long line: not a line start (RFC 1939 §3)
+            self._mid_line = False
+            cut = buf.index(b"\n", pos, end) + 1
+            self._buf.pos = cut
+            return Data(buf[pos:cut])
         dot, term = _find_terminator(buf, pos, end)
         stop = end if term is None else term[0]
         self._buf.pos = end if term is None else term[1]
@@ -553,6 +563,16 @@ class Connection:
             return Data(payload)
         return self._body_event()
 
+    def _line_piece(self) -> Data:
+        """All of an unterminated message line received so far (no line ending in the
+        buffer, so ``complete_lines`` merged everything into ``buf``)."""
+        buf, pos = self._buf.buf, self._buf.pos
+        if not self._mid_line and buf.startswith(b".", pos):
+            pos += 1  # RFC 1939 §3: not the terminator (see _body_starved); unstuff it
+        self._buf.pos = len(buf)
+        self._mid_line = True
+        return Data(buf[pos:])
+
     def _count_listing(self, payload: bytes) -> None:
         """Enforce the bounds of a listing body (CAPA, UIDL, LIST): one-line error."""
         assert self._body_bound is not None
@@ -566,12 +586,18 @@ class Connection:
                 "no real mailbox is that large"
             )
 
-    def _body_starved(self) -> NeedData:
+    def _body_starved(self) -> Data | NeedData:
         # The bound applies to the unterminated tail, so the buffer never holds
         # more than max_line plus one read while waiting for a line ending.
-        limit = self.max_line if self._body_bound is None else MAX_SINGLE_LINE
-        if len(self._buf) > limit:
-            raise LimitExceeded(f"line longer than {limit} octets in a multi-line response")
+        if self._body_bound is None and len(self._buf) > self.max_line:
+            buf, pos = self._buf.buf, self._buf.pos
+            # ".", ".\r" at a line start may still become the terminator (RFC 1939 §3)
+            if self._mid_line or not buf.startswith(b".", pos) or len(buf) - pos > 2:
+                return self._line_piece()
+        if self._body_bound is not None and len(self._buf) > MAX_SINGLE_LINE:
+            raise LimitExceeded(
+                f"line longer than {MAX_SINGLE_LINE} octets in a {self._pending[0].name} listing"
+            )
         if self._eof:
             raise RemoteProtocolError("connection closed inside a multi-line response")
         return NEED_DATA
