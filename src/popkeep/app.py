@@ -304,11 +304,20 @@ class App:
             results = scheduler.poll(Collector(self.store, self.clock, progress), jobs)
         return results + [self._already_running(name) for name in skipped]
 
+    def _check_sink_paths(self, accounts: Sequence[AccountConfig]) -> None:
+        """CannotCreate (exit 73) before any lock or login when a sink of ``accounts``
+        has a local path that cannot be made or written (:mod:`popkeep.config.paths`)."""
+        from popkeep.config.paths import check_sink_paths
+
+        for name in dict.fromkeys(sink for account in accounts for sink in account.sinks):
+            check_sink_paths(self.config.sinks[name])
+
     @contextmanager
     def _locked(self, names: Sequence[str]) -> Iterator[tuple[list[AccountConfig], list[str]]]:
         """The accounts whose store lock (:meth:`locks`) this holds, and the names of
         those another holder has; the locks are released on leaving."""
         chosen = self.accounts(names)
+        self._check_sink_paths(chosen)
         locks = self.locks
         with ExitStack() as held:
             accounts, skipped = [], []
