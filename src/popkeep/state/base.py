@@ -5,6 +5,13 @@ Owns: the durable record of each (account, uid): its state (docs/architecture.md
 the run history; and the per-account lock (one session per mailbox). Every method
 that writes is one transaction. Nothing outside ``popkeep.state`` writes SQL.
 Must not: talk to servers or sinks, or decide retention.
+
+Stores are synchronous. **Code inside a running event loop calls a store only
+through** :class:`popkeep.state.asyncstore.AsyncStore`, which runs each call on
+one dedicated thread, in order, so a commit's fsync (or a networked store's round
+trip) never stalls the loop, and a cancelled caller never cuts a transaction in
+half. Code with no running loop (the cron survey, ``status``, ``schedule``,
+``plan``) calls the store directly. The lock is taken before any loop.
 """
 
 from __future__ import annotations

@@ -1,0 +1,108 @@
+"""The one way code inside an event loop calls the (synchronous) state store.
+
+Owns: :class:`AsyncStore`, an awaitable face of any
+:class:`~popkeep.state.base.StateStore` that runs every call on **one dedicated
+worker thread**, in the order the calls were made. Why a thread: a store call may
+wait on the disk (SQLite commits with ``synchronous=FULL``, an fsync each) or, for
+a networked store, on a server; run on the loop it would stall every session of
+every account meanwhile. Why one thread: calls keep their order (a journal before
+the receipts that clear it), a store sees one caller at a time, and a no-op poll
+pays for no thread it does not use (the thread starts with the first call).
+
+Must not: change what a call means. A cancelled ``await`` does not cancel the
+call: a transaction that has begun completes (or fails) on the thread, and the
+next call starts after it. Code with no running loop (the cron survey, ``status``,
+``schedule``, ``plan``) calls the store directly; so do short reads done before a
+loop starts. The store's lock (:meth:`~popkeep.state.base.AccountLocks.lock`) is
+taken before any loop, by ``app``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import ParamSpec, TypeVar
+
+from popkeep.model import MessageState, RunSummary, StoredMessage
+from popkeep.state.base import AccountTotals, Delivered, DeliveredRecord, Intent, StateStore
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class AsyncStore:
+    """Every :class:`StateStore` query and write, awaitable; the store itself stays
+    its owner's to close (:meth:`close` here only stops the thread)."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popkeep-store")
+
+    async def _call(self, method: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``method`` on the store's thread; its exception is raised here."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._thread, functools.partial(method, *args, **kwargs))
+        # shield: a cancelled caller leaves the call running to its end (see module doc).
+        return await asyncio.shield(future)
+
+    def close(self) -> None:
+        """Wait for the calls already made, then stop the thread. Idempotent."""
+        self._thread.shutdown(wait=True)
+
+    # -- the StateStore protocol, method for method ------------------------------------
+
+    async def messages(self, account: str) -> dict[str, StoredMessage]:
+        return await self._call(self.store.messages, account)
+
+    async def uids_by_state(self, account: str) -> dict[MessageState, list[str]]:
+        return await self._call(self.store.uids_by_state, account)
+
+    async def known_hashes(self, account: str, hashes: Sequence[str]) -> set[str]:
+        return await self._call(self.store.known_hashes, account, hashes)
+
+    async def find_by_hash(self, account: str, sha256: str) -> StoredMessage | None:
+        return await self._call(self.store.find_by_hash, account, sha256)
+
+    async def journal(self, intents: Sequence[Intent]) -> None:
+        await self._call(self.store.journal, intents)
+
+    async def pending_intents(self, account: str) -> list[Intent]:
+        return await self._call(self.store.pending_intents, account)
+
+    async def record_delivered(
+        self, account: str, delivered: Sequence[Delivered], all_sinks: Sequence[str], now: datetime
+    ) -> None:
+        await self._call(self.store.record_delivered, account, delivered, all_sinks, now)
+
+    async def adopt(self, account: str, uid: str, original: StoredMessage, size: int) -> None:
+        await self._call(self.store.adopt, account, uid, original, size)
+
+    async def mark_delete_pending(self, account: str, uids: Iterable[str], now: datetime) -> None:
+        await self._call(self.store.mark_delete_pending, account, list(uids), now)
+
+    async def mark_deleted(self, account: str, uids: Iterable[str], now: datetime) -> None:
+        await self._call(self.store.mark_deleted, account, list(uids), now)
+
+    async def revert_delete_pending(self, account: str, uids: Iterable[str]) -> None:
+        await self._call(self.store.revert_delete_pending, account, list(uids))
+
+    async def mark_gone(self, account: str, uids: Iterable[str], now: datetime) -> None:
+        await self._call(self.store.mark_gone, account, list(uids), now)
+
+    async def record_run(self, summary: RunSummary) -> None:
+        await self._call(self.store.record_run, summary)
+
+    async def runs(self, account: str | None = None, limit: int = 50) -> list[RunSummary]:
+        return await self._call(self.store.runs, account, limit)
+
+    async def delivered_history(self, account: str | None = None) -> list[DeliveredRecord]:
+        return await self._call(self.store.delivered_history, account)
+
+    async def accounts(self) -> list[str]:
+        return await self._call(self.store.accounts)
+
+    async def account_totals(self, account: str) -> AccountTotals:
+        return await self._call(self.store.account_totals, account)
