@@ -101,7 +101,7 @@ def pop3_session_factory(account: AccountConfig) -> SessionFactory:
 
     Its modules load here, in the caller's thread, before ``connect`` may run on a
     worker thread (App.poll) beside the main thread's own imports."""
-    from popkeep.pop3.client import POP3Session, SessionSettings
+    from popkeep.sources.pop3 import POP3Session, SessionSettings
     from popkeep.transport.base import TLSSettings
     from popkeep.transport.tcp import open_stream
 

@@ -20,8 +20,8 @@ from popkeep.errors import (
     ServerRefused,
 )
 from popkeep.model import ServerStat
-from popkeep.pop3.client import POP3Session, SessionSettings
 from popkeep.pop3.codec import apop_digest, plain_response, stuff
+from popkeep.sources.pop3 import POP3Session, SessionSettings
 from popkeep.transport.base import Stream, TLSSettings
 from popkeep.transport.memory import MemoryStream
 

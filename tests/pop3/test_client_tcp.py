@@ -25,7 +25,7 @@ from popkeep.errors import (
     TransportError,
 )
 from popkeep.model import ServerStat
-from popkeep.pop3.client import POP3Session, SessionSettings
+from popkeep.sources.pop3 import POP3Session, SessionSettings
 from popkeep.transport.base import TLSSettings, drive
 from popkeep.transport.tcp import TCPStream, open_stream, open_tcp, system_ca_dir
 

@@ -1,6 +1,6 @@
-"""POP3: the sans-I/O codec (:mod:`.codec`), listing parsers (:mod:`.listing`) and the
-async client session (:mod:`.client`). Importing the package loads only the codec
-and parsers; import ``popkeep.pop3.client`` for the session.
+"""POP3, the wire protocol only: the sans-I/O codec (:mod:`.codec`) and listing
+parsers (:mod:`.listing`). The session that drives them over a stream is a source:
+:mod:`popkeep.sources.pop3`.
 """
 
 from popkeep.pop3.codec import (

@@ -1,7 +1,7 @@
 """The :class:`SourceSession` protocol: one authenticated session with a provider mailbox.
 
 Owns: the shape the collector drives (list, retrieve, delete, quit). POP3 is the
-first implementation (``popkeep.pop3.client.POP3Session`` satisfies it
+first implementation (``popkeep.sources.pop3.POP3Session`` satisfies it
 structurally); an IMAP source can follow. Must not: decide what to fetch or delete.
 """
 

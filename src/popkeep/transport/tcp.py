@@ -551,7 +551,7 @@ async def open_tcp(
 async def open_stream(
     host: str, port: int, tls: TLSSettings | None, connect_timeout: float, read_timeout: float
 ) -> TCPStream:
-    """:func:`open_tcp` with the positional signature of ``pop3.client.StreamOpener``."""
+    """:func:`open_tcp` with the positional signature of ``sources.pop3.StreamOpener``."""
     return await open_tcp(
         host, port, tls=tls, connect_timeout=connect_timeout, read_timeout=read_timeout
     )
