@@ -23,6 +23,7 @@ from popkeep.config.load import default_state_path
 from popkeep.config.schema import AccountConfig, Config, MaildirSinkConfig, SinkConfig
 from popkeep.config.secrets import MaskingFilter
 from popkeep.errors import AlreadyRunning, ConfigError
+from popkeep.spool import Spool
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from popkeep.model import RunSummary, ServerStat, StoredMessage
     from popkeep.sinks.base import Sink
     from popkeep.sources.base import SessionFactory, SourceSession
+    from popkeep.spool import SpoolFactory
     from popkeep.state.base import AccountLocks, StateStore
 
 # Loaded when used, not with this module: a ``popkeep fetch`` logs in first
@@ -95,13 +97,16 @@ def build_sink(cfg: SinkConfig) -> Sink:
 
 # -- sources ---------------------------------------------------------------------------
 
+#: ``(account, spool) → session factory``: one per ``[[account]] type``
+SourceBuilder = Callable[[AccountConfig, "SpoolFactory"], "SessionFactory"]
 
-def pop3_session_factory(account: AccountConfig) -> SessionFactory:
-    """Connect + authenticate a POP3 session for ``account`` (password resolved late).
+
+def _pop3(account: AccountConfig, spool: SpoolFactory) -> SessionFactory:
+    """Connect + authenticate a POP3 source for ``account`` (password resolved late).
 
     Its modules load here, in the caller's thread, before ``connect`` may run on a
     worker thread (App.poll) beside the main thread's own imports."""
-    from popkeep.sources.pop3 import POP3Session, SessionSettings
+    from popkeep.sources.pop3 import POP3Source, SessionSettings
     from popkeep.transport.base import TLSSettings
     from popkeep.transport.tcp import open_stream
 
@@ -127,9 +132,26 @@ def pop3_session_factory(account: AccountConfig) -> SessionFactory:
             max_message_size=account.max_message_size,
             pipeline_window=account.pipeline,
         )
-        return await POP3Session.connect(settings, open_stream)
+        return await POP3Source.connect(settings, open_stream, spool)
 
     return connect
+
+
+#: ``[[account]] type`` → builder; :data:`popkeep.config.load.ACCOUNT_TYPES` lists the
+#: same words (a test keeps the two in step).
+SOURCE_BUILDERS: dict[str, SourceBuilder] = {
+    "pop3": _pop3,
+}
+
+
+def build_source(account: AccountConfig, spool: SpoolFactory) -> SessionFactory:
+    """The session factory for ``account``'s type; its messages spool through ``spool``."""
+    builder = SOURCE_BUILDERS.get(account.type)
+    if builder is None:
+        known = ", ".join(SOURCE_BUILDERS)
+        raise ConfigError(f'account "{account.name}": unknown type {account.type!r} '
+                          f"(known: {known})")
+    return builder(account, spool)
 
 
 # -- the store ---------------------------------------------------------------------------
@@ -197,12 +219,11 @@ class App:
         *,
         clock: Clock | None = None,
         store: StateStore | None = None,
-        session_factory: Callable[[AccountConfig], SessionFactory] = pop3_session_factory,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self._store = store
-        self._session_factory = session_factory
+        self._spools: dict[str, Spool] = {}
 
     @property
     def store(self) -> StateStore:
@@ -231,17 +252,21 @@ class App:
             return [self.config.accounts[n] for n in names]
         return [a for a in self.config.accounts.values() if a.enabled]
 
-    def job(
-        self,
-        account: AccountConfig,
-        spool_dir: Path | None = None,
-        connect: SessionFactory | None = None,
-    ) -> AccountJob:
-        """The account's job; ``connect`` replaces the configured session factory."""
+    def spool(self, account: str) -> Spool:
+        """The spool factory of ``account``'s source (one per account and app)."""
+        return self._spools.setdefault(account, Spool())
+
+    def source(self, account: AccountConfig) -> SessionFactory:
+        """The session factory of ``account``'s source, spooling through :meth:`spool`."""
+        return build_source(account, self.spool(account.name))
+
+    def job(self, account: AccountConfig, connect: SessionFactory | None = None) -> AccountJob:
+        """The account's job; ``connect`` replaces :meth:`source` (a session opened
+        ahead by the same factory). Sets the storage hints of :meth:`spool`."""
         from popkeep.collector import AccountJob
 
         sinks = [build_sink(self.config.sinks[name]) for name in account.sinks]
-        lf_copy = None
+        self.spool(account.name).lf_copy = None
         if any(isinstance(self.config.sinks[n], MaildirSinkConfig) for n in account.sinks):
             from popkeep.sinks.maildir import MaildirSink  # loaded by build_sink already
 
@@ -249,14 +274,13 @@ class App:
             # it; when every sink is a Maildir, nothing needs their network form.
             maildirs = [s for s in sinks if isinstance(s, MaildirSink)]
             lf_copy = maildirs[0].lf_copy._replace(only=len(maildirs) == len(sinks))
+            self.spool(account.name).lf_copy = lf_copy
         return AccountJob(
             name=account.name,
-            connect=connect or self._session_factory(account),
+            connect=connect or self.source(account),
             sinks=sinks,
             policy=account.retention,
             max_message_size=account.max_message_size,
-            spool_dir=spool_dir,
-            lf_copy=lf_copy,
         )
 
     async def fetch(
@@ -294,9 +318,7 @@ class App:
         with self._locked(names) as (accounts, skipped), ExitStack() as logins:
             ahead: dict[str, OpenedAhead] = {}
             for account in accounts[: scheduler.DEFAULT_CONCURRENCY]:
-                ahead[account.name] = OpenedAhead(
-                    self._session_factory(account), account.name
-                )
+                ahead[account.name] = OpenedAhead(self.source(account), account.name)
                 logins.callback(ahead[account.name].discard)  # when start-up fails
             from popkeep.collector import Collector
 
@@ -341,14 +363,16 @@ class App:
 
         The session is closed with QUIT before returning (nothing was marked deleted).
         """
+        from popkeep.model import ServerStat
+
         (account,) = self.accounts([name])
-        session = await self._session_factory(account)()
+        session = await self.source(account)()
         try:
-            stat = await session.stat()
-            await session.quit()
+            listing = await session.list_mailbox()
+            await session.commit()
         finally:
             await session.close()
-        return session, stat
+        return session, ServerStat(listing.messages, listing.octets)
 
     def authorize(self, sink_name: str) -> Path:
         """Run the OAuth installed-app flow for a Gmail API sink; returns the token file."""

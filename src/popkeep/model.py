@@ -7,20 +7,6 @@ from enum import StrEnum
 from typing import NamedTuple
 
 
-class ListingEntry(NamedTuple):
-    """One message as the server lists it in this session (RFC 1939 UIDL + LIST).
-
-    A NamedTuple, not a dataclass: a 20,000-message listing is built on every
-    poll, and tuples are several times cheaper to create. (The records here are
-    NamedTuples for start-up too: generating a dataclass's methods costs about a
-    millisecond per class at import, and ``popkeep fetch`` start-up is measured.)
-    """
-
-    number: int  #: message number, valid for this session only
-    uid: str  #: unique-id (1-70 chars 0x21-0x7E); stable across sessions
-    size: int  #: octets as LIST reports them (may be wrong; never trusted for safety)
-
-
 class ServerStat(NamedTuple):
     """STAT: how many messages and octets the maildrop holds."""
 
@@ -45,7 +31,12 @@ _ON_SERVER = frozenset({MessageState.SEEN, MessageState.DELIVERED, MessageState.
 
 
 class StoredMessage(NamedTuple):
-    """What the state store knows about one server message (a NamedTuple: see ListingEntry)."""
+    """What the state store knows about one server message.
+
+    NamedTuples here, not dataclasses: generating a dataclass's methods costs about
+    a millisecond per class at import, and ``popkeep fetch`` start-up is measured;
+    tuples are also several times cheaper to create.
+    """
 
     account: str
     uid: str

@@ -320,3 +320,27 @@ def _read_file(file: BinaryIO, size: int) -> Iterator[bytes]:
             return
         offset += len(block)
         yield block
+
+
+#: Makes the writer each retrieved message is spooled into. Sources are built with
+#: one (by ``app``): where and how messages are spooled is never part of the source
+#: interface.
+SpoolFactory = Callable[[], SpoolWriter]
+
+
+class Spool:
+    """The :data:`SpoolFactory` ``app`` builds for one account.
+
+    ``lf_copy`` is filled in once the account's sinks are built: that may be after
+    its source was built and began to log in (a ``popkeep fetch`` logs in while it
+    starts), but always before anything is retrieved.
+    """
+
+    __slots__ = ("directory", "lf_copy")
+
+    def __init__(self, directory: Path | None = None, lf_copy: LfCopy | None = None) -> None:
+        self.directory = directory
+        self.lf_copy = lf_copy
+
+    def __call__(self) -> SpoolWriter:
+        return SpoolWriter(self.directory, lf_copy=self.lf_copy)

@@ -137,6 +137,11 @@ def test_defaults(tmp_path: Path) -> None:
     assert (account.timeout, account.connect_timeout, account.session_timeout) == (60, 30, 3600)
     assert (account.pipeline, account.enabled) == (64, True)
     assert (account.server.ca_file, account.server.tls_fingerprint) == (None, None)
+    assert account.type == "pop3"
+
+
+def test_account_type_pop3_explicit(tmp_path: Path) -> None:
+    assert load(tmp_path, BASE + 'type = "pop3"\n').accounts["isp"].type == "pop3"
 
 
 @pytest.mark.parametrize(
@@ -311,7 +316,9 @@ ACCOUNT_ERRORS = [
         "auth", "ca_file", "connect_timeout", "delete_after", "enabled", "high_water", "host",
         "low_water", "max_message_size", "name", "password", "password_command", "password_env",
         "pipeline", "port", "server_quota", "session_timeout", "sinks", "timeout", "tls",
-        "tls_fingerprint", "user"])) + ")"),
+        "tls_fingerprint", "type", "user"])) + ")"),
+    ('type = "imap"', 'account "isp".type: expected one of "pop3", got "imap"'),
+    ('type = "POP3"', 'account "isp".type: expected one of "pop3", got "POP3"'),
 ]  # fmt: skip
 
 

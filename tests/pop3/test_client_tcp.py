@@ -26,6 +26,7 @@ from popkeep.errors import (
 )
 from popkeep.model import ServerStat
 from popkeep.sources.pop3 import POP3Session, SessionSettings
+from popkeep.spool import SpoolWriter
 from popkeep.transport.base import TLSSettings, drive
 from popkeep.transport.tcp import TCPStream, open_stream, open_tcp, system_ca_dir
 
@@ -129,13 +130,14 @@ def test_plain_pipelined_session(tmp_path: Path, run_with: Runner) -> None:
     messages.append(b"big\r\n" + b"y" * 77 + b"\r\n.\r\n" * 80_000)  # ~6 MB, spills to disk
 
     async def body(server: MiniServer) -> tuple[list[bytes], bool]:
-        session = await POP3Session.connect(settings(server.port), open_stream)
+        session = await POP3Session.connect(settings(server.port), open_stream,
+                                            lambda: SpoolWriter(tmp_path))
         numbers = list((await session.uids()).values())
         assert numbers == list(range(1, len(messages) + 1))
         sizes = await session.sizes(numbers, len(numbers))  # many: one pipelined scan listing
         assert [sizes[n] for n in numbers] == [len(m) for m in messages]
         got = []
-        async for number, message in session.retrieve(numbers, spool_dir=tmp_path):
+        async for number, message in session.retrieve(numbers):
             assert message.sha256 == hashlib.sha256(messages[number - 1]).hexdigest()
             got.append(b"".join(message.chunks()))
             message.close()
@@ -396,13 +398,14 @@ def test_session_moves_onto_the_loop(certs: tuple[Cert, Cert], tmp_path: Path, t
     with server_thread(server):
         tls_settings = TLSSettings("localhost", ca_file=good.cert)
         session = drive(POP3Session.connect(settings(server.port, tls=tls,
-                                                     tls_settings=tls_settings), open_stream))
+                                                     tls_settings=tls_settings), open_stream,
+                                             lambda: SpoolWriter(tmp_path)))
         numbers = list(drive(session.uids()).values())
         assert session._stream._loop is None  # type: ignore[attr-defined]  # still blocking
 
         async def rest() -> tuple[list[bytes], bool]:
             got = []
-            async for _, message in session.retrieve(numbers, spool_dir=tmp_path):
+            async for _, message in session.retrieve(numbers):
                 got.append(b"".join(message.chunks()))
                 message.close()
             assert session._stream._loop is not None  # type: ignore[attr-defined]

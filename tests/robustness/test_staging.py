@@ -24,6 +24,7 @@ from popkeep.model import Receipt
 from popkeep.sinks.base import Delivery, Staged
 from popkeep.sinks.maildir import MaildirSink
 from popkeep.sinks.mbox import MboxSink
+from popkeep.spool import Spool
 from popkeep.state.sqlite import SQLiteStore
 from popkeep.testing.mailbox import Mailbox
 from popkeep.testing.mailgen import big_message, realistic_mailbox
@@ -57,11 +58,17 @@ def serve(tmp_path: Path) -> Iterator[Callable[[Mailbox], tuple[ScriptedPOP3Serv
 
 
 def _run(config: Path, tune: Callable[[AccountJob], AccountJob],
-         progress: list[int] | None = None) -> AccountResult:
+         progress: list[int] | None = None,
+         spool: Callable[[Spool, AccountJob], None] | None = None) -> AccountResult:
+    """One pass; ``spool`` is shown the account's spool factory and its job first."""
     cfg = load_config(config)
     store = SQLiteStore.open(cfg.state.path or config.parent / "state.db")
     try:
-        job = tune(App(cfg, store=store).job(cfg.accounts["isp"]))
+        app = App(cfg, store=store)
+        job = app.job(cfg.accounts["isp"])
+        if spool is not None:
+            spool(app.spool("isp"), job)
+        job = tune(job)
         report = None if progress is None else (lambda _a, done, _t, _b: progress.append(done))
         return asyncio.run(Collector(store, SystemClock(), report).run(job))
     finally:
@@ -220,15 +227,18 @@ def test_a_big_message_spool_is_released_before_the_commit(
     _, config = serve(box)
     watched: list[WatchCommit] = []
 
-    def watch(job: AccountJob) -> AccountJob:
+    def check(spool: Spool, job: AccountJob) -> None:
         maildir = job.sinks[0]
         assert isinstance(maildir, MaildirSink)
         # spilled messages get their LF copy in its tmp/, and (only sink) nothing else
-        assert job.lf_copy == maildir.lf_copy._replace(only=True)
-        watched.append(WatchCommit(maildir))
+        assert spool.lf_copy == maildir.lf_copy._replace(only=True)
+
+    def watch(job: AccountJob) -> AccountJob:
+        assert isinstance(job.sinks[0], MaildirSink)
+        watched.append(WatchCommit(job.sinks[0]))
         return job._replace(sinks=watched)
 
-    result = _run(config, watch)
+    result = _run(config, watch, spool=check)
     assert result.error is None, result.error
     # the 20 MB message spilled to a spool file (> 4 MB); closed before the flush
     assert sorted(watched[0].at_commit) == [(25, True), (BIG, True)]
@@ -258,11 +268,10 @@ def test_a_big_message_reaches_a_maildir_and_an_mbox(tmp_path: Path) -> None:
             ),
         )
 
-        def check(job: AccountJob) -> AccountJob:
-            assert job.lf_copy is not None and not job.lf_copy.only
-            return job
+        def check(spool: Spool, _job: AccountJob) -> None:
+            assert spool.lf_copy is not None and not spool.lf_copy.only
 
-        result = _run(config, check)
+        result = _run(config, lambda job: job, spool=check)
     finally:
         thread.stop()
     assert result.error is None, result.error

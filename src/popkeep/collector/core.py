@@ -18,7 +18,7 @@ Owns: the order of operations that keeps the invariants of DESIGN.md:
 - a message is DELIVERED only when every sink of the account holds it durably;
 - DELE is sent only for DELIVERED messages chosen by :func:`popkeep.retention.decide`,
   after every commit of this run is durable and recorded; deletions are believed
-  only when QUIT returns +OK;
+  only when the source commits them (POP3: QUIT returns +OK);
 - a message that vanished from the server is GONE, not an error; content seen
   again under a new UIDL is adopted, not delivered twice.
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Set
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -42,8 +43,8 @@ from popkeep.collector.job import (
     sink_names,
 )
 from popkeep.errors import PopkeepError, TransportError
-from popkeep.model import ListingEntry, MessageState, RunSummary, ServerStat
-from popkeep.sources.base import SourceSession
+from popkeep.model import MessageState, RunSummary, ServerStat
+from popkeep.sources.base import ListedMessage, SourceSession
 from popkeep.state.base import StateStore
 from popkeep.transport.base import drive
 
@@ -61,7 +62,7 @@ class Surveyed(NamedTuple):
 
     run: RunState
     session: SourceSession
-    listed: dict[str, int]  #: {uid: message number} of this session
+    listed: Set[str]  #: the keys (uids) this session listed
     todo: list[str]  #: uids listed that still need delivering
     started: datetime
 
@@ -117,7 +118,7 @@ class Collector:
             try:
                 listed, todo = drive(self._list(run, session))
                 if self._idle(run, listed, todo):
-                    drive(session.quit())
+                    drive(session.commit())
                     return self._result(run, started, None)
             except BaseException:
                 drive(session.close())
@@ -149,17 +150,17 @@ class Collector:
         return AccountResult(summary, error, run.warnings)
 
     async def _deliver(
-        self, run: RunState, session: SourceSession, listed: dict[str, int], todo: list[str]
+        self, run: RunState, session: SourceSession, listed: Set[str], todo: list[str]
     ) -> None:
-        """Fetch ``todo``, deliver, retain, QUIT. Sinks are opened only when there is
+        """Fetch ``todo``, deliver, retain, commit. Sinks are opened only when there is
         something to fetch or delete (a failed sink blocks every deletion)."""
         if self._idle(run, listed, todo):
-            await session.quit()
+            await session.commit()
             return
         job = run.job
         await self._open_sinks(run)
         try:
-            wanted = await self._select(run, session, listed, todo)
+            wanted = await self._select(run, session, todo)
             await self._pipeline.fetch(run, session, wanted)
             await self._retain(run, session, listed)
         finally:
@@ -245,22 +246,23 @@ class Collector:
             name, error = next(iter(run.failed_sinks.items()))
             raise type(error)(f'sink "{name}": {error}')
 
-    async def _list(
-        self, run: RunState, session: SourceSession
-    ) -> tuple[dict[str, int], list[str]]:
-        """STAT, UIDL, settle what changed: ({uid: message number}, uids to deliver)."""
-        stat = await session.stat()
-        numbers = await session.uids()
-        run.server_count, run.server_octets, run.listed = stat.messages, stat.octets, len(numbers)
-        self._reconcile(run, numbers)
-        return numbers, self._todo(run, numbers)
+    async def _list(self, run: RunState, session: SourceSession) -> tuple[Set[str], list[str]]:
+        """List, settle what changed: (the keys listed, the keys to deliver).
+
+        A message's key is its uid in the store."""
+        listing = await session.list_mailbox()
+        listed = listing.keys
+        run.server_count, run.server_octets = listing.messages, listing.octets
+        run.listed = len(listed)
+        self._reconcile(run, listed)
+        return listed, self._todo(run, listed)
 
     # -- diff -----------------------------------------------------------------------
 
-    def _reconcile(self, run: RunState, listed: dict[str, int]) -> None:
+    def _reconcile(self, run: RunState, listed: Set[str]) -> None:
         """Settle what changed on the server since the last run (DESIGN.md states).
 
-        ``listed``: {uid: message number} of this session. Afterwards every live
+        ``listed``: the uids this session listed. Afterwards every live
         (SEEN or DELIVERED) uid is listed: those that vanished are GONE.
         """
         account, now = run.job.name, self._clock.now()
@@ -279,7 +281,7 @@ class Collector:
             run.by_state, run.states, run.alive = self._index(self._store.uids_by_state(account))
 
     @staticmethod
-    def _todo(run: RunState, listed: dict[str, int]) -> list[str]:
+    def _todo(run: RunState, listed: Set[str]) -> list[str]:
         """The listed uids that still need delivering: unknown ones, and SEEN ones."""
         seen = run.by_state.get(MessageState.SEEN, ())
         if len(run.alive) == len(listed):
@@ -287,56 +289,44 @@ class Collector:
             # live set is that set: nothing unknown, only the SEEN ones are due.
             return list(seen)
         # Set difference first (C speed): unknown uids, then the few SEEN ones.
-        todo = listed.keys() - run.states.keys()
+        todo = set(listed - run.states.keys())
         todo.update(uid for uid in seen if uid in listed)
         return list(todo)
 
     async def _select(
-        self, run: RunState, session: SourceSession, listed: dict[str, int], todo: list[str]
-    ) -> list[ListingEntry]:
-        """``todo`` as listing entries, minus the messages too large to take.
-
-        Only their sizes are asked for: a poll with nothing new sends no LIST.
-        """
-        numbers = sorted(listed[uid] for uid in todo)
-        sizes = await session.sizes(numbers, len(listed)) if numbers else {}
-        uid_of = {listed[uid]: uid for uid in todo}
+        self, run: RunState, session: SourceSession, todo: list[str]
+    ) -> list[ListedMessage]:
+        """``todo`` as the source describes it (in its order), minus the messages too
+        large to take. Only they are described: a poll with nothing new asks nothing."""
+        described = await session.describe(todo) if todo else []
         limit = run.job.max_message_size
-        wanted: list[ListingEntry] = []
-        for number in numbers:
-            entry = ListingEntry(number, uid_of[number], sizes[number])
-            if limit is not None and entry.size > limit:
+        wanted: list[ListedMessage] = []
+        for message in described:
+            if limit is not None and message.size > limit:
                 run.skipped += 1
                 run.warnings.append(
-                    f"message {entry.number} ({entry.size} octets) is larger than "
+                    f"message {message.key} ({message.size} octets) is larger than "
                     f"max_message_size ({limit}); left on the server"
                 )
                 continue
-            wanted.append(entry)
+            wanted.append(message)
         run.total = len(wanted)
         return wanted
 
     # -- retention --------------------------------------------------------------------
 
-    async def _retain(
-        self,
-        run: RunState,
-        session: SourceSession,
-        numbers: dict[str, int],
-    ) -> None:
-        """Delete what the policy chose, then QUIT; believe it only on QUIT +OK.
-
-        ``numbers``: {uid: message number} of this session.
-        """
+    async def _retain(self, run: RunState, session: SourceSession, listed: Set[str]) -> None:
+        """Delete what the policy chose, then commit; believe it only when the source
+        confirms (POP3: QUIT +OK). ``listed``: the uids this session listed."""
         job = run.job
-        doomed = [] if run.sink_failed else self._doomed(run, numbers)
+        doomed = [] if run.sink_failed else self._doomed(run, listed)
         if not doomed:
-            await session.quit()
+            await session.commit()
             return
         now = self._clock.now()
         self._store.mark_delete_pending(job.name, doomed, now)
         try:
-            refused = set(await session.delete([numbers[uid] for uid in doomed]))
+            refused = set(await session.delete(doomed))
         except PopkeepError:
             # No QUIT was sent, so the server entered no UPDATE state (RFC 1939 §6):
             # the DELEs are void. (A kill right here is settled by the next _reconcile.)
@@ -346,13 +336,13 @@ class Collector:
             # Typically expunged by another client (or by the server finishing an
             # earlier, killed session) since our UIDL: not ours to count. The next
             # run's reconcile sees whether it is still listed.
-            kept = [uid for uid in doomed if numbers[uid] in refused]
+            kept = [uid for uid in doomed if uid in refused]
             self._store.revert_delete_pending(job.name, kept)
-            doomed = [uid for uid in doomed if numbers[uid] not in refused]
+            doomed = [uid for uid in doomed if uid not in refused]
             run.warnings.append(
                 f"the server refused DELE of {len(kept)} message(s); rechecked next run"
             )
-        if await session.quit():
+        if await session.commit():
             self._store.mark_deleted(job.name, doomed, self._clock.now())
             run.deleted = len(doomed)
         else:
@@ -362,16 +352,16 @@ class Collector:
                 "nothing counts as deleted; the deletions will be retried"
             )
 
-    def _idle(self, run: RunState, listed: dict[str, int], todo: list[str]) -> bool:
-        """Nothing to fetch and nothing due for deletion: the pass ends with QUIT."""
+    def _idle(self, run: RunState, listed: Set[str], todo: list[str]) -> bool:
+        """Nothing to fetch and nothing due for deletion: the pass ends with a commit."""
         return not todo and not self._doomed(run, listed)
 
-    def _doomed(self, run: RunState, numbers: dict[str, int]) -> list[str]:
+    def _doomed(self, run: RunState, listed: Set[str]) -> list[str]:
         job = run.job
         if job.policy.delete_after is None and job.policy.server_quota is None:
             return []  # "never" and no quota: decide() would keep everything
         messages = self._store.messages(job.name)
-        on_server = [m for uid, m in messages.items() if uid in numbers]
+        on_server = [m for uid, m in messages.items() if uid in listed]
         stat = ServerStat(run.server_count, run.server_octets)
         required = frozenset(sink_names(job))
         return [

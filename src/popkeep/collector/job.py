@@ -11,14 +11,12 @@ it (``popkeep fetch`` start-up is measured, bench/README.md).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 from popkeep.errors import PopkeepError
 from popkeep.model import MessageState, RetentionPolicy, RunSummary, StoredMessage
 from popkeep.sinks.base import Sink
 from popkeep.sources.base import SessionFactory
-from popkeep.spool import LfCopy
 
 #: Called as a fetch goes on (after each staging step and each commit): (account,
 #: messages fetched so far, messages to fetch, octets fetched). For a progress bar:
@@ -38,10 +36,6 @@ class AccountJob(NamedTuple):
     #: sink, also the commit group (messages are held open until it has them)
     batch_messages: int = 1000
     batch_bytes: int = 16 << 20
-    spool_dir: Path | None = None
-    #: a sink stores LF line endings (Maildir): spool large messages with an LF copy,
-    #: in that sink's ``tmp/``, where it can name the copy instead of copying it
-    lf_copy: LfCopy | None = None
     #: staging sinks only: commit (make durable, record) at the latest after this
     #: many messages, bytes or seconds since the last commit, and at the end
     commit_messages: int = 5000

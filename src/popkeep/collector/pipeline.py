@@ -23,9 +23,9 @@ from typing import NamedTuple
 from popkeep.clock import Clock
 from popkeep.collector.job import AccountJob, ProgressCallback, RunState, sink_names
 from popkeep.errors import DeliveryError, MessageRefused, PopkeepError
-from popkeep.model import ListingEntry, MessageState, Receipt
+from popkeep.model import MessageState, Receipt
 from popkeep.sinks.base import Delivery, Sink, Staged, StagingSink, delivery_key, staging
-from popkeep.sources.base import SourceSession
+from popkeep.sources.base import ListedMessage, SourceSession
 from popkeep.spool import SpooledMessage
 from popkeep.state.base import Delivered, Intent, StateStore
 
@@ -61,7 +61,7 @@ class _Flow:
         #: staging sink name → its handles since the last commit
         self.handles: dict[str, list[Staged]] = {name: [] for name in stagers}
         #: received, not yet taken by a step
-        self.received: list[tuple[ListingEntry, SpooledMessage]] = []
+        self.received: list[tuple[ListedMessage, SpooledMessage]] = []
         self.received_bytes = 0
         #: fresh messages since the last commit (staged, or held for non-staging sinks)
         self.deliveries: list[Delivery] = []
@@ -98,20 +98,18 @@ class Pipeline:
         self._progress = progress
 
     async def fetch(
-        self, run: RunState, session: SourceSession, wanted: list[ListingEntry]
+        self, run: RunState, session: SourceSession, wanted: list[ListedMessage]
     ) -> None:
         """Stream the wanted messages; stage them as they arrive, commit in groups."""
         if not wanted:
             return
         job = run.job
-        by_number = {entry.number: entry for entry in wanted}
+        by_key = {entry.key: entry for entry in wanted}
         flow = self._flow(job)
         step: asyncio.Future[None] | None = None
         try:
-            async for number, message in session.retrieve(
-                list(by_number), job.spool_dir, lf_copy=job.lf_copy
-            ):
-                flow.received.append((by_number[number], message))
+            async for key, message in session.retrieve(list(by_key)):
+                flow.received.append((by_key[key], message))
                 flow.received_bytes += message.size
                 if step is not None and step.done():
                     finished, step = step, None
@@ -172,7 +170,7 @@ class Pipeline:
         )
 
     @staticmethod
-    def _take(job: AccountJob, flow: _Flow) -> list[tuple[ListingEntry, SpooledMessage]]:
+    def _take(job: AccountJob, flow: _Flow) -> list[tuple[ListedMessage, SpooledMessage]]:
         """The oldest received messages, up to ``stage_messages`` / ``stage_bytes`` (≥ 1)."""
         count = size = 0
         for _, message in flow.received:
@@ -195,7 +193,7 @@ class Pipeline:
         )
 
     async def _stage(
-        self, run: RunState, flow: _Flow, group: list[tuple[ListingEntry, SpooledMessage]]
+        self, run: RunState, flow: _Flow, group: list[tuple[ListedMessage, SpooledMessage]]
     ) -> None:
         """Dedup ``group``, then hand the fresh messages to every staging sink."""
         job = run.job
@@ -203,7 +201,7 @@ class Pipeline:
         flow.taken += len(group)
         flow.repeats.extend(repeats)
         deliveries = [
-            Delivery(job.name, entry.uid, delivery_key(job.name, msg.sha256), msg)
+            Delivery(job.name, entry.key, delivery_key(job.name, msg.sha256), msg)
             for entry, msg in fresh
         ]
         flow.deliveries.extend(deliveries)
@@ -238,15 +236,15 @@ class Pipeline:
             flow.handles[sink.name] = []
 
     def _split_known_content(
-        self, run: RunState, flow: _Flow, group: list[tuple[ListingEntry, SpooledMessage]]
-    ) -> tuple[list[tuple[ListingEntry, SpooledMessage]], list[tuple[str, str, int]]]:
+        self, run: RunState, flow: _Flow, group: list[tuple[ListedMessage, SpooledMessage]]
+    ) -> tuple[list[tuple[ListedMessage, SpooledMessage]], list[tuple[str, str, int]]]:
         """Dedup by content: (messages to deliver, (uid, sha256, size) to adopt afterwards).
 
         Content already delivered under another UIDL (a provider re-keyed its
         mailbox, or lists the same bytes twice), or already staged this run, is
         adopted after the commit that holds its first copy, never delivered again.
         """
-        fresh: list[tuple[ListingEntry, SpooledMessage]] = []
+        fresh: list[tuple[ListedMessage, SpooledMessage]] = []
         repeats: list[tuple[str, str, int]] = []
         known = self._store.known_hashes(run.job.name, [m.sha256 for _, m in group])
         for entry, message in group:
@@ -254,9 +252,9 @@ class Pipeline:
             if message.sha256 in known:
                 original = self._store.find_by_hash(run.job.name, message.sha256)
             if message.sha256 in flow.hashes or (
-                original is not None and original.uid != entry.uid and original.sinks
+                original is not None and original.uid != entry.key and original.sinks
             ):
-                repeats.append((entry.uid, message.sha256, message.size))
+                repeats.append((entry.key, message.sha256, message.size))
             else:
                 flow.hashes.add(message.sha256)
                 fresh.append((entry, message))

@@ -33,12 +33,14 @@ from popkeep.config.schema import (
     Connection,
     MaildirSinkConfig,
     SinkConfig,
+    SourceType,
     StateConfig,
 )
 from popkeep.errors import ConfigError
 from popkeep.model import RetentionPolicy
 
 __all__ = [
+    "ACCOUNT_TYPES",
     "SINK_TYPES",
     "SinkConverter",
     "default_config_path",
@@ -50,6 +52,9 @@ __all__ = [
 T = TypeVar("T")
 
 _AUTH_MODES: tuple[AuthMode, ...] = ("auto", "user", "apop", "plain")
+#: the ``[[account]] type`` words (the first is the default); ``app.SOURCE_BUILDERS``
+#: maps each to its source
+ACCOUNT_TYPES: tuple[SourceType, ...] = ("pop3",)
 _MB = 1000**2
 
 
@@ -75,9 +80,9 @@ class _Context:
 # --------------------------------------------------------------------------- accounts
 
 _ACCOUNT_KEYS = frozenset({
-    "name", *CONNECTION_KEYS, "auth", "sinks", "delete_after", "server_quota", "high_water",
-    "low_water", "max_message_size", "timeout", "connect_timeout", "session_timeout", "pipeline",
-    "enabled",
+    "name", "type", *CONNECTION_KEYS, "auth", "sinks", "delete_after", "server_quota",
+    "high_water", "low_water", "max_message_size", "timeout", "connect_timeout",
+    "session_timeout", "pipeline", "enabled",
 })  # fmt: skip
 
 
@@ -101,6 +106,7 @@ def _account(
         session_timeout=keys.get("session_timeout", cv.positive_duration, 3600.0),
         pipeline=keys.get("pipeline", cv.int_between(1, 1024), 64),
         enabled=keys.get("enabled", cv.to_bool, True),
+        type=keys.get("type", cv.choice(ACCOUNT_TYPES), ACCOUNT_TYPES[0]),
     )
     _check_record(account, keys.where, ctx)
     return account

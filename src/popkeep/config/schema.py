@@ -28,6 +28,7 @@ __all__ = [
     "Connection",
     "MaildirSinkConfig",
     "SinkConfig",
+    "SourceType",
     "StateConfig",
     "TLSMode",
 ]
@@ -40,6 +41,10 @@ TLSMode = Literal["implicit", "starttls", "none"]
 #: ``auto`` picks the best the server offers: SASL PLAIN (RFC 5034) when
 #: advertised, else USER/PASS (RFC 1939 §7); ``apop`` is RFC 1939 §7 APOP.
 AuthMode = Literal["auto", "user", "apop", "plain"]
+
+#: ``[[account]] type``: which kind of source collects the account (``app`` maps
+#: the word to its implementation).
+SourceType = Literal["pop3"]
 
 
 class Connection(NamedTuple):
@@ -100,7 +105,8 @@ class MaildirSinkConfig(NamedTuple):
 
 
 class AccountConfig(NamedTuple):
-    """One POP3 mailbox to collect from, and what to leave on its server.
+    """One POP3 mailbox (``type = "pop3"``, the default) to collect from, and what
+    to leave on its server.
 
     Durations are float seconds; sizes are octets. ``server.user`` and
     ``server.secret`` are always set for an account.
@@ -117,6 +123,7 @@ class AccountConfig(NamedTuple):
     session_timeout: float
     pipeline: int
     enabled: bool
+    type: SourceType = "pop3"
 
 
 class Config(NamedTuple):

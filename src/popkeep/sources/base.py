@@ -1,63 +1,92 @@
 """The :class:`SourceSession` protocol: one authenticated session with a provider mailbox.
 
-Owns: the shape the collector drives (list, retrieve, delete, quit). POP3 is the
-first implementation (``popkeep.sources.pop3.POP3Session`` satisfies it
-structurally); an IMAP source can follow. Must not: decide what to fetch or delete.
+Owns: the shape the collector drives, in opaque message keys (str): list, describe,
+retrieve, delete, commit. A key names one message across sessions as far as the
+source can tell (POP3: the UIDL); whatever else addresses a message on the wire
+(POP3 message numbers, IMAP sequence numbers) stays inside the source. POP3 is the
+first implementation (:mod:`popkeep.sources.pop3`); ``app`` maps the account's
+``type`` to it. Must not: decide what to fetch or delete, or choose where messages
+are spooled (the source is built with a :data:`~popkeep.spool.SpoolFactory` by ``app``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from pathlib import Path
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence, Set
+from typing import NamedTuple, Protocol
 
-from popkeep.model import ServerStat
-from popkeep.spool import LfCopy, SpooledMessage
+from popkeep.spool import SpooledMessage
 from popkeep.transport.base import TLSInfo
+
+
+class Listing(NamedTuple):
+    """What listing the mailbox tells: its size, and the key of every message.
+
+    Facts about single messages are not part of it: a POP3 server reports sizes in a
+    second full listing (LIST), which a poll with nothing new never needs; the
+    collector asks them only for the messages it acts on (:meth:`SourceSession.describe`).
+    """
+
+    messages: int  #: in the mailbox (POP3: STAT, RFC 1939 §5; not ``count``: a tuple method)
+    octets: int  #: their total size, as the server counts it
+    keys: Set[str]  #: every message's key, in the source's order; no key twice
+
+
+class ListedMessage(NamedTuple):
+    """One message as the source describes it.
+
+    A NamedTuple, not a dataclass: tuples are several times cheaper to create, and
+    a big fetch describes thousands of messages (see :mod:`popkeep.model`).
+    """
+
+    key: str
+    size: int  #: octets, as the source reports them (POP3: LIST, RFC 1939 §5)
+    #: what the collector may compare across sessions besides the key (a digest of
+    #: some headers, say), when the source can tell; None when it cannot
+    identity: str | None = None
 
 
 class SourceSession(Protocol):
     @property
-    def tls(self) -> TLSInfo | None: ...
+    def tls(self) -> TLSInfo | None:
+        """The TLS state of the connection (``popkeep check`` shows it)."""
+        ...
 
     @property
-    def capabilities(self) -> dict[str, list[str]]: ...
-
-    async def stat(self) -> ServerStat: ...
-
-    async def uids(self) -> dict[str, int]:
-        """{unique-id: message number} of every message, in message-number order."""
+    def capabilities(self) -> dict[str, list[str]]:
+        """What the server advertises (POP3: CAPA, RFC 2449), for ``popkeep check``."""
         ...
 
-    async def sizes(self, numbers: Sequence[int], count: int) -> dict[int, int]:
-        """Octets of each of ``numbers`` (as the server reports them); ``count``: mailbox size."""
+    async def list_mailbox(self) -> Listing:
+        """The mailbox as it is now; the keys later calls may name."""
         ...
 
-    def retrieve(
-        self,
-        numbers: Sequence[int],
-        spool_dir: Path | None = None,
-        *,
-        lf_copy: LfCopy | None = None,
-    ) -> AsyncIterator[tuple[int, SpooledMessage]]:
-        """Messages in the order asked, streamed (pipelined where the server allows).
+    async def describe(self, keys: Sequence[str]) -> list[ListedMessage]:
+        """The facts about ``keys`` (listed by :meth:`list_mailbox`), in retrieval order."""
+        ...
 
-        ``lf_copy``: spool large messages with an LF copy too (SpoolWriter).
+    def retrieve(self, keys: Sequence[str]) -> AsyncIterator[tuple[str, SpooledMessage]]:
+        """(key, message) in the order asked, streamed into the source's spool.
+
+        Messages the server refuses are skipped and, after all others, reported by
+        one MessageError.
         """
         ...
 
-    async def delete(self, numbers: Sequence[int]) -> list[int]:
-        """Mark for deletion; returns the numbers the server refused to mark.
+    async def delete(self, keys: Sequence[str]) -> list[str]:
+        """Mark for deletion; returns the keys the server refused to mark.
 
-        Nothing is deleted unless :meth:`quit` returns True.
+        Nothing is deleted unless :meth:`commit` returns True.
         """
         ...
 
-    async def quit(self) -> bool:
-        """True only when the server answered +OK to QUIT (RFC 1939 §6, UPDATE state)."""
+    async def commit(self) -> bool:
+        """End the session; True only when the server confirmed that the deletions
+        took effect (POP3: +OK to QUIT, RFC 1939 §6, UPDATE state)."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Close without committing (nothing marked is deleted). Never raises."""
+        ...
 
 
 SessionFactory = Callable[[], Awaitable[SourceSession]]

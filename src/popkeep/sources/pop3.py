@@ -1,10 +1,14 @@
-"""The async POP3 client session: drives :mod:`popkeep.pop3.codec` over a Stream.
+"""The POP3 source: a session that drives :mod:`popkeep.pop3.codec` over a Stream.
+
+:class:`POP3Source` is what the collector drives (:class:`~popkeep.sources.base.SourceSession`:
+opaque keys, here the UIDLs); :class:`POP3Session` underneath speaks RFC 1939 with
+message numbers, which never leave this module.
 
 Owns: the order of a session (greeting → CAPA → STLS → CAPA → authenticate →
 commands → QUIT), the security rules (no password before TLS unless the user
 chose ``tls="none"``; plaintext received before the handshake is discarded),
 the choice of authentication mechanism, pipelining windows (RFC 2449 §6.6),
-streaming message bodies into :class:`~popkeep.spool.SpoolWriter`, response and
+streaming message bodies into the spool it is given, response and
 session timeouts, and turning -ERR replies into popkeep errors.
 Must not: open sockets itself (a ``StreamOpener`` is injected), decide what to
 fetch or delete, or log secrets (commands are logged through ``Command.__str__``,
@@ -22,8 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from pathlib import Path
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Literal, NamedTuple
 
 from popkeep.errors import (
@@ -62,7 +65,8 @@ from popkeep.pop3.listing import (
     parse_scan_line,
     parse_stat,
 )
-from popkeep.spool import LfCopy, SpooledMessage, SpoolWriter
+from popkeep.sources.base import ListedMessage, Listing
+from popkeep.spool import SpooledMessage, SpoolFactory, SpoolWriter
 from popkeep.transport.base import Stream, TLSInfo, TLSSettings
 
 logger = logging.getLogger(__name__)
@@ -124,9 +128,12 @@ def auth_error(what: str, err: Err) -> PopkeepError:
 class POP3Session:
     """One authenticated POP3 session in TRANSACTION state. Create with :meth:`connect`."""
 
-    def __init__(self, stream: Stream, settings: SessionSettings) -> None:
+    def __init__(
+        self, stream: Stream, settings: SessionSettings, spool: SpoolFactory = SpoolWriter
+    ) -> None:
         self._stream = stream
         self._settings = settings
+        self._spool = spool
         self._conn = Connection(max_line=settings.max_line, secrets=(settings.password,))
         self._deadline = time.monotonic() + settings.session_timeout
         self._broken = False
@@ -135,8 +142,12 @@ class POP3Session:
         self.greeting = ""
 
     @classmethod
-    async def connect(cls, settings: SessionSettings, opener: StreamOpener) -> POP3Session:
+    async def connect(
+        cls, settings: SessionSettings, opener: StreamOpener, spool: SpoolFactory = SpoolWriter
+    ) -> POP3Session:
         """Open, read the greeting, CAPA, STLS if configured, authenticate.
+
+        ``spool`` makes the writer each retrieved message goes into.
 
         Raises TransportError, TLSError, SecurityError (TLS required but not
         available: the password was not sent), AuthError, ServerBusy, ServerRefused.
@@ -146,7 +157,7 @@ class POP3Session:
             settings.host, settings.port, implicit,
             settings.connect_timeout, settings.response_timeout,
         )
-        session = cls(stream, settings)
+        session = cls(stream, settings, spool)
         try:
             await session._open()
         except BaseException:
@@ -329,20 +340,15 @@ class POP3Session:
         return sizes
 
     async def retrieve(
-        self,
-        numbers: Sequence[int],
-        spool_dir: Path | None = None,
-        *,
-        lf_copy: LfCopy | None = None,
+        self, numbers: Sequence[int]
     ) -> AsyncGenerator[tuple[int, SpooledMessage], None]:
         """RETR each message, yielding (number, message) in order.
 
         Up to ``pipeline_window`` RETR are in flight when the server offers
-        PIPELINING, else one. Each body streams into a SpoolWriter (memory
-        bounded). A body beyond ``max_message_size`` raises LimitExceeded and
-        spoils the session. Messages the server refuses (-ERR) are skipped and,
-        after all others were yielded, reported by one MessageError. ``lf_copy``:
-        a message that spills also gets its LF copy, written as it arrives.
+        PIPELINING, else one. Each body streams into a writer of the session's
+        spool (memory bounded). A body beyond ``max_message_size`` raises
+        LimitExceeded and spoils the session. Messages the server refuses (-ERR)
+        are skipped and, after all others were yielded, reported by one MessageError.
         """
         await self._drain()
         window = self._settings.pipeline_window if self._pipelining else 1
@@ -360,7 +366,7 @@ class POP3Session:
                 await self._send(*(Command("RETR", str(n)) for n in batch))
                 in_flight.extend(batch)
             number = in_flight.popleft()
-            message = await self._read_message(number, spool_dir, lf_copy)
+            message = await self._read_message(number)
             if message is None:
                 refused.append(number)
             else:
@@ -368,15 +374,13 @@ class POP3Session:
         if refused:
             raise MessageError(f"server refused RETR of message(s) {refused}")
 
-    async def _read_message(
-        self, number: int, spool_dir: Path | None, lf_copy: LfCopy | None
-    ) -> SpooledMessage | None:
+    async def _read_message(self, number: int) -> SpooledMessage | None:
         event = await self._event()
         if isinstance(event, Err):
             logger.warning("RETR %d refused: %s", number, _describe(event))
             return None
         limit = self._settings.max_message_size
-        writer = SpoolWriter(spool_dir, lf_copy=lf_copy)
+        writer = self._spool()
         try:
             while not isinstance(event, End):
                 event = await self._event()
@@ -511,3 +515,59 @@ class POP3Session:
         if remaining <= 0:
             raise LimitExceeded(f"session longer than {self._settings.session_timeout}s")
         return remaining
+
+
+class POP3Source:
+    """A :class:`POP3Session` as the collector drives it: UIDLs are the keys.
+
+    The message numbers of the last :meth:`list_mailbox` (this session's, RFC 1939 §5) are
+    kept here and used for every later command.
+    """
+
+    def __init__(self, session: POP3Session) -> None:
+        self._session = session
+        self._numbers: dict[str, int] = {}  #: uid → message number, from the last UIDL
+
+    @classmethod
+    async def connect(
+        cls, settings: SessionSettings, opener: StreamOpener, spool: SpoolFactory
+    ) -> POP3Source:
+        """Log in (see :meth:`POP3Session.connect`)."""
+        return cls(await POP3Session.connect(settings, opener, spool))
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        return self._session.tls
+
+    @property
+    def capabilities(self) -> dict[str, list[str]]:
+        return self._session.capabilities
+
+    async def list_mailbox(self) -> Listing:
+        """STAT, then UIDL (RFC 1939 §5, §7)."""
+        stat = await self._session.stat()
+        self._numbers = await self._session.uids()
+        return Listing(stat.messages, stat.octets, self._numbers.keys())
+
+    async def describe(self, keys: Sequence[str]) -> list[ListedMessage]:
+        """Sizes from LIST, in message-number order (the order RETR streams best)."""
+        numbers = sorted(self._numbers[key] for key in keys)
+        sizes = await self._session.sizes(numbers, len(self._numbers)) if numbers else {}
+        key_of = {self._numbers[key]: key for key in keys}
+        return [ListedMessage(key_of[number], sizes[number]) for number in numbers]
+
+    async def retrieve(self, keys: Sequence[str]) -> AsyncIterator[tuple[str, SpooledMessage]]:
+        key_of = {self._numbers[key]: key for key in keys}
+        async for number, message in self._session.retrieve(list(key_of)):
+            yield key_of[number], message
+
+    async def delete(self, keys: Sequence[str]) -> list[str]:
+        key_of = {self._numbers[key]: key for key in keys}
+        return [key_of[number] for number in await self._session.delete(list(key_of))]
+
+    async def commit(self) -> bool:
+        """QUIT: True only on +OK (RFC 1939 §6)."""
+        return await self._session.quit()
+
+    async def close(self) -> None:
+        await self._session.close()
