@@ -188,3 +188,21 @@ def test_fetch_with_a_spool_that_cannot_grow_is_one_line_and_exit_73(
         assert len(failed) == 1 and "cannot spool a message of" in failed[0], done.stderr
         assert "File too large" in failed[0]
         assert len(pop.mailbox.uids) == 1  # nothing deleted
+
+
+@pytest.mark.parametrize("in_the_way", ["Maildir", "Maildir/cur"])
+def test_a_maildir_that_cannot_be_created_at_open_is_cannot_create(
+    tmp_path: Path, in_the_way: str
+) -> None:
+    """The sink's own mkdir says the same as the check before the run (a file put in the
+    way after it, or a directory without permission for a user other than root)."""
+    import asyncio
+
+    from popkeep.config.schema import MaildirSinkConfig
+    from popkeep.sinks.maildir import MaildirSink
+
+    (tmp_path / in_the_way).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / in_the_way).write_text("in the way")
+    sink = MaildirSink.from_config(MaildirSinkConfig("home", tmp_path / "Maildir"))
+    with pytest.raises(CannotCreate, match=r"cannot create: (File exists|Not a directory)"):
+        asyncio.run(sink.open())

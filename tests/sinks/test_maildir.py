@@ -18,7 +18,7 @@ import pytest
 
 from popkeep.clock import FakeClock
 from popkeep.config.schema import MaildirSinkConfig
-from popkeep.errors import ConfigError, DeliveryError, DeliveryRefused
+from popkeep.errors import CannotCreate, ConfigError, DeliveryError, DeliveryRefused
 from popkeep.model import Receipt
 from popkeep.sinks import maildir as maildir_module
 from popkeep.sinks.base import Delivery, Sink, Staged, delivery_key, staging
@@ -101,9 +101,9 @@ def test_file_name_is_time_key_host_and_size(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "new" / receipt.ref).stat().st_mode) == 0o600
 
 
-def test_open_on_a_file_is_a_delivery_error(tmp_path: Path) -> None:
+def test_open_on_a_file_is_cannot_create(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a maildir")
-    with pytest.raises(DeliveryError, match="cannot create"):
+    with pytest.raises(CannotCreate, match="cannot create"):  # exit 73: no retry fixes it
         asyncio.run(sink(tmp_path / "file").open())
 
 

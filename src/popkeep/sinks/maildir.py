@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import itertools
 import logging
 import os
@@ -74,7 +75,7 @@ from typing import TypeVar
 
 from popkeep.clock import Clock, SystemClock
 from popkeep.config.schema import MaildirSinkConfig
-from popkeep.errors import ConfigError, DeliveryError, DeliveryRefused
+from popkeep.errors import CannotCreate, ConfigError, DeliveryError, DeliveryRefused
 from popkeep.model import Receipt
 from popkeep.sinks.base import Delivery, Staged
 from popkeep.sinks.trace import trace_lines
@@ -83,6 +84,11 @@ from popkeep.spool import LfCopy, SpooledMessage
 log = logging.getLogger(__name__)
 
 _SUBDIRS = ("cur", "new", "tmp")
+#: errno of a mkdir that no retry fixes: something in the way, no permission, no space
+_CANNOT_CREATE = frozenset({
+    errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS,
+    errno.ENOSPC, errno.EDQUOT,
+})  # fmt: skip
 _KEY = re.compile(r"[0-9a-f]{1,128}")
 _FOLDER_SEPARATORS = re.compile(r"[./]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -365,9 +371,10 @@ class MaildirSink:
                     os.close(os.open(marker, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
                     self._sync_dir(self.directory)
         except OSError as exc:
-            raise DeliveryError(
-                f"maildir {self.directory}: cannot create: {exc.strerror or exc}"
-            ) from exc
+            # A file in the way, no permission, a read-only or full file system: the next
+            # run fails the same way until the user acts (exit 73, not 75).
+            error = CannotCreate if exc.errno in _CANNOT_CREATE else DeliveryError
+            raise error(f"maildir {self.directory}: cannot create: {exc.strerror or exc}") from exc
         self._opened = True
 
     def _make_maildir(self, path: Path) -> None:
