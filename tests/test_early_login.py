@@ -1,4 +1,4 @@
-"""``popkeep fetch`` logs in while it finishes starting (App.poll, sources.ahead).
+"""``popkeep fetch`` logs in while it finishes starting (cli.quickpoll).
 
 The login of each account begins on a worker thread once the account's lock is
 held, before the state database opens; the survey then takes that session over.
@@ -17,14 +17,13 @@ import pytest
 
 from popkeep import app as app_module
 from popkeep.cli import main
+from popkeep.cli.quickpoll import OpenedAhead, drive
 from popkeep.errors import AuthError, StateError
 from popkeep.model import ServerStat
-from popkeep.sources.ahead import OpenedAhead
 from popkeep.sources.base import SourceSession
 from popkeep.testing.certs import TestCerts
 from popkeep.testing.mailgen import demo_mailbox
 from popkeep.testing.server import ScriptedPOP3Server
-from popkeep.transport.base import drive
 
 from .integration.helpers import account_toml, save_config, server_config
 

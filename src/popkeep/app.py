@@ -28,7 +28,7 @@ from popkeep.spool import Spool
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from popkeep.collector import AccountJob, AccountResult, ProgressCallback
+    from popkeep.collector import AccountJob, AccountResult, Collector, ProgressCallback
     from popkeep.model import RunSummary, ServerStat, StoredMessage
     from popkeep.sinks.base import Sink
     from popkeep.sources.base import SessionFactory, SourceSession
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from popkeep.state.base import AccountLocks, StateStore
 
 # Loaded when used, not with this module: a ``popkeep fetch`` logs in first
-# (App.poll) and loads the collector, the store and the sinks meanwhile.
+# (cli.quickpoll) and loads the collector, the store and the sinks meanwhile.
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def _pop3(account: AccountConfig, spool: SpoolFactory) -> SessionFactory:
     """Connect + authenticate a POP3 source for ``account`` (password resolved late).
 
     Its modules load here, in the caller's thread, before ``connect`` may run on a
-    worker thread (App.poll) beside the main thread's own imports."""
+    worker thread (cli.quickpoll) beside the main thread's own imports."""
     from popkeep.sources.pop3 import POP3Source, SessionSettings
     from popkeep.transport.base import TLSSettings
     from popkeep.transport.tcp import open_stream
@@ -186,6 +186,14 @@ def open_locks(config: Config) -> AccountLocks:
 
 
 # -- the application ------------------------------------------------------------------
+
+
+class Passes(NamedTuple):
+    """What :meth:`App.passes` hands out: run ``collector.run(job)`` for each job."""
+
+    collector: Collector
+    jobs: list[AccountJob]
+    skipped: list[AccountResult]  #: accounts another process holds (AlreadyRunning)
 
 
 class AccountStatus(NamedTuple):
@@ -286,45 +294,39 @@ class App:
     async def fetch(
         self, names: Sequence[str] = (), progress: ProgressCallback | None = None
     ) -> list[AccountResult]:
-        """One pass per account, inside the running event loop. An account another
-        popkeep process is collecting right now (a cron run that overlaps the
-        previous one) is skipped with AlreadyRunning: two collectors of one mailbox
-        could both deliver a message before either records it."""
-        from popkeep.collector import Collector
+        """One pass per account, inside the running event loop (what a service calls;
+        ``popkeep fetch`` drives the same passes from ``cli.quickpoll``)."""
+        with self.passes(names, progress) as passes:
+            results = await scheduler.run_once(passes.collector, passes.jobs)
+        return results + passes.skipped
 
+    @contextmanager
+    def passes(
+        self,
+        names: Sequence[str] = (),
+        progress: ProgressCallback | None = None,
+        *,
+        connect: Callable[[str, SessionFactory], SessionFactory] | None = None,
+    ) -> Iterator[Passes]:
+        """The passes to run for ``names`` (all enabled accounts when none), while
+        their locks are held.
+
+        An account another popkeep process is collecting right now (a cron run that
+        overlaps the previous one) is not among the jobs but among ``skipped``, with
+        AlreadyRunning: two collectors of one mailbox could both deliver a message
+        before either records it. ``connect(account, factory)``, called for each
+        account as soon as its lock is held and before the collector, the sinks or
+        the store are loaded, may replace the account's session factory.
+        """
         with self._locked(names) as (accounts, skipped):
-            jobs = [self.job(account) for account in accounts]
-            results = await scheduler.run_once(
-                Collector(self.store, self.clock, progress), jobs
-            )
-        return results + [self._already_running(name) for name in skipped]
-
-    def poll(
-        self, names: Sequence[str] = (), progress: ProgressCallback | None = None
-    ) -> list[AccountResult]:
-        """:meth:`fetch` for a thread with no event loop (``popkeep fetch``).
-
-        Each account is surveyed first with blocking sockets; an event loop starts
-        only for the accounts with something to fetch or delete, on the sessions the
-        survey opened (:func:`popkeep.scheduler.poll`). Needs a ``session_factory``
-        whose sessions do blocking I/O while no loop runs (the TCP source does).
-
-        The first accounts (as many as are surveyed at once) start logging in on
-        worker threads as soon as their locks are held, before the collector, the
-        sinks and the state database are loaded: the server's side of a login
-        runs meanwhile (:class:`popkeep.sources.ahead.OpenedAhead`)."""
-        from popkeep.sources.ahead import OpenedAhead
-
-        with self._locked(names) as (accounts, skipped), ExitStack() as logins:
-            ahead: dict[str, OpenedAhead] = {}
-            for account in accounts[: scheduler.DEFAULT_CONCURRENCY]:
-                ahead[account.name] = OpenedAhead(self.source(account), account.name)
-                logins.callback(ahead[account.name].discard)  # when start-up fails
+            factories = {a.name: self.source(a) for a in accounts}
+            if connect is not None:
+                factories = {name: connect(name, f) for name, f in factories.items()}
             from popkeep.collector import Collector
 
-            jobs = [self.job(account, connect=ahead.get(account.name)) for account in accounts]
-            results = scheduler.poll(Collector(self.store, self.clock, progress), jobs)
-        return results + [self._already_running(name) for name in skipped]
+            jobs = [self.job(account, connect=factories[account.name]) for account in accounts]
+            collector = Collector(self.store, self.clock, progress)
+            yield Passes(collector, jobs, [self._already_running(name) for name in skipped])
 
     def _check_sink_paths(self, accounts: Sequence[AccountConfig]) -> None:
         """CannotCreate (exit 73) before any lock or login when a sink of ``accounts``
@@ -437,4 +439,4 @@ def load_app(path: Path, **kwargs: Any) -> App:
     return App(load_config(path), **kwargs)
 
 
-__all__ = ["AccountStatus", "App", "PlannedDeletion", "install_masking", "load_app"]
+__all__ = ["AccountStatus", "App", "Passes", "PlannedDeletion", "install_masking", "load_app"]

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from popkeep import __version__
-from popkeep.app import App
-from popkeep.cli import main
+from popkeep.cli import main, quickpoll
 from popkeep.cli.group import click_main
 from popkeep.cli.runner import FastFetch, parse_fast
 from popkeep.testing.certs import TestCerts
@@ -94,7 +93,7 @@ def test_fast_and_click_fetch_print_and_exit_alike(
         err = capsys.readouterr().err
         assert err.startswith("popkeep: ") and "nosuch" in err
     with monkeypatch.context() as patch:
-        patch.setattr(App, "poll", _interrupted)
+        patch.setattr(quickpoll, "poll", _interrupted)
         assert main(["-c", str(config), "fetch"]) == click_main(["-c", str(config), "fetch"]) == 130
         assert capsys.readouterr().err == "\nAborted.\n" * 2
     assert main(["-c", str(config), "fetch"]) == 0

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from popkeep.cli.quickpoll import drive
 from popkeep.errors import (
     ConnectError,
     LimitExceeded,
@@ -27,7 +28,7 @@ from popkeep.errors import (
 from popkeep.model import ServerStat
 from popkeep.sources.pop3 import POP3Session, SessionSettings
 from popkeep.spool import SpoolWriter
-from popkeep.transport.base import TLSSettings, drive
+from popkeep.transport.base import TLSSettings
 from popkeep.transport.tcp import TCPStream, open_stream, open_tcp, system_ca_dir
 
 from .miniserver import MiniServer

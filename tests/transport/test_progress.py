@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from popkeep.cli.quickpoll import drive
 from popkeep.errors import LimitExceeded
-from popkeep.transport.base import drive
 from popkeep.transport.tcp import Progress, TCPStream, open_tcp
 
 RECORDS = [  # (octets, seconds waited) read in turn → whether the rule is broken

@@ -128,7 +128,9 @@ def fetch(accounts: Sequence[str], config_path: Path, as_json: bool) -> int:
         end_startup()
         progress = Progress() if is_terminal() and not as_json else None
         try:
-            results = app.poll(accounts, progress)
+            from popkeep.cli.quickpoll import poll
+
+            results = poll(app, accounts, progress)
         finally:
             if progress is not None:
                 progress.clear()

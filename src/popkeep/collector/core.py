@@ -2,11 +2,10 @@
 
 The fetch → deliver part lives in :mod:`.pipeline`; the records in :mod:`.job`.
 
-A pass runs inside an event loop (:meth:`Collector.run`), or in two halves
-(:meth:`Collector.survey`, then :meth:`Collector.finish`): the survey connects,
-lists and diffs without a loop, over a session whose transport does blocking I/O
-until a loop runs (``transport.tcp``), and a poll with nothing to fetch or delete
-ends there, before asyncio is even imported (bench/README.md, "Round 5").
+There is one pass, :meth:`Collector.run`, for every caller: ``popkeep fetch``
+and a long-running service alike. Up to the point where it has work to do, it
+awaits only its source and uses no event-loop facility itself (the state is read
+on a plain thread), and it yields once (a checkpoint) before opening the sinks.
 
 Owns: the order of operations that keeps the invariants of DESIGN.md:
 
@@ -29,9 +28,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Set
+import types
+from collections.abc import Generator, Set
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from popkeep import retention
 from popkeep.clock import Clock
@@ -46,7 +46,6 @@ from popkeep.errors import PopkeepError, TransportError
 from popkeep.model import MessageState, RunSummary, ServerStat
 from popkeep.sources.base import ListedMessage, SourceSession
 from popkeep.state.base import StateStore
-from popkeep.transport.base import drive
 
 if TYPE_CHECKING:
     from popkeep.collector.pipeline import Pipeline
@@ -57,14 +56,10 @@ log = logging.getLogger(__name__)
 _Known = tuple[dict[MessageState, list[str]], dict[str, MessageState], set[str]]
 
 
-class Surveyed(NamedTuple):
-    """A pass half done by :meth:`Collector.survey`: to be finished in an event loop."""
-
-    run: RunState
-    session: SourceSession
-    listed: Set[str]  #: the keys (uids) this session listed
-    todo: list[str]  #: uids listed that still need delivering
-    started: datetime
+@types.coroutine
+def _checkpoint() -> Generator[None, None, None]:
+    """Give the event loop one turn (a bare ``yield``, like ``asyncio.sleep(0)``)."""
+    yield
 
 
 class Collector:
@@ -102,44 +97,6 @@ class Collector:
             error = exc
         return self._result(run, started, error)
 
-    def survey(self, job: AccountJob) -> AccountResult | Surveyed:
-        """The first half of a pass, without an event loop: connect, log in, list, diff.
-
-        For a job whose ``connect`` opens a session that does blocking I/O while no
-        loop runs (``app`` wires the TCP transport so). Nothing to fetch or delete:
-        the pass ends here (QUIT, run recorded) and its result is returned. Else the
-        half-done pass, for :meth:`finish` inside an event loop on the same session
-        (no second login). Never raises a PopkeepError.
-        """
-        started = self._clock.now()
-        run = RunState(job)
-        try:
-            session = self._connect_blocking(run)
-            try:
-                listed, todo = drive(self._list(run, session))
-                if self._idle(run, listed, todo):
-                    drive(session.commit())
-                    return self._result(run, started, None)
-            except BaseException:
-                drive(session.close())
-                raise
-        except PopkeepError as exc:
-            return self._result(run, started, exc)
-        return Surveyed(run, session, listed, todo, started)
-
-    async def finish(self, surveyed: Surveyed) -> AccountResult:
-        """The rest of a pass :meth:`survey` began. Never raises a PopkeepError."""
-        run, session = surveyed.run, surveyed.session
-        error: PopkeepError | None = None
-        try:
-            try:
-                await self._deliver(run, session, surveyed.listed, surveyed.todo)
-            finally:
-                await session.close()
-        except PopkeepError as exc:
-            error = exc
-        return self._result(run, surveyed.started, error)
-
     def _result(
         self, run: RunState, started: datetime, error: PopkeepError | None
     ) -> AccountResult:
@@ -158,6 +115,9 @@ class Collector:
             await session.commit()
             return
         job = run.job
+        # The other passes run meanwhile; and a caller driving this pass by hand
+        # without a loop (cli.quickpoll) stops here and finishes it in one.
+        await _checkpoint()
         await self._open_sinks(run)
         try:
             wanted = await self._select(run, session, todo)
@@ -175,44 +135,28 @@ class Collector:
         """Connect and log in while a worker thread reads the account's state.
 
         Login, and the server opening a large mailbox (≈ 0.1 s for 20,000 messages
-        on Dovecot), are round trips and server time; the reads need neither.
+        on Dovecot), are round trips and server time; the reads need neither. A
+        plain thread, not the loop's executor: the pass uses no loop facility
+        before it has work (see the module docstring); the join waits only for
+        whatever of the read outlasted the login.
         """
-        import asyncio
-
-        name = run.job.name
-        reading = asyncio.ensure_future(asyncio.to_thread(self._read_state, name))
-        try:
-            session = await run.job.connect()
-        except BaseException:
-            await asyncio.gather(reading, return_exceptions=True)
-            raise
-        try:
-            run.pending_keys, known = await reading
-        except BaseException:
-            await session.close()
-            raise
-        run.by_state, run.states, run.alive = known
-        return session
-
-    def _connect_blocking(self, run: RunState) -> SourceSession:
-        """:meth:`_connect` without a loop: the state is read in a thread meanwhile."""
         got: list[tuple[frozenset[str], _Known]] = []
         failed: list[BaseException] = []
 
         def read() -> None:
             try:
                 got.append(self._read_state(run.job.name))
-            except BaseException as exc:  # re-raised below, in the caller's thread
+            except BaseException as exc:  # re-raised below, in the pass
                 failed.append(exc)
 
         reader = threading.Thread(target=read, name="popkeep-state", daemon=True)
         reader.start()
         try:
-            session = drive(run.job.connect())
+            session = await run.job.connect()
         finally:
             reader.join()
         if failed:
-            drive(session.close())
+            await session.close()
             raise failed[0]
         run.pending_keys, known = got[0]
         run.by_state, run.states, run.alive = known

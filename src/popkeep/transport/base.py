@@ -6,11 +6,8 @@ settings value. Must not: know about POP3, parse bytes, or retry.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from pathlib import Path
-from typing import NamedTuple, Protocol, TypeVar
-
-T = TypeVar("T")
+from typing import NamedTuple, Protocol
 
 
 class TLSSettings(NamedTuple):
@@ -61,20 +58,3 @@ class Stream(Protocol):
         """The TLS state when the stream is encrypted, else None."""
         ...
 
-
-def drive(awaitable: Awaitable[T]) -> T:
-    """Run ``awaitable`` (a coroutine) to its end here and now, without an event loop.
-
-    For coroutines that only await streams in blocking mode (``transport.tcp``
-    opened while no loop runs): those never suspend. Raises RuntimeError (after
-    closing the coroutine) if it does suspend, i.e. waits for something only a
-    loop could deliver.
-    """
-    steps = awaitable.__await__()
-    try:
-        steps.send(None)
-    except StopIteration as done:
-        result: T = done.value
-        return result
-    steps.close()
-    raise RuntimeError("a coroutine driven without an event loop waited for one")
