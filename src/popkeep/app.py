@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from popkeep.sinks.base import Sink
     from popkeep.sources.base import SessionFactory, SourceSession
     from popkeep.spool import SpoolFactory
-    from popkeep.state.base import AccountLocks, StateStore
+    from popkeep.state.base import AccountLocks, Refusal, StateStore
 
 # Loaded when used, not with this module: a ``popkeep fetch`` logs in first
 # (cli.quickpoll) and loads the collector, the store and the sinks meanwhile.
@@ -391,6 +391,15 @@ class App:
 
         authorize(secret, token)
         return token
+
+    def retry_refused(self, account: str, uids: Sequence[str] = ()) -> list[Refusal]:
+        """Forget the account's remembered refusals (of ``uids`` only, when given), so
+        the next fetch offers those messages to the sinks again; the forgotten ones."""
+        self.accounts([account])  # an unknown name is a ConfigError
+        remembered = self.store.refusals(account)
+        chosen = [r for r in remembered if not uids or r.uid in uids]
+        self.store.forget_refusals(account, tuple(uids))
+        return chosen
 
     def status(self) -> list[AccountStatus]:
         """Per account: its last run and the store's counts (two indexed queries each)."""

@@ -136,9 +136,32 @@ def test_a_refused_message_in_a_batch_does_not_duplicate_block_or_stop_the_rest(
         assert digests(stored(dovecot, target)) == digests(small), f"run {run}"
         # The others were deleted at the provider; the refused one stays.
         assert digests(dovecot.messages(dovecot_user)) == digests([big]), f"run {run}"
-        if run == 0:
-            assert any("refused by sink central" in w and "TOOBIG" in w
-                       for w in result["warnings"]), result
+        # Reported on every run; offered to the sink once only (remembered).
+        assert any("refused by sink central" in w and "TOOBIG" in w and "popkeep retry isp" in w
+                   for w in result["warnings"]), result
+        assert front.refused == 1, f"run {run}"
+
+
+def test_popkeep_retry_offers_a_refused_message_again(
+    dovecot: Dovecot, dovecot_user: str, target: str, front: ImapFront, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    small, big = small_messages(2, seed=35), big_message(3)
+    dovecot.add_messages(dovecot_user, [small[0], big, small[1]])
+    account = account_toml(port=dovecot.pop3s_port, tls="implicit", ca_file=dovecot.ca_file,
+                           user=dovecot_user, password=dovecot.password, delete_after="0s")
+    config = save_config(tmp_path, f'[state]\npath = "{tmp_path / "state.db"}"\n'
+                         + sink_toml(dovecot, front, target) + account)
+    assert main(["-c", str(config), "fetch"]) == 0
+    assert main(["-c", str(config), "fetch"]) == 0
+    assert front.refused == 1
+    capsys.readouterr()
+    assert main(["-c", str(config), "retry", "isp"]) == 0
+    assert "sink central will be tried again" in capsys.readouterr().out
+    front.max_append = None  # the provider raised its limit
+    assert main(["-c", str(config), "fetch"]) == 0
+    assert digests(stored(dovecot, target)) == digests([*small, big])
+    assert dovecot.message_count(dovecot_user) == 0  # now delivered, so deleted
 
 
 def test_a_reply_lost_after_the_server_committed_is_looked_for_not_resent(

@@ -84,7 +84,7 @@ def test_version_1_database_migrates_and_uids_by_state_reads_an_index(tmp_path: 
     conn.close()
     store = SQLiteStore.open(path)
     try:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         assert store.uids_by_state("a") == {MessageState.DELIVERED: ["u1"]}
         plan = " ".join(str(row[-1]) for row in store._conn.execute(
             "EXPLAIN QUERY PLAN SELECT state, group_concat(uid, char(10)) FROM messages"

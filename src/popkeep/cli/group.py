@@ -16,6 +16,7 @@ _COMMANDS = {
     "demo": "popkeep.cli.demo:demo",
     "fetch": "popkeep.cli.commands:fetch",
     "plan": "popkeep.cli.plan:plan",
+    "retry": "popkeep.cli.retry:retry",
     "schedule": "popkeep.cli.commands:schedule",
     "status": "popkeep.cli.commands:status",
 }

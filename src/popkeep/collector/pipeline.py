@@ -22,12 +22,13 @@ from typing import NamedTuple
 
 from popkeep.clock import Clock
 from popkeep.collector.job import AccountJob, ProgressCallback, RunState, sink_names
+from popkeep.collector.refusals import Refused, remember, skip_refused
 from popkeep.errors import DeliveryError, MessageRefused, PopkeepError
 from popkeep.model import MessageState, Receipt
 from popkeep.sinks.base import Delivery, Sink, Staged, StagingSink, delivery_key, staging
 from popkeep.sources.base import ListedMessage, SourceSession
 from popkeep.spool import SpooledMessage
-from popkeep.state.base import Delivered, Intent, StateStore
+from popkeep.state.base import Delivered, Intent, Refusal, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,8 @@ class _Flow:
 
     __slots__ = (
         "broken", "commit_bytes", "commit_messages", "deliveries", "found", "handles",
-        "hashes", "hold", "last_commit", "received", "received_bytes", "repeats", "stagers",
-        "taken", "uncommitted_bytes",
+        "hashes", "hold", "last_commit", "received", "received_bytes", "refused", "repeats",
+        "sizes", "stagers", "taken", "uncommitted_bytes",
     )
 
     def __init__(
@@ -74,6 +75,9 @@ class _Flow:
         #: content delivered (or being delivered) this run: later copies are repeats
         self.hashes: set[str] = set()
         self.broken = False  #: a step failed: nothing more is committed this run
+        #: uid → sinks that refused it for good on an earlier run (not offered it again)
+        self.refused: Refused = {}
+        self.sizes: dict[str, int] = {}  #: uid → listed size (what a refusal remembers)
 
 
 class _Outcome(NamedTuple):
@@ -104,8 +108,12 @@ class Pipeline:
         if not wanted:
             return
         job = run.job
-        by_key = {entry.key: entry for entry in wanted}
         flow = self._flow(job)
+        wanted, flow.refused = skip_refused(self._store, run, wanted, self.held_by)
+        if not wanted:
+            return
+        by_key = {entry.key: entry for entry in wanted}
+        flow.sizes = {entry.key: entry.size for entry in wanted}
         step: asyncio.Future[None] | None = None
         try:
             async for key, message in session.retrieve(list(by_key)):
@@ -210,7 +218,7 @@ class Pipeline:
             for name, sink in flow.stagers.items():
                 if name in run.failed_sinks:
                     continue
-                todo = [d for d in deliveries if name not in self.held_by(run, d.uid)]
+                todo = self._owed(run, flow, name, deliveries)
                 todo = await self._recover(run, sink, todo, flow.found)
                 try:
                     flow.handles[name].extend(await sink.stage(todo))
@@ -319,7 +327,7 @@ class Pipeline:
             for delivery, receipt in outcome.done:
                 receipts[delivery.uid].append(receipt)
             for delivery, refusal in outcome.refused:
-                self._refused(run, sink, delivery, refusal)
+                self._refused(run, flow, sink, delivery, refusal)
                 refused.add(delivery.uid)
             if outcome.error is not None:
                 await self._fail(run, flow, sink, outcome.error)
@@ -341,15 +349,23 @@ class Pipeline:
             run.delivered_bytes += sum(d.message.size for d in done)
 
     def _refused(
-        self, run: RunState, sink: Sink, delivery: Delivery, refusal: MessageRefused
+        self, run: RunState, flow: _Flow, sink: Sink, delivery: Delivery, error: MessageRefused
     ) -> None:
-        """``sink`` refused one message for good: report it; it stays on the server."""
-        log.warning("account %s: sink %s: %s", run.job.name, sink.name, refusal)
-        run.skipped += 1
-        run.warnings.append(
-            f"message {delivery.uid} ({delivery.message.size} octets) was refused by sink "
-            f"{sink.name}: {refusal}; it stays on the server"
-        )
+        """``sink`` refused one message for good: reported and remembered (see .refusals)."""
+        message = delivery.message
+        size = flow.sizes.get(delivery.uid, message.size)
+        refusal = Refusal(delivery.uid, sink.name, size, message.sha256, str(error),
+                          self._clock.now())
+        remember(self._store, run, refusal, error)
+
+    def _owed(
+        self, run: RunState, flow: _Flow, sink: str, deliveries: list[Delivery]
+    ) -> list[Delivery]:
+        """The deliveries ``sink`` still has to store: not held, not refused before."""
+        return [
+            d for d in deliveries
+            if sink not in self.held_by(run, d.uid) and sink not in flow.refused.get(d.uid, ())
+        ]
 
     async def _deliver_to(
         self, run: RunState, flow: _Flow, sink: Sink, deliveries: list[Delivery]
@@ -364,7 +380,7 @@ class Pipeline:
                 return _Outcome((), (), exc)
             return _Outcome([(h.delivery, r) for h, r in zip(handles, receipts, strict=True)])
         found: dict[str, list[Receipt]] = {}
-        todo = [d for d in deliveries if sink.name not in self.held_by(run, d.uid)]
+        todo = self._owed(run, flow, sink.name, deliveries)
         todo = await self._recover(run, sink, todo, found)
         done = [(d, r) for d in deliveries for r in found.get(d.uid, ())]
         outcome = await self._deliver_each(sink, todo)

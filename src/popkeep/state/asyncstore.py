@@ -27,7 +27,14 @@ from datetime import datetime
 from typing import ParamSpec, TypeVar
 
 from popkeep.model import MessageState, RunSummary, StoredMessage
-from popkeep.state.base import AccountTotals, Delivered, DeliveredRecord, Intent, StateStore
+from popkeep.state.base import (
+    AccountTotals,
+    Delivered,
+    DeliveredRecord,
+    Intent,
+    Refusal,
+    StateStore,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -76,6 +83,15 @@ class AsyncStore:
         self, account: str, delivered: Sequence[Delivered], all_sinks: Sequence[str], now: datetime
     ) -> None:
         await self._call(self.store.record_delivered, account, delivered, all_sinks, now)
+
+    async def record_refusals(self, account: str, refusals: Sequence[Refusal]) -> None:
+        return await self._call(self.store.record_refusals, account, refusals)
+
+    async def refusals(self, account: str) -> list[Refusal]:
+        return await self._call(self.store.refusals, account)
+
+    async def forget_refusals(self, account: str, uids: Sequence[str] = ()) -> int:
+        return await self._call(self.store.forget_refusals, account, uids)
 
     async def adopt(self, account: str, uid: str, original: StoredMessage, size: int) -> None:
         await self._call(self.store.adopt, account, uid, original, size)

@@ -44,6 +44,19 @@ class Delivered(NamedTuple):
     receipts: tuple[Receipt, ...]
 
 
+class Refusal(NamedTuple):
+    """A sink refused this message for good (``MessageRefused``): not retried by
+    later runs until the user asks (``popkeep retry``). ``size`` tells a message
+    reusing the uid apart."""
+
+    uid: str
+    sink: str
+    size: int
+    sha256: str
+    reason: str
+    refused_at: datetime
+
+
 class AccountTotals(NamedTuple):
     """What ``popkeep status`` shows for one account."""
 
@@ -128,6 +141,19 @@ class StateStore(AccountLocks, Protocol):
         """One transaction: add receipts, clear the intents of these uids, and set state
         DELIVERED (first_retrieved_at = now unless already set) for those whose receipts
         now cover ``all_sinks``; the rest stay SEEN with their partial receipts."""
+        ...
+
+    def record_refusals(self, account: str, refusals: Sequence[Refusal]) -> None:
+        """Remember refusals (replacing any for the same account, uid and sink)."""
+        ...
+
+    def refusals(self, account: str) -> list[Refusal]:
+        """Every refusal remembered for the account, oldest first."""
+        ...
+
+    def forget_refusals(self, account: str, uids: Sequence[str] = ()) -> int:
+        """Forget the account's refusals (of ``uids`` only, when given): the next run
+        tries those messages again. Returns how many were forgotten."""
         ...
 
     def adopt(self, account: str, uid: str, original: StoredMessage, size: int) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 from popkeep.errors import StateError
 from popkeep.model import MessageState, RunSummary, StoredMessage
-from popkeep.state.base import AccountTotals, Delivered, DeliveredRecord, Intent
+from popkeep.state.base import AccountTotals, Delivered, DeliveredRecord, Intent, Refusal
 from popkeep.state.filelock import FileLocks
 from popkeep.state.migrations import MIGRATIONS, SCHEMA_VERSION
 
@@ -590,6 +590,49 @@ class SQLiteStore:
                 "SELECT account FROM messages UNION SELECT account FROM runs ORDER BY 1"
             ).fetchall()
         return [row[0] for row in rows]
+
+    # -- refusals ----------------------------------------------------------------
+
+    def record_refusals(self, account: str, refusals: Sequence[Refusal]) -> None:
+        """Remember refusals (replacing any for the same account, uid and sink)."""
+        if not refusals:
+            return
+        rows = [
+            (account, r.uid, r.sink, r.size, r.sha256, r.reason, _encode_time(r.refused_at))
+            for r in refusals
+        ]
+        with self._transaction("record refusals") as cur:
+            cur.executemany(
+                """INSERT OR REPLACE INTO refusals
+                   (account, uid, sink, size, sha256, reason, refused_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                rows,
+            )
+
+    def refusals(self, account: str) -> list[Refusal]:
+        """Every refusal remembered for the account, oldest first."""
+        with self._reading("read refusals") as conn:
+            rows = conn.execute(
+                """SELECT uid, sink, size, sha256, reason, refused_at FROM refusals
+                    WHERE account = ? ORDER BY refused_at, uid, sink""",
+                (account,),
+            ).fetchall()
+        return [
+            Refusal(uid, sink, size, sha256, reason, datetime.fromisoformat(at))
+            for uid, sink, size, sha256, reason, at in rows
+        ]
+
+    def forget_refusals(self, account: str, uids: Sequence[str] = ()) -> int:
+        """Forget the account's refusals (of ``uids`` only, when given)."""
+        with self._transaction("forget refusals") as cur:
+            if not uids:
+                cur.execute("DELETE FROM refusals WHERE account = ?", (account,))
+                return cur.rowcount
+            cur.executemany(
+                "DELETE FROM refusals WHERE account = ? AND uid = ?",
+                [(account, uid) for uid in uids],
+            )
+            return cur.rowcount
 
     def account_totals(self, account: str) -> AccountTotals:
         """Counts for ``popkeep status``; all zero for an unknown account."""

@@ -82,8 +82,25 @@ _V2: tuple[str, ...] = (
     "CREATE INDEX messages_by_state ON messages (account, state, uid)",
 )
 
+#: Version 3: messages a sink refused for good (StateStore.refusals), so later runs
+#: skip them with a report instead of fetching and offering them again every time.
+_V3: tuple[str, ...] = (
+    """
+    CREATE TABLE refusals (
+        account     TEXT    NOT NULL,
+        uid         TEXT    NOT NULL,
+        sink        TEXT    NOT NULL,
+        size        INTEGER NOT NULL,
+        sha256      TEXT    NOT NULL,
+        reason      TEXT    NOT NULL,
+        refused_at  TEXT    NOT NULL,
+        PRIMARY KEY (account, uid, sink)
+    ) WITHOUT ROWID
+    """,
+)
+
 #: ``MIGRATIONS[i]``: the statements taking schema version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 
 #: The schema version this popkeep writes.
 SCHEMA_VERSION = len(MIGRATIONS)
