@@ -30,6 +30,7 @@ Tree::
     │   ├── LocalProtocolError      local (we misused the codec: a bug)
     │   ├── RemoteProtocolError     the server broke RFC 1939
     │   └── LimitExceeded           a line/listing/session/progress bound was hit
+    │       └── MessageAborted      one message grew past max_message_size mid-transfer
     ├── ServerError                 remote, account: an -ERR that ends the session
     │   ├── ServerBusy              retry: [IN-USE], [LOGIN-DELAY], [SYS/TEMP]
     │   └── ServerRefused           no retry: [SYS/PERM], unsupported command  exit 77
@@ -151,6 +152,17 @@ class RemoteProtocolError(ProtocolError):
 
 class LimitExceeded(RemoteProtocolError):
     """A bound on line length, listing size, session time or transfer rate was exceeded."""
+
+
+class MessageAborted(LimitExceeded):
+    """One message's transfer was cut: it grew past ``max_message_size`` although its
+    listed size did not (it never ends, or the server lies about its size). The
+    session is spoiled; later runs leave that message on the server and report it,
+    so the messages after it still arrive. ``key``: the message (the source sets it)."""
+
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class ServerError(PopkeepError):

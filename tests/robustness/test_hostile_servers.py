@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from popkeep.cli import main
 from popkeep.testing import misbehaviour as mb
 from popkeep.testing.mailbox import Mailbox
 
@@ -133,13 +134,29 @@ def test_ten_megabyte_line_is_stored_intact(hostile: Hostile) -> None:
     assert len(case.server.mailbox) == 0
 
 
-def test_message_that_never_ends_is_cut_at_max_message_size(hostile: Hostile) -> None:
+def test_message_that_never_ends_is_cut_then_skipped_and_the_rest_arrive(
+    hostile: Hostile,
+) -> None:
+    # Issue 16 item 3. Before: every run failed at message 2; 3, 4 and 5 never arrived.
     case = hostile(endless_retr=2)
     case.configure(delete_after="0s", extra='max_message_size = "2MB"\ntimeout = "5s"')
     code, err = case.fetch()
     case.assert_failed_cleanly(code, err, "larger than 2000000 octets")
     assert not list((case.maildir / "tmp").iterdir())
-    case.resume()
+    uid2 = case.server.mailbox.uids[1]
+    code, err = case.fetch()  # the server still misbehaves
+    assert code == 0, err
+    case.assert_safe()
+    assert len(case.stored()) == 4 and case.server.mailbox.uids == [uid2]
+    assert case.by_uid[uid2] not in case.stored()  # nothing partial
+    (warning,) = [line for line in err if uid2 in line]
+    assert "never ends" in warning and "popkeep retry isp" in warning
+    assert case.query("SELECT skipped FROM runs ORDER BY id") == [1, 1]
+    case.server.misbehave = mb.Misbehaviour()  # fixed; the user asks for another try
+    assert main(["-c", str(case.config), "retry", "isp"]) == 0
+    code, err = case.fetch()
+    assert code == 0, err
+    assert len(case.stored()) == 5 and len(case.server.mailbox) == 0
 
 
 def test_message_that_never_ends_is_cut_by_the_session_timeout(hostile: Hostile) -> None:

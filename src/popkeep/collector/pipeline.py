@@ -23,7 +23,7 @@ from typing import NamedTuple
 from popkeep.clock import Clock
 from popkeep.collector.job import AccountJob, ProgressCallback, RunState, sink_names
 from popkeep.collector.refusals import Refused, remember, skip_refused
-from popkeep.errors import DeliveryError, MessageRefused, PopkeepError
+from popkeep.errors import DeliveryError, MessageAborted, MessageRefused, PopkeepError
 from popkeep.model import MessageState, Receipt
 from popkeep.sinks.base import Delivery, Sink, Staged, StagingSink, delivery_key, staging
 from popkeep.sources.base import ListedMessage, SourceSession
@@ -130,6 +130,9 @@ class Pipeline:
                     await finished
                     if flow.received:
                         step = asyncio.ensure_future(self._step(run, flow))
+        except MessageAborted as exc:
+            self._aborted(run, flow, exc)
+            raise
         finally:
             try:
                 if step is not None:
@@ -357,6 +360,20 @@ class Pipeline:
         refusal = Refusal(delivery.uid, sink.name, size, message.sha256, str(error),
                           self._clock.now())
         remember(self._store, run, refusal, error)
+
+    def _aborted(self, run: RunState, flow: _Flow, error: MessageAborted) -> None:
+        """The source cut one message mid-transfer (never-ending, or larger than listed
+        and than max_message_size): remembered as refused by every sink, so later runs
+        leave it on the server, report it, and fetch the messages after it; ``popkeep
+        retry`` tries it again (see .refusals)."""
+        size = flow.sizes.get(error.key)
+        if size is None:
+            return
+        reason = f"{error} although listed with {size} (it never ends, or its size is a lie)"
+        now = self._clock.now()
+        refusals = [Refusal(error.key, s.name, size, "", reason, now) for s in run.job.sinks]
+        self._store.record_refusals(run.job.name, refusals)
+        run.skipped += 1
 
     def _owed(
         self, run: RunState, flow: _Flow, sink: str, deliveries: list[Delivery]

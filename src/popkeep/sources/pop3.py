@@ -32,6 +32,7 @@ from typing import Literal, NamedTuple
 from popkeep.errors import (
     AuthError,
     LimitExceeded,
+    MessageAborted,
     MessageError,
     NetworkTimeout,
     PopkeepError,
@@ -388,7 +389,9 @@ class POP3Session:
                     writer.write(event.data)
                     if limit is not None and writer.size > limit:
                         self._broken = True
-                        raise LimitExceeded(f"message {number} is larger than {limit} octets")
+                        raise MessageAborted(
+                            f"message {number} is larger than {limit} octets", str(number)
+                        )
             return writer.finish()
         except BaseException:
             writer.discard()
@@ -558,8 +561,12 @@ class POP3Source:
 
     async def retrieve(self, keys: Sequence[str]) -> AsyncIterator[tuple[str, SpooledMessage]]:
         key_of = {self._numbers[key]: key for key in keys}
-        async for number, message in self._session.retrieve(list(key_of)):
-            yield key_of[number], message
+        try:
+            async for number, message in self._session.retrieve(list(key_of)):
+                yield key_of[number], message
+        except MessageAborted as exc:
+            exc.key = key_of.get(int(exc.key), exc.key)  # the session knows numbers only
+            raise
 
     async def delete(self, keys: Sequence[str]) -> list[str]:
         key_of = {self._numbers[key]: key for key in keys}
