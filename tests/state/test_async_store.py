@@ -141,3 +141,41 @@ def test_errors_reach_the_awaiting_caller(store: SQLiteStore) -> None:
         asyncio.run(main())
     finally:
         facade.close()
+
+
+def test_without_a_loop_a_call_runs_at_once_in_the_callers_thread(store: SQLiteStore) -> None:
+    """A pass driven by hand (cli.quickpoll) awaits the facade with no loop: each call
+    completes on the first step, on the caller's thread, and no worker thread starts."""
+    watched = Watched(store)
+    facade = AsyncStore(watched)  # type: ignore[arg-type]
+    step = facade.record_run(_run("a"))
+    with pytest.raises(StopIteration):
+        step.send(None)
+    assert watched.threads == [threading.get_ident()]
+    assert facade._thread is None
+    facade.close()
+    assert [r.account for r in store.runs()] == ["a"]
+
+
+def test_a_poll_without_a_loop_never_imports_asyncio(tmp_path: Path) -> None:
+    """The cron fast path keeps its measured start-up: the facade loads asyncio and a
+    thread pool only when a call is made inside a loop."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from popkeep.state.asyncstore import AsyncStore\n"
+        "from popkeep.state.sqlite import SQLiteStore\n"
+        "facade = AsyncStore(SQLiteStore.open(Path(sys.argv[1])))\n"
+        "step = facade.accounts()\n"
+        "try:\n"
+        "    step.send(None)\n"
+        "except StopIteration as done:\n"
+        "    print(done.value, sorted(m for m in ('asyncio', 'concurrent.futures')"
+        " if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "state.db")],
+                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    assert done.stdout.strip() == "[] []"

@@ -1,30 +1,34 @@
-"""The one way code inside an event loop calls the (synchronous) state store.
+"""The one way async code calls the (synchronous) state store.
 
 Owns: :class:`AsyncStore`, an awaitable face of any
-:class:`~popkeep.state.base.StateStore` that runs every call on **one dedicated
-worker thread**, in the order the calls were made. Why a thread: a store call may
-wait on the disk (SQLite commits with ``synchronous=FULL``, an fsync each) or, for
-a networked store, on a server; run on the loop it would stall every session of
-every account meanwhile. Why one thread: calls keep their order (a journal before
-the receipts that clear it), a store sees one caller at a time, and a no-op poll
-pays for no thread it does not use (the thread starts with the first call).
+:class:`~popkeep.state.base.StateStore`. Inside a running event loop it runs
+every call on **one dedicated worker thread**, in the order the calls were made.
+Why a thread: a store call may wait on the disk (SQLite commits with
+``synchronous=FULL``, an fsync each) or, for a networked store, on a server; run
+on the loop it would stall every session of every account meanwhile. Why one
+thread: calls keep their order (a journal before the receipts that clear it), a
+store sees one caller at a time, and the thread starts with the first call that
+needs it.
+
+With no running loop (a pass driven by hand, ``popkeep.cli.quickpoll``) its
+awaits never suspend: each call runs at once, in the caller's thread, the same
+contract as a TCP stream opened with no loop (``transport.tcp``). This module
+imports neither asyncio nor a thread pool until a call inside a loop needs them,
+so a cron poll that ends without a loop never loads them.
 
 Must not: change what a call means. A cancelled ``await`` does not cancel the
 call: a transaction that has begun completes (or fails) on the thread, and the
-next call starts after it. Code with no running loop (the cron survey, ``status``,
-``schedule``, ``plan``) calls the store directly; so do short reads done before a
-loop starts. The store's lock (:meth:`~popkeep.state.base.AccountLocks.lock`) is
-taken before any loop, by ``app``.
+next call starts after it. The store's lock
+(:meth:`~popkeep.state.base.AccountLocks.lock`) is taken before any loop, by ``app``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
+import sys
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from popkeep.model import MessageState, RunSummary, StoredMessage
 from popkeep.state.base import (
@@ -36,8 +40,24 @@ from popkeep.state.base import (
     StateStore,
 )
 
+if TYPE_CHECKING:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The running event loop, if any; no loop can run before asyncio is imported."""
+    module = sys.modules.get("asyncio")
+    if module is None:
+        return None
+    try:
+        loop: asyncio.AbstractEventLoop = module.get_running_loop()
+    except RuntimeError:
+        return None
+    return loop
 
 
 class AsyncStore:
@@ -46,18 +66,29 @@ class AsyncStore:
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popkeep-store")
+        self._thread: ThreadPoolExecutor | None = None  #: started by the first call in a loop
 
     async def _call(self, method: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``method`` on the store's thread; its exception is raised here."""
-        loop = asyncio.get_running_loop()
+        """Run ``method`` on the store's thread (at once when no loop runs); its
+        exception is raised here."""
+        loop = _running_loop()
+        if loop is None:
+            return method(*args, **kwargs)
+        import asyncio
+
+        if self._thread is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="popkeep-store")
         future = loop.run_in_executor(self._thread, functools.partial(method, *args, **kwargs))
         # shield: a cancelled caller leaves the call running to its end (see module doc).
         return await asyncio.shield(future)
 
     def close(self) -> None:
-        """Wait for the calls already made, then stop the thread. Idempotent."""
-        self._thread.shutdown(wait=True)
+        """Wait for the calls already made, then stop the thread (if one started).
+        Idempotent; the store stays open."""
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
 
     # -- the StateStore protocol, method for method ------------------------------------
 

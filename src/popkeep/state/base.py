@@ -6,12 +6,13 @@ the run history; and the per-account lock (one session per mailbox). Every metho
 that writes is one transaction. Nothing outside ``popkeep.state`` writes SQL.
 Must not: talk to servers or sinks, or decide retention.
 
-Stores are synchronous. **Code inside a running event loop calls a store only
-through** :class:`popkeep.state.asyncstore.AsyncStore`, which runs each call on
-one dedicated thread, in order, so a commit's fsync (or a networked store's round
-trip) never stalls the loop, and a cancelled caller never cuts a transaction in
-half. Code with no running loop (the cron survey, ``status``, ``schedule``,
-``plan``) calls the store directly. The lock is taken before any loop.
+Stores are synchronous. **Async code calls a store only through**
+:class:`popkeep.state.asyncstore.AsyncStore`: inside a running loop each call runs
+on one dedicated thread, in order, so a commit's fsync (or a networked store's
+round trip) never stalls the loop, and a cancelled caller never cuts a
+transaction in half; with no loop (a pass driven by hand) the call runs at once.
+Synchronous code (``status``, ``schedule``, ``plan``, a worker thread) calls the
+store directly. The lock is taken before any loop.
 """
 
 from __future__ import annotations
