@@ -34,7 +34,11 @@ that have it):
   can inject ENOSPC/EFBIG and short writes by patching it.
 - ``hang_after_commit(directory)``: make the far side store the next message
   and then stop answering (once), so the sink times out after the commit; the
-  sink ``build`` returns afterwards must time out within a few seconds.
+  sink ``build`` returns afterwards must time out within a few seconds. An
+  exactly-once sink may look (``find``) and carry on; the others must fail.
+- ``refuse_marked(directory)``: make the far side refuse the message carrying
+  :data:`REFUSE_MARK` for good (a size limit, an invalid-message answer), so the
+  sink raises ``MessageRefused`` with the receipts of the messages before it.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from popkeep.sinks.base import Delivery, Sink, delivery_key
 from popkeep.spool import SpooledMessage
 
 #: modules that register adapters (import order = test order)
-ADAPTER_MODULES = ("tests.sinks.contract.local",)
+ADAPTER_MODULES = ("tests.sinks.contract.local", "tests.sinks.contract.network")
 
 ACCOUNT = "contract"
 #: header of the message the "message k of a batch fails" case makes the sink refuse
@@ -86,6 +90,7 @@ class Entry:
     kill_points: tuple[str, ...] = LOCAL_KILL_POINTS
     disk_faults: bool = True
     hang_after_commit: Callable[[Path], None] | None = None
+    refuse_marked: Callable[[Path], None] | None = None
     marks: tuple[Any, ...] = ()
 
 
