@@ -68,3 +68,16 @@ def server(certs: TestCerts, request: pytest.FixtureRequest) -> Iterator[Scripte
     )
     with ServerThread(pop):
         yield pop
+
+
+@pytest.fixture(autouse=True)
+def _popkeep_logging() -> Iterator[None]:
+    """Each test starts and ends without the log handler a command line installs."""
+    import logging
+
+    from popkeep.cli import runner
+
+    level = logging.getLogger().level
+    yield
+    runner.reset_logging()
+    logging.getLogger().setLevel(level)

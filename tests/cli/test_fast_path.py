@@ -36,6 +36,11 @@ from ..integration.helpers import server_config
     (["-c", "a.toml", "fetch", "-c", "b.toml", "isp"], FastFetch("b.toml", 0, ("isp",), False)),
     (["fetch", "isp", "--config", "b.toml", "--json", "work"],
      FastFetch("b.toml", 0, ("isp", "work"), True)),
+    (["-q", "fetch"], FastFetch(None, 0, (), False, True)),
+    (["fetch", "--quiet", "isp"], FastFetch(None, 0, ("isp",), False, True)),
+    (["-v", "fetch", "-vv"], FastFetch(None, 3, (), False)),
+    (["--log-file", "p.log", "fetch"], FastFetch(None, 0, (), False, False, "p.log")),
+    (["--log-file=p.log", "-q", "fetch", "-v"], FastFetch(None, 1, (), False, True, "p.log")),
 ])
 def test_recognised_command_lines(argv: list[str], expected: object) -> None:
     assert parse_fast(argv) == expected
@@ -45,7 +50,9 @@ def test_recognised_command_lines(argv: list[str], expected: object) -> None:
     [], ["--help"], ["fetch", "--help"], ["-h"], ["status"], ["--version", "fetch"],
     ["fetch", "--jsn"], ["fetch", "--"], ["fetch", "-"], ["-x", "fetch"], ["-c"],
     ["fetch", "-c"], ["-cfile.toml", "fetch"], ["-vc", "a.toml", "fetch"], ["v-", "fetch"],
-    ["--config=", "fetch"], ["-c", "/", "fetch"], ["plan", "fetch"], ["fetch", "-v"],
+    ["--config=", "fetch"], ["-c", "/", "fetch"], ["plan", "fetch"], ["-vq", "fetch"],
+    ["fetch", "-qq"], ["fetch", "--log-file", "p.log"], ["--log-file", "/", "fetch"],
+    ["--log-file=", "fetch"], ["--log-file"], ["fetch", "--quiet=1"],
 ])
 def test_anything_else_goes_to_click(argv: list[str]) -> None:
     assert parse_fast(argv) is None

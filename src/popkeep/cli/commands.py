@@ -18,6 +18,8 @@ from popkeep.cli.common import (
     config_option,
     handles_errors,
     json_option,
+    log_options,
+    quiet,
     resolve_config_path,
     run_async,
 )
@@ -36,16 +38,18 @@ def _app(config_path: Path | None) -> Any:
 @click.command()
 @click.argument("accounts", nargs=-1)
 @config_option
+@log_options
 @json_option
 def fetch(accounts: Sequence[str], config_path: Path | None, as_json: bool) -> int:
     """Fetch new mail of all (or the named) ACCOUNTS, deliver it, apply retention."""
     # The same function runs the fast path (popkeep.cli.runner), so both behave alike.
-    return runner.fetch(accounts, resolve_config_path(config_path), as_json)
+    return runner.fetch(accounts, resolve_config_path(config_path), as_json, quiet())
 
 
 @click.command()
 @click.argument("account")
 @config_option
+@log_options
 @handles_errors
 def check(account: str, config_path: Path | None) -> int:
     """Connect and authenticate only: TLS, capabilities, message count and size."""
@@ -70,6 +74,7 @@ def check(account: str, config_path: Path | None) -> int:
 @click.command()
 @click.argument("sink")
 @config_option
+@log_options
 @handles_errors
 def auth(sink: str, config_path: Path | None) -> int:
     """Authorize a Gmail API SINK (opens a browser; stores the token with mode 0600)."""
@@ -84,6 +89,7 @@ def auth(sink: str, config_path: Path | None) -> int:
 
 @click.command()
 @config_option
+@log_options
 @json_option
 @handles_errors
 def status(config_path: Path | None, as_json: bool) -> int:
@@ -103,6 +109,7 @@ def status(config_path: Path | None, as_json: bool) -> int:
 
 @click.command()
 @config_option
+@log_options
 @json_option
 @handles_errors
 def schedule(config_path: Path | None, as_json: bool) -> int:

@@ -13,8 +13,8 @@ from popkeep.cli.runner import default_config, error_line, is_terminal, run_asyn
 from popkeep.errors import PopkeepError
 
 __all__ = [
-    "config_option", "fail", "handles_errors", "is_terminal", "json_option",
-    "resolve_config_path", "run_async", "setup_logging",
+    "config_option", "fail", "handles_errors", "is_terminal", "json_option", "log_options",
+    "log_settings", "quiet", "resolve_config_path", "run_async", "setup_logging",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,6 +30,62 @@ def config_option(func: F) -> F:
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
         help="Config file (default: $POPKEEP_CONFIG or ~/.config/popkeep/config.toml).",
+    )(func)
+
+
+class LogSettings:
+    """``-v``/``-q``/``--log-file`` gathered from both sides of the command name."""
+
+    def __init__(self) -> None:
+        self.verbose = 0
+        self.quiet = False
+        self.log_file: str | None = None
+
+    def apply(self) -> None:
+        try:
+            setup_logging(self.verbose, self.quiet, self.log_file)
+        except PopkeepError as exc:
+            raise fail(exc) from None
+
+
+def log_settings(ctx: click.Context | None = None) -> LogSettings:
+    """This command line's settings (``ctx.meta`` is shared by the group and its command)."""
+    ctx = ctx or click.get_current_context()
+    settings = ctx.meta.get("popkeep.log")
+    if not isinstance(settings, LogSettings):
+        settings = ctx.meta["popkeep.log"] = LogSettings()
+    return settings
+
+
+def quiet() -> bool:
+    """Whether ``-q`` was given (before or after the command name)."""
+    return log_settings().quiet
+
+
+def gather_log_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Add one given option to the command line's LogSettings; re-apply after the
+    command name (the group applied what came before it)."""
+    settings = log_settings(ctx)
+    if param.name == "verbose":
+        settings.verbose += value
+    elif param.name == "quiet":
+        settings.quiet = settings.quiet or value
+    elif param.name == "log_file":
+        settings.log_file = value
+    if ctx.parent is not None and value:
+        settings.apply()
+    return value
+
+
+def log_options(func: F) -> F:
+    """``-v/--verbose`` (count) and ``-q/--quiet`` on the group and on every command."""
+    func = click.option(
+        "-q", "--quiet", is_flag=True, expose_value=False, callback=gather_log_option,
+        help="Print nothing unless new mail arrived or something failed (for cron).",
+    )(func)
+    return click.option(
+        "-v", "--verbose", count=True, expose_value=False, callback=gather_log_option,
+        help="More log output (-vv for debug).",
     )(func)
 
 

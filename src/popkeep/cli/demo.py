@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from popkeep.cli.common import handles_errors
+from popkeep.cli.common import handles_errors, log_options
 from popkeep.cli.render import fetch_line, schedule_lines
 
 DEMO_USER = "demo"
@@ -110,6 +110,7 @@ def _run(base: Path) -> list[str]:
     default=None,
     help="Where to put the demo Maildir, state and config (default: a new temp dir).",
 )
+@log_options
 @handles_errors
 def demo(directory: Path | None) -> int:
     """Run the embedded demo: built-in POP3 server → local Maildir → SQLite state."""

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from popkeep import __version__
+from popkeep.cli.common import gather_log_option, log_options, log_settings
 
 # command name -> "module:attribute" of its click.Command, imported on first use.
 _COMMANDS = {
@@ -47,14 +48,16 @@ class LazyGroup(click.Group):
     default=None,
     help="Config file (default: $POPKEEP_CONFIG or ~/.config/popkeep/config.toml).",
 )
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option(
+    "--log-file", type=click.Path(dir_okay=False), default=None, expose_value=False,
+    callback=gather_log_option, help="Append log lines to FILE instead of writing them to stderr.",
+)
+@log_options
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+def cli(ctx: click.Context, config_path: str | None) -> None:
     """Collect mail from POP3 mailboxes into one central mailbox, safely."""
-    from popkeep.cli.runner import setup_logging
-
     ctx.obj = {"config_path": config_path}
-    setup_logging(verbose)
+    log_settings(ctx).apply()
 
 
 def click_main(argv: list[str] | None) -> int:

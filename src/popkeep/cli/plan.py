@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from popkeep.cli.common import fail, resolve_config_path
+from popkeep.cli.common import fail, log_options, resolve_config_path
 from popkeep.errors import ConfigError, PopkeepError
 from popkeep.planner.history import HistoryRecord, measure
 from popkeep.planner.render import render
@@ -56,6 +56,7 @@ def _scenario_options(func: F) -> F:
 @click.command("plan")
 @click.argument("scenario", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @_scenario_options
+@log_options
 @click.option("--from-state", is_flag=True,
               help="Measure the mail rate, sizes and server usage from popkeep's state store.")
 @click.option("--state", "state_path", type=click.Path(path_type=Path, dir_okay=False),

@@ -20,10 +20,13 @@ long-running service calls — pays neither trick.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Awaitable, Coroutine, Generator, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from popkeep import logs
 
 if TYPE_CHECKING:
     from popkeep.app import App
@@ -55,8 +58,9 @@ def drive(awaitable: Awaitable[T]) -> T:
 class _Suspended:
     """A pass that yielded to an event loop it did not have: awaited, it goes on."""
 
-    def __init__(self, steps: Generator[Any, None, AccountResult]) -> None:
+    def __init__(self, steps: Generator[Any, None, AccountResult], account: str | None) -> None:
         self._steps = steps
+        self.account = account  #: whom its log lines name (popkeep.logs), set where it goes on
 
     def __await__(self) -> Generator[Any, None, AccountResult]:
         # It stopped at a bare ``yield`` (a checkpoint: nothing else can suspend
@@ -67,15 +71,16 @@ class _Suspended:
 def _begin(coro: Coroutine[Any, Any, AccountResult]) -> AccountResult | _Suspended:
     """Drive ``coro`` until it ends (its result) or first suspends (to finish in a loop)."""
     steps = coro.__await__()
+    context = contextvars.copy_context()  # what the pass sets stays in it (popkeep.logs)
     try:
-        yielded = steps.send(None)
+        yielded = context.run(steps.send, None)
     except StopIteration as done:
         result: AccountResult = done.value
         return result
     if yielded is not None:  # a future: something reached for a loop that is not there
         steps.close()
         raise RuntimeError(f"a pass driven without an event loop awaited {yielded!r}")
-    return _Suspended(steps)
+    return _Suspended(steps, context.run(logs.current_account))
 
 
 def _begin_all(
@@ -113,7 +118,8 @@ async def _finish_all(suspended: Sequence[_Suspended]) -> list[AccountResult]:
 
     async def one(rest: _Suspended) -> AccountResult:
         async with gate:
-            return await rest
+            with logs.account(rest.account or ""):
+                return await rest
 
     return list(await asyncio.gather(*(one(rest) for rest in suspended)))
 
@@ -175,15 +181,16 @@ class OpenedAhead:
         self._error: BaseException | None = None
         self._taken = False  # the first call happened (it waits for the thread)
         self._discarded = False
-        self._thread = threading.Thread(target=self._open, name=f"popkeep-login-{name}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._open, args=(name,),
+                                        name=f"popkeep-login-{name}", daemon=True)
         self._thread.start()
 
-    def _open(self) -> None:
+    def _open(self, name: str) -> None:
         # Opened while no event loop runs in this thread: the stream does blocking
         # I/O, so the factory's coroutine never suspends (transport.tcp).
         try:
-            session = drive(self._factory())
+            with logs.account(name):
+                session = drive(self._factory())
         except BaseException as exc:  # handed to the caller, in its thread
             self._error = exc
             return

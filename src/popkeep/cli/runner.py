@@ -3,9 +3,9 @@
 Owns: the fetch command's behaviour (loading the app, progress on a terminal,
 one line per account or ``--json``, the exit code) and a strict recogniser of
 the few command lines that need nothing else (``popkeep --version`` and
-``popkeep [-c FILE] [-v…] fetch [-c FILE] [--json] [ACCOUNT…]``). The click
-command in :mod:`popkeep.cli.commands` calls the same :func:`fetch`, so both
-paths behave alike; anything the recogniser does not know word for word
+``popkeep [-c FILE] [--log-file FILE] [-v…|-q] fetch [-c FILE] [--json] [-v…|-q]
+[ACCOUNT…]``). The click command in :mod:`popkeep.cli.commands` calls the same
+:func:`fetch`, so both paths behave alike; anything the recogniser does not know word for word
 (``--help``, a typo, another command) goes to click, which explains it.
 
 Why: click and what it imports cost ≈ 20–30 ms of CPU per start on a small
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from popkeep import __version__
-from popkeep.errors import PopkeepError
+from popkeep.errors import ConfigError, PopkeepError
 
 if TYPE_CHECKING:
     from popkeep.app import App
@@ -35,12 +35,69 @@ T = TypeVar("T")
 # -- what every command shares (re-exported by cli.common) -------------------------------
 
 
-def setup_logging(verbose: int) -> None:
-    from popkeep.app import install_masking
+#: Every log line: local time, level, the account of the pass (when inside one), logger.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(account)s%(name)s: %(message)s"
+LOG_DATE = "%Y-%m-%d %H:%M:%S"
 
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to whatever ``sys.stderr`` is when a line is logged."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__ assigns it
+        pass
+
+
+_handler: logging.Handler | None = None  #: the one handler popkeep installed
+
+
+def log_level(verbose: int, quiet: bool) -> int:
+    """``-q``: errors only; none: warnings; ``-v``: info; ``-vv``: debug (``-v`` beats ``-q``)."""
+    if verbose == 0:
+        return logging.ERROR if quiet else logging.WARNING
+    return logging.INFO if verbose == 1 else logging.DEBUG
+
+
+def setup_logging(verbose: int, quiet: bool = False, log_file: str | None = None) -> None:
+    """Log to stderr, or append to ``log_file``, in :data:`LOG_FORMAT`, secrets masked.
+
+    Calling it again replaces what the previous call set up (``-v`` may come after
+    the command name). Raises ConfigError when ``log_file`` cannot be opened.
+    """
+    from popkeep.app import install_masking
+    from popkeep.logs import AccountFilter
+
+    global _handler
+    level = log_level(verbose, quiet)
+    if log_file:
+        try:
+            handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--log-file {log_file}: {exc.strerror or exc}") from None
+    else:
+        handler = _Stderr()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE))
+    handler.addFilter(AccountFilter())
+    handler.setLevel(level)
+    reset_logging()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    _handler = handler
+    root.setLevel(min(root.getEffectiveLevel(), level))
     install_masking()
+
+
+def reset_logging() -> None:
+    """Remove (and close) the handler :func:`setup_logging` installed, if any."""
+    global _handler
+    if _handler is not None:
+        logging.getLogger().removeHandler(_handler)
+        _handler.close()
+        _handler = None
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -72,13 +129,14 @@ def default_config() -> Path:
     return default_config_path(os.environ)
 
 
-def load(config_path: Path) -> App:
-    """The app for ``config_path``; config warnings go to stderr."""
+def load(config_path: Path, quiet: bool = False) -> App:
+    """The app for ``config_path``; config warnings go to stderr (not with ``quiet``)."""
     from popkeep.app import load_app
 
     app = load_app(config_path)
-    for warning in app.config.warnings:
-        say(f"popkeep: warning: {warning}", err=True)
+    if not quiet:
+        for warning in app.config.warnings:
+            say(f"popkeep: warning: {warning}", err=True)
     return app
 
 
@@ -119,14 +177,19 @@ class Progress:
             say("\r" + " " * 79 + "\r", err=True, end="")
 
 
-def fetch(accounts: Sequence[str], config_path: Path, as_json: bool) -> int:
-    """``popkeep fetch``: fetch, deliver, apply retention; print; return the exit code."""
+def fetch(accounts: Sequence[str], config_path: Path, as_json: bool, quiet: bool = False) -> int:
+    """``popkeep fetch``: fetch, deliver, apply retention; print; return the exit code.
+
+    ``quiet`` (``-q``, for cron): print nothing about an account that got no new
+    mail and did not fail, no progress and no config warnings; ``--json`` is
+    printed whole regardless (a script asked for it).
+    """
     from popkeep.cli.render import fetch_line, result_json
 
     try:
-        app = load(config_path)
+        app = load(config_path, quiet)
         end_startup()
-        progress = Progress() if is_terminal() and not as_json else None
+        progress = Progress() if is_terminal() and not (as_json or quiet) else None
         try:
             from popkeep.cli.quickpoll import poll
 
@@ -144,6 +207,8 @@ def fetch(accounts: Sequence[str], config_path: Path, as_json: bool) -> int:
         say(json.dumps({"accounts": [result_json(r) for r in results]}, indent=2))
     else:
         for result in results:
+            if quiet and result.error is None and not result.summary.delivered:
+                continue
             say(fetch_line(result), err=result.error is not None)
             for warning in result.warnings:
                 say(f"  warning: {warning}", err=True)
@@ -164,6 +229,8 @@ class FastFetch(NamedTuple):
     verbose: int
     accounts: tuple[str, ...]
     as_json: bool
+    quiet: bool = False
+    log_file: str | None = None
 
 
 def _config_value(args: list[str], i: int) -> tuple[str, int] | None:
@@ -174,6 +241,21 @@ def _config_value(args: list[str], i: int) -> tuple[str, int] | None:
     if arg.startswith("--config="):
         return arg.removeprefix("--config="), i + 1
     return None
+
+
+def _log_file_value(args: list[str], i: int) -> tuple[str, int] | None:
+    """``--log-file FILE`` / ``--log-file=FILE`` at ``args[i]``: (FILE, next i)."""
+    arg = args[i]
+    if arg == "--log-file" and i + 1 < len(args):
+        return args[i + 1], i + 2
+    if arg.startswith("--log-file="):
+        return arg.removeprefix("--log-file="), i + 1
+    return None
+
+
+def _usable_path(path: str | None) -> bool:
+    """Not empty, not a directory: click's message for those is the better one."""
+    return path is None or (bool(path) and not os.path.isdir(path))
 
 
 def _verbosity(arg: str) -> int:
@@ -187,25 +269,34 @@ def parse_fast(argv: Sequence[str]) -> FastFetch | str | None:
     """``"version"``, a :class:`FastFetch`, or None: "let click parse this".
 
     Recognises only what click would read the same way: group options ``-c FILE``,
-    ``--config FILE``, ``--config=FILE``, ``-v``/``-vv…``/``--verbose``; then
-    ``fetch`` with ``-c``/``--config`` (which wins over the group's) and
-    ``--json``, and account names that do not start with ``-``.
+    ``--config FILE``, ``--config=FILE``, ``--log-file FILE``, ``--log-file=FILE``;
+    then ``fetch`` with ``-c``/``--config`` (which wins over the group's) and
+    ``--json``, and account names that do not start with ``-``; ``-v``/``-vv…``/
+    ``--verbose`` and ``-q``/``--quiet`` on either side of ``fetch``.
     """
     args = list(argv)
     if args == ["--version"]:
         return "version"
     configs: dict[bool, str] = {}  # in_fetch → the last config path given there
-    verbose, as_json, in_fetch, accounts = 0, False, False, []
+    verbose, quiet, as_json, in_fetch = 0, False, False, False
+    log_file: str | None = None
+    accounts: list[str] = []
     i = 0
     while i < len(args):
         arg, value = args[i], _config_value(args, i)
         if value is not None:
             configs[in_fetch], i = value
             continue
+        log_value = None if in_fetch else _log_file_value(args, i)
+        if log_value is not None:
+            log_file, i = log_value
+            continue
         if not in_fetch and arg == "fetch":
             in_fetch = True
-        elif not in_fetch and _verbosity(arg):
+        elif _verbosity(arg):
             verbose += _verbosity(arg)
+        elif arg in ("-q", "--quiet"):
+            quiet = True
         elif in_fetch and arg == "--json":
             as_json = True
         elif in_fetch and arg and not arg.startswith("-"):
@@ -214,9 +305,9 @@ def parse_fast(argv: Sequence[str]) -> FastFetch | str | None:
             return None
         i += 1
     chosen = configs.get(True, configs.get(False))
-    if not in_fetch or (chosen is not None and (not chosen or os.path.isdir(chosen))):
-        return None  # click's message for an empty path or a directory is the better one
-    return FastFetch(chosen, verbose, tuple(accounts), as_json)
+    if not (in_fetch and _usable_path(chosen) and _usable_path(log_file)):
+        return None
+    return FastFetch(chosen, verbose, tuple(accounts), as_json, quiet, log_file)
 
 
 def run_fast(argv: Sequence[str]) -> int | None:
@@ -228,10 +319,14 @@ def run_fast(argv: Sequence[str]) -> int | None:
         say(f"popkeep, version {__version__}")
         return 0
     assert isinstance(call, FastFetch)
-    setup_logging(call.verbose)
+    try:
+        setup_logging(call.verbose, call.quiet, call.log_file)
+    except PopkeepError as exc:
+        say(error_line(exc), err=True)
+        return exc.exit_code
     path = Path(call.config) if call.config is not None else default_config()
     try:
-        return fetch(call.accounts, path, call.as_json)
+        return fetch(call.accounts, path, call.as_json, call.quiet)
     except (EOFError, KeyboardInterrupt):
         say("\nAborted.", err=True)  # what click prints (and returns) for ^C
         return 130

@@ -33,7 +33,7 @@ from collections.abc import Generator, Set
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from popkeep import retention
+from popkeep import logs, retention
 from popkeep.clock import Clock
 from popkeep.collector.job import (
     AccountJob,
@@ -83,6 +83,10 @@ class Collector:
 
     async def run(self, job: AccountJob) -> AccountResult:
         """One pass. Never raises a PopkeepError: it is returned in the result."""
+        with logs.account(job.name):
+            return await self._run(job)
+
+    async def _run(self, job: AccountJob) -> AccountResult:
         started = self._clock.now()
         run = RunState(job)
         error: PopkeepError | None = None
@@ -100,8 +104,8 @@ class Collector:
     def _result(
         self, run: RunState, started: datetime, error: PopkeepError | None
     ) -> AccountResult:
-        if error is not None:
-            log.warning("account %s: %s", run.job.name, error)
+        if error is not None:  # the caller reports it (popkeep fetch: one FAILED line)
+            log.info("account %s: %s", run.job.name, error)
         summary = self._summary(run, started, error)
         self._store.record_run(summary)
         return AccountResult(summary, error, run.warnings)
@@ -128,8 +132,9 @@ class Collector:
                 await sink.close()
         if run.failed_sinks:
             # The other sinks delivered and were recorded; this one is retried next run.
-            name, error = next(iter(run.failed_sinks.items()))
-            raise type(error)(f'sink "{name}": {error}')
+            # One error naming every failed sink: each failure is reported once, there.
+            error = next(iter(run.failed_sinks.values()))
+            raise type(error)("; ".join(f'sink "{n}": {e}' for n, e in run.failed_sinks.items()))
 
     async def _connect(self, run: RunState) -> SourceSession:
         """Connect and log in while a worker thread reads the account's state.
@@ -183,8 +188,8 @@ class Collector:
         for sink in run.job.sinks:
             try:
                 await sink.open()
-            except PopkeepError as exc:
-                log.warning("account %s: sink %s: %s", run.job.name, sink.name, exc)
+            except PopkeepError as exc:  # reported in the pass's error (_deliver)
+                log.info("account %s: sink %s: %s", run.job.name, sink.name, exc)
                 run.failed_sinks[sink.name] = exc
         if len(run.failed_sinks) == len(run.job.sinks):
             name, error = next(iter(run.failed_sinks.items()))

@@ -239,7 +239,7 @@ class Pipeline:
 
     async def _fail(self, run: RunState, flow: _Flow, sink: Sink, exc: PopkeepError) -> None:
         """``sink`` failed: skip it for the rest of the run (no deletions), drop its staging."""
-        log.warning("account %s: sink %s: %s", run.job.name, sink.name, exc)
+        log.info("account %s: sink %s: %s", run.job.name, sink.name, exc)  # in the pass's error
         run.failed_sinks[sink.name] = exc
         stager = flow.stagers.get(sink.name)
         if stager is not None:

@@ -1,0 +1,112 @@
+"""Everyday command-line use from cron: ``-q``, ``-v``/``-q`` on either side of the
+command, each failure printed once, log lines with a time and the account,
+``--log-file``."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from popkeep.cli import main
+from popkeep.cli.group import click_main
+from popkeep.testing.certs import TestCerts
+from popkeep.testing.server import ScriptedPOP3Server
+
+from ..integration.helpers import server_config, write_config
+
+#: "2026-12-04 22:40:01 INFO [isp] popkeep.pop3.client: …"
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR) ")
+
+Entry = Callable[[list[str]], int]
+
+
+@pytest.mark.parametrize("entry", [main, click_main], ids=["fast", "click"])
+def test_quiet_fetch_prints_only_when_mail_arrived(
+    entry: Entry, tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = server_config(tmp_path, server, certs)
+    assert entry(["-q", "-c", str(config), "fetch"]) == 0
+    assert capsys.readouterr().out.startswith("isp: 12 new")
+    for argv in (["-q", "fetch"], ["fetch", "-q"], ["fetch", "--quiet"]):
+        assert entry(["-c", str(config), *argv]) == 0
+        assert capsys.readouterr() == ("", ""), argv  # cron sends no mail
+    assert entry(["-c", str(config), "fetch"]) == 0  # without -q: the usual line
+    assert capsys.readouterr().out.startswith("isp: 0 new")
+
+
+@pytest.mark.parametrize("entry", [main, click_main], ids=["fast", "click"])
+def test_quiet_fetch_still_reports_a_failure(
+    entry: Entry, tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, port=server.port, user=server.user, password="wrong",
+                          ca_file=certs.ca_file)
+    assert entry(["-c", str(config), "fetch", "-q"]) == 77
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("isp: FAILED: ")
+
+
+@pytest.mark.parametrize(
+    "argv", [["-v", "status"], ["status", "-v"], ["status", "--verbose"], ["schedule", "-q"],
+             ["-q", "check", "isp"], ["check", "isp", "-vv"]],
+)
+def test_verbosity_before_or_after_every_command(
+    argv: list[str], tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
+) -> None:
+    config = server_config(tmp_path, server, certs)
+    assert main(["-c", str(config), *argv]) == 0
+
+
+def test_a_failure_is_printed_once(
+    tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
+) -> None:
+    """As the program cron runs: one line for a wrong password, not a log line too."""
+    config = write_config(tmp_path, port=server.port, user=server.user, password="wrong",
+                          ca_file=certs.ca_file)
+    done = subprocess.run([sys.executable, "-m", "popkeep", "-c", str(config), "fetch"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 77
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("isp: FAILED: "), done.stderr
+
+
+def test_log_lines_name_time_and_account(
+    tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = server_config(tmp_path, server, certs)
+    assert main(["-c", str(config), "fetch", "-v"]) == 0
+    logged = [line for line in capsys.readouterr().err.splitlines() if LOG_LINE.match(line)]
+    assert any(" INFO [isp] popkeep." in line for line in logged), logged
+
+
+@pytest.mark.parametrize("entry", [main, click_main], ids=["fast", "click"])
+def test_log_file_takes_the_log_lines(
+    entry: Entry, tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = server_config(tmp_path, server, certs)
+    log = tmp_path / "popkeep.log"
+    assert entry(["--log-file", str(log), "-c", str(config), "-v", "fetch"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("isp: 12 new") and err == ""
+    lines = log.read_text().splitlines()
+    assert lines and all(LOG_LINE.match(line) for line in lines)
+    assert any("[isp] popkeep." in line for line in lines)
+    assert server.password not in log.read_text()
+
+
+def test_unwritable_log_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "no" / "such" / "dir.log"
+    for entry in (main, click_main):
+        code = entry(["--log-file", str(log), "-c", str(tmp_path / "c.toml"), "fetch"])
+        err = capsys.readouterr().err
+        assert code == 78 and err.count("\n") == 1 and str(log) in err, err
