@@ -419,17 +419,20 @@ class POP3Session:
         return refused
 
     async def quit(self) -> bool:
-        """QUIT. True only on +OK: the server has entered UPDATE (RFC 1939 §6)."""
+        """QUIT. True only on +OK: the server has entered UPDATE (RFC 1939 §6).
+
+        A failure is logged at info level only: the caller reports what it means
+        (the collector fails the pass when deletions were pending)."""
         try:
             if self._broken or self._conn.state is not State.TRANSACTION:
                 return False
             await self._drain()
             event = await self._single(Command("QUIT"))
             if isinstance(event, Err):
-                logger.warning("QUIT: -ERR %s; deletions not confirmed", _describe(event))
+                logger.info("QUIT: -ERR %s; deletions not confirmed", _describe(event))
             return isinstance(event, Ok)
         except PopkeepError as exc:
-            logger.warning("QUIT failed (%s); deletions not confirmed", exc)
+            logger.info("QUIT failed (%s); deletions not confirmed", exc)
             return False
         finally:
             await self.close()
