@@ -1,13 +1,14 @@
 """Contract adapters of the network sinks: imap (the test Dovecot, through a relay that
-can refuse or swallow replies) and gmail (the local fake API).
+can refuse or swallow replies), gmail (the local fake API) and lmtp (Dovecot's LMTP,
+at-least-once: the kill cases bound its duplicates).
 
 Both servers run in the test process (``setup``); what ``build`` needs in the kill
 child (host, port, user, password, timeout) is written to ``DIRECTORY/net.json``.
 Kill boundaries are the sink's own module functions that sit around each request:
-before it is sent (IMAP ``date_header``, Gmail ``urlopen``) and after the server
-answered, before the sink returns the receipt (IMAP ``appenduid``, Gmail
-``_Response``), the window where the far side has committed and the client has not
-recorded it.
+before it is sent (IMAP ``date_header``, Gmail ``urlopen``, LMTP ``dot_stuffed``) and
+after the server answered, before the sink returns the receipt (IMAP ``appenduid``,
+Gmail ``_Response``, LMTP ``Receipt``), the window where the far side has committed
+and the client has not recorded it.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from typing import Any
 
 from popkeep.config.schema import Connection
 from popkeep.config.secrets import SecretSource
-from popkeep.config.sink_types import GmailSinkConfig, ImapSinkConfig
+from popkeep.config.sink_types import GmailSinkConfig, ImapSinkConfig, LmtpSinkConfig
 from popkeep.sinks.base import Sink
 from popkeep.sinks.gmail import GmailSink
 from popkeep.sinks.imap import ImapSink
+from popkeep.sinks.lmtp import LmtpSink
 
 from ..fake_gmail import TOKEN, FakeGmail, make_handler
 from ..imap_front import ImapFront
@@ -146,9 +148,54 @@ def _gmail_refuse(directory: Path) -> None:
     _APIS[directory].refuse = REFUSE_MARK
 
 
+# -- lmtp -------------------------------------------------------------------------------
+
+
+class LmtpAdapter:
+    exactly_once = False
+
+    def __init__(self, directory: Path) -> None:
+        self.info = _info(directory)
+
+    def sink(self) -> Sink:
+        info = self.info
+        server = Connection(info["host"], info["port"], "none")
+        return LmtpSink(LmtpSinkConfig(name="lmtp", recipients=(info["user"],),
+                                       server=server, timeout=30.0))
+
+    def held(self) -> list[bytes]:
+        maildir = Path(self.info["maildir"])
+        files = [p for sub in ("new", "cur") if (maildir / sub).is_dir()
+                 for p in (maildir / sub).iterdir()]
+        return [strip_trace(_without_lmtp_headers(p.read_bytes())) for p in sorted(files)]
+
+
+def _without_lmtp_headers(data: bytes) -> bytes:
+    """The message as sent: without the Return-Path, Delivered-To and Received (with its
+    continuation lines) that Dovecot's LMTP puts in front of it."""
+    lines = data.split(b"\n")
+    index = 0
+    for name in (b"Return-Path:", b"Delivered-To:", b"Received:"):
+        if index < len(lines) and lines[index].startswith(name):
+            index += 1
+            while index < len(lines) and lines[index][:1] in (b" ", b"\t"):
+                index += 1
+    return b"\n".join(lines[index:])
+
+
+def _lmtp_setup(request: Any, directory: Path) -> None:
+    dovecot = request.getfixturevalue("dovecot")
+    user = request.getfixturevalue("dovecot_user") + f"l{len(list(directory.parent.iterdir()))}"
+    dovecot.add_user(user)
+    _update(directory, host=dovecot.host, port=dovecot.lmtp_port, user=user,
+            maildir=str(dovecot.maildir(user)))
+
+
 register(Entry("imap", ImapAdapter, setup=_imap_setup, disk_faults=False,
                kill_points=("popkeep.sinks.imap.date_header", "popkeep.sinks.imap.appenduid"),
                hang_after_commit=_imap_hang, refuse_marked=_imap_refuse))
 register(Entry("gmail", GmailAdapter, setup=_gmail_setup, disk_faults=False,
                kill_points=("urllib.request.urlopen", "popkeep.sinks.gmail._Response"),
                hang_after_commit=_gmail_hang, refuse_marked=_gmail_refuse))
+register(Entry("lmtp", LmtpAdapter, setup=_lmtp_setup, disk_faults=False,
+               kill_points=("popkeep.sinks.lmtp.dot_stuffed", "popkeep.sinks.lmtp.Receipt")))
