@@ -205,6 +205,9 @@ class AccountStatus(NamedTuple):
     on_server: int
     gone: int
     bytes_on_server: int
+    #: messages left on the server for good (a sink refused them, or they never ended),
+    #: one per uid, until ``popkeep retry``
+    skipped: tuple[Refusal, ...] = ()
 
 
 class PlannedDeletion(NamedTuple):
@@ -407,6 +410,7 @@ class App:
         for name in self.config.accounts:
             totals = self.store.account_totals(name)
             last = self.store.runs(name, limit=1)
+            skipped = {r.uid: r for r in reversed(self.store.refusals(name))}
             rows.append(
                 AccountStatus(
                     account=name,
@@ -415,6 +419,7 @@ class App:
                     on_server=totals.on_server,
                     gone=totals.gone,
                     bytes_on_server=totals.on_server_bytes,
+                    skipped=tuple(skipped.values()),
                 )
             )
         return rows

@@ -10,6 +10,7 @@ changing UIDLs, injected plaintext) must succeed byte-for-byte.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -152,6 +153,13 @@ def test_message_that_never_ends_is_cut_then_skipped_and_the_rest_arrive(
     (warning,) = [line for line in err if uid2 in line]
     assert "never ends" in warning and "popkeep retry isp" in warning
     assert case.query("SELECT skipped FROM runs ORDER BY id") == [1, 1]
+    case.capsys.readouterr()
+    assert main(["-c", str(case.config), "status"]) == 0
+    shown = [line for line in case.capsys.readouterr().out.splitlines() if uid2 in line]
+    assert len(shown) == 1 and "skipped, left on the server" in shown[0], shown
+    assert main(["-c", str(case.config), "status", "--json"]) == 0
+    (row,) = json.loads(case.capsys.readouterr().out)["accounts"]
+    assert [s["uid"] for s in row["skipped"]] == [uid2]
     case.server.misbehave = mb.Misbehaviour()  # fixed; the user asks for another try
     assert main(["-c", str(case.config), "retry", "isp"]) == 0
     code, err = case.fetch()

@@ -78,6 +78,11 @@ def status_lines(rows: Sequence[AccountStatus]) -> list[str]:
         )
         if run is not None and run.error:
             lines.append(f"  last error: {run.error}")
+        lines += [
+            f"  skipped, left on the server: message {r.uid} ({r.size} octets) since "
+            f"{r.refused_at.date().isoformat()}: {r.reason} (popkeep retry {row.account})"
+            for r in row.skipped
+        ]
     return lines
 
 
@@ -91,6 +96,11 @@ def status_json(rows: Sequence[AccountStatus]) -> dict[str, Any]:
                 "on_server": row.on_server,
                 "gone": row.gone,
                 "bytes_on_server": row.bytes_on_server,
+                "skipped": [
+                    {"uid": r.uid, "size": r.size, "since": _time(r.refused_at),
+                     "reason": r.reason}
+                    for r in row.skipped
+                ],
             }
             for row in rows
         ]
