@@ -49,9 +49,10 @@ Tree::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-from popkeep.model import Receipt
+if TYPE_CHECKING:  # annotations only: every start imports this module (--version too)
+    from popkeep.model import Receipt
 
 Scope = Literal["message", "account", "fatal"]
 Blame = Literal["local", "remote"]

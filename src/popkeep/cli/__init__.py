@@ -40,7 +40,7 @@ def _exit_now(code: int) -> None:
     """End the process without tearing the interpreter down.
 
     Only after a fast-path command run as the program itself: by then the state
-    store and every sink are closed (each delivery durable), the survey's threads and
+    store and every sink are closed (each delivery durable), the passes' threads and
     (when a loop ran) asyncio's worker threads are joined, and only output buffers
     remain, flushed here (a Maildir's background ``syncfs`` may still run: it only
     starts writing early what the commits already made durable). Finalising the

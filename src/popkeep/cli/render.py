@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # a fetch loads the collector after its logins began (App.poll)
+if TYPE_CHECKING:  # a fetch loads the collector after its logins began (cli.quickpoll)
     from datetime import datetime
 
     from popkeep.app import AccountStatus, PlannedDeletion

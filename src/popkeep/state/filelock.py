@@ -5,7 +5,7 @@ store kept in one file on one machine. The lock of account *a* of the database
 ``state.db`` is ``state.db.<first 16 hex digits of sha256(a)>.lock`` (mode 0600,
 its directory created 0700): an exclusive, non-blocking ``flock(2)``. The kernel
 drops it when the holder's file descriptor closes, so a killed process never
-leaves an account locked. Must not: open the database (``App.poll`` takes the
+leaves an account locked. Must not: open the database (``App.passes`` takes the
 locks before the store is loaded, to start logging in sooner) or import
 ``sqlite3``; never wait for a lock.
 """
