@@ -71,8 +71,10 @@ class _World:
         with imaplib.IMAP4_SSL(self.dovecot.host, self.dovecot.imaps_port,
                                ssl_context=context) as client:
             client.login(self.target, self.dovecot.password)
-            typ, _ = client.select("INBOX", readonly=True)
+            typ, exists = client.select("INBOX", readonly=True)
             assert typ == "OK"
+            if exists == [b"0"]:  # killed before the first APPEND: "1:*" would be BAD
+                return Counter()
             typ, data = client.fetch("1:*", "(BODY.PEEK[])")
         if typ != "OK" or data == [None]:
             return Counter()
