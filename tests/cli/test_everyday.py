@@ -4,16 +4,21 @@ command, each failure printed once, log lines with a time and the account,
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from popkeep import errors
 from popkeep.cli import main
 from popkeep.cli.group import click_main
+from popkeep.cli.render import outcome_words, size_text
 from popkeep.testing.certs import TestCerts
 from popkeep.testing.server import ScriptedPOP3Server
 
@@ -110,3 +115,75 @@ def test_unwritable_log_file_is_one_line(
         code = entry(["--log-file", str(log), "-c", str(tmp_path / "c.toml"), "fetch"])
         err = capsys.readouterr().err
         assert code == 78 and err.count("\n") == 1 and str(log) in err, err
+
+
+@pytest.fixture
+def tokyo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is Asia/Tokyo (UTC+9) for the test."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_status_and_schedule_in_local_time_words_and_kb(
+    tokyo: None, tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = server_config(tmp_path, server, certs, delete_after="14d")
+    assert main(["-c", str(config), "fetch"]) == 0
+    capsys.readouterr()
+    assert main(["-c", str(config), "status", "--json"]) == 0
+    finished = datetime.fromisoformat(
+        json.loads(capsys.readouterr().out)["accounts"][0]["last_run"]["finished_at"])
+    assert finished.utcoffset() == timedelta(0)  # --json stays UTC
+    local = finished.astimezone(timezone(timedelta(hours=9)))
+    assert main(["-c", str(config), "status"]) == 0
+    out = capsys.readouterr().out
+    assert f"last run {local:%Y-%m-%d %H:%M} JST: ok;" in out, out
+    assert main(["-c", str(config), "status", "--utc"]) == 0
+    assert f"last run {finished:%Y-%m-%d %H:%M} UTC: ok;" in capsys.readouterr().out
+    assert main(["-c", str(config), "schedule"]) == 0
+    day = (local + timedelta(days=14)).date().isoformat()
+    assert capsys.readouterr().out.startswith(f"isp {day}: 12 messages (")
+    assert main(["-c", str(config), "schedule", "--utc"]) == 0
+    utc_day = (finished + timedelta(days=14)).date().isoformat()
+    assert capsys.readouterr().out.startswith(f"isp {utc_day} (UTC): 12 messages (")
+
+
+def test_a_failed_run_shows_its_outcome_in_words(
+    tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path, port=server.port, user=server.user, password="wrong",
+                          ca_file=certs.ca_file)
+    assert main(["-c", str(config), "fetch"]) == 77
+    capsys.readouterr()
+    assert main(["-c", str(config), "status"]) == 0
+    out = capsys.readouterr().out
+    assert ": wrong password;" in out and "AuthError" not in out, out
+
+
+@pytest.mark.parametrize(("outcome", "words"), [
+    ("ok", "ok"), ("AuthError", "wrong password"), ("ServerBusy", "server busy"),
+    ("ConnectError", "connection refused or lost"), ("TLSError", "certificate not trusted"),
+    ("MessageAborted", "server sent too much"), ("DeliveryRefused", "delivery refused"),
+    ("SomethingNewer", "SomethingNewer"),
+])
+def test_outcomes_in_words(outcome: str, words: str) -> None:
+    assert outcome_words(outcome) == words
+
+
+def test_every_error_class_has_words() -> None:
+    classes = [c for c in vars(errors).values()
+               if isinstance(c, type) and issubclass(c, errors.PopkeepError)]
+    assert all(outcome_words(c.__name__) not in ("failed", c.__name__) for c in classes
+               if c is not errors.PopkeepError)
+
+
+@pytest.mark.parametrize(("octets", "shown"), [
+    (0, "0 KB"), (4_200, "4.2 KB"), (999_999, "1000.0 KB"), (3_400_000, "3.4 MB"),
+])
+def test_small_sizes_in_kb(octets: int, shown: str) -> None:
+    assert size_text(octets) == shown

@@ -31,6 +31,13 @@ from popkeep.cli.render import (
 )
 
 
+def utc_option(func: Any) -> Any:
+    return click.option(
+        "--utc", is_flag=True,
+        help="Times and days in UTC, not the local time zone (--json is always UTC).",
+    )(func)
+
+
 def _app(config_path: Path | None) -> Any:
     return runner.load(resolve_config_path(config_path))
 
@@ -92,7 +99,8 @@ def auth(sink: str, config_path: Path | None) -> int:
 @log_options
 @json_option
 @handles_errors
-def status(config_path: Path | None, as_json: bool) -> int:
+@utc_option
+def status(config_path: Path | None, as_json: bool, utc: bool) -> int:
     """Per account: last run, delivered, on server, gone, bytes on server."""
     app = _app(config_path)
     try:
@@ -102,7 +110,7 @@ def status(config_path: Path | None, as_json: bool) -> int:
     if as_json:
         click.echo(json.dumps(status_json(rows), indent=2))
     else:
-        for line in status_lines(rows):
+        for line in status_lines(rows, utc):
             click.echo(line)
     return 0
 
@@ -112,7 +120,8 @@ def status(config_path: Path | None, as_json: bool) -> int:
 @log_options
 @json_option
 @handles_errors
-def schedule(config_path: Path | None, as_json: bool) -> int:
+@utc_option
+def schedule(config_path: Path | None, as_json: bool, utc: bool) -> int:
     """The deletions retention will make, per account and date, before they happen."""
     app = _app(config_path)
     try:
@@ -123,7 +132,7 @@ def schedule(config_path: Path | None, as_json: bool) -> int:
     if as_json:
         click.echo(json.dumps(schedule_json(planned), indent=2))
     else:
-        for line in schedule_lines(planned, now):
+        for line in schedule_lines(planned, now, utc):
             click.echo(line)
     return 0
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from popkeep import errors
+
 if TYPE_CHECKING:  # a fetch loads the collector after its logins began (cli.quickpoll)
     from datetime import datetime
 
@@ -17,12 +19,66 @@ if TYPE_CHECKING:  # a fetch loads the collector after its logins began (cli.qui
     from popkeep.model import RunSummary
 
 
-def _mb(octets: int) -> str:
+def size_text(octets: int) -> str:
+    """A size for people: KB below a megabyte (a few small messages are not "0.0 MB")."""
+    if octets < 1_000_000:
+        return f"{octets / 1e3:.1f} KB" if octets else "0 KB"
     return f"{octets / 1e6:.1f} MB"
 
 
 def _time(moment: datetime | None) -> str | None:
+    """For ``--json``: UTC, ISO 8601 (as stored)."""
     return None if moment is None else moment.isoformat(timespec="seconds")
+
+
+def _local(moment: datetime, utc: bool) -> datetime:
+    """``moment`` in the user's time zone, or in UTC with ``--utc``."""
+    from datetime import UTC
+
+    return moment.astimezone(UTC if utc else None)
+
+
+def _when(moment: datetime, utc: bool) -> str:
+    """For people: "2026-12-04 16:18 JST" (local), "2026-12-04 07:18 UTC" (``--utc``)."""
+    shown = _local(moment, utc)
+    return shown.strftime("%Y-%m-%d %H:%M ") + ("UTC" if utc else shown.strftime("%Z"))
+
+
+#: A run's outcome in words, by error class (the nearest class in errors.py's tree wins).
+OUTCOME_WORDS: dict[type[errors.PopkeepError], str] = {
+    errors.AuthError: "wrong password",
+    errors.ServerBusy: "server busy",
+    errors.ServerRefused: "refused by the server",
+    errors.ServerError: "server error",
+    errors.ConnectError: "connection refused or lost",
+    errors.NetworkTimeout: "server did not answer",
+    errors.TLSError: "certificate not trusted",
+    errors.TransportError: "network error",
+    errors.SecurityError: "server offers no TLS",
+    errors.LimitExceeded: "server sent too much",
+    errors.LocalProtocolError: "internal error",
+    errors.ProtocolError: "server broke the protocol",
+    errors.DeliveryRefused: "delivery refused",
+    errors.DeliveryError: "delivery failed",
+    errors.MessageError: "a message was skipped",
+    errors.ConfigError: "configuration error",
+    errors.CannotCreate: "cannot write a local file",
+    errors.StateError: "state database error",
+    errors.AlreadyRunning: "another fetch was running",
+    errors.PopkeepError: "failed",
+}
+
+
+def outcome_words(outcome: str) -> str:
+    """``"ok"``, or the stored error class name (``"AuthError"``) in words."""
+    if outcome == "ok":
+        return "ok"
+    cls = getattr(errors, outcome, None)
+    if isinstance(cls, type):
+        for base in cls.__mro__:
+            if base in OUTCOME_WORDS:
+                return OUTCOME_WORDS[base]
+    return outcome  # a class this popkeep does not know (a newer one wrote the state)
 
 
 def fetch_line(result: AccountResult) -> str:
@@ -30,7 +86,7 @@ def fetch_line(result: AccountResult) -> str:
     if result.error is not None:
         hint = f" ({result.error.hint})" if result.error.hint else ""
         return f"{s.account}: FAILED: {result.error}{hint}"
-    parts = [f"{s.delivered} new ({_mb(s.delivered_bytes)})"]
+    parts = [f"{s.delivered} new ({size_text(s.delivered_bytes)})"]
     for count, word in ((s.deleted, "deleted"), (s.gone, "gone"), (s.adopted, "already had"),
                         (s.skipped, "too large, left on server")):
         if count:
@@ -67,14 +123,16 @@ def result_json(result: AccountResult) -> dict[str, Any]:
     return data
 
 
-def status_lines(rows: Sequence[AccountStatus]) -> list[str]:
+def status_lines(rows: Sequence[AccountStatus], utc: bool = False) -> list[str]:
+    """One line per account; times local (``utc``: in UTC), outcomes in words."""
     lines = []
     for row in rows:
         run = row.last_run
-        last = "never run" if run is None else f"last run {_time(run.finished_at)} {run.outcome}"
+        last = ("never run" if run is None
+                else f"last run {_when(run.finished_at, utc)}: {outcome_words(run.outcome)}")
         lines.append(
             f"{row.account}: {last}; {row.delivered} delivered, {row.on_server} on server "
-            f"({_mb(row.bytes_on_server)}), {row.gone} gone"
+            f"({size_text(row.bytes_on_server)}), {row.gone} gone"
         )
         if run is not None and run.error:
             lines.append(f"  last error: {run.error}")
@@ -107,16 +165,20 @@ def status_json(rows: Sequence[AccountStatus]) -> dict[str, Any]:
     }
 
 
-def schedule_lines(planned: Sequence[PlannedDeletion], now: datetime) -> list[str]:
-    """Deletions grouped per account and day: "isp 2026-12-13: 4 messages (1.2 MB)"."""
+def schedule_lines(
+    planned: Sequence[PlannedDeletion], now: datetime, utc: bool = False
+) -> list[str]:
+    """Deletions grouped per account and day: "isp 2026-12-13: 4 messages (1.2 MB)";
+    days in the user's time zone (``utc``: UTC days)."""
     if not planned:
         return ["nothing is scheduled for deletion"]
     groups: dict[tuple[str, str], list[PlannedDeletion]] = {}
     for p in planned:
-        day = "next fetch" if p.due_now else (p.due_at or now).date().isoformat()
+        day = ("next fetch" if p.due_now
+               else _local(p.due_at or now, utc).date().isoformat() + (" (UTC)" if utc else ""))
         groups.setdefault((p.account, day), []).append(p)
     return [
-        f"{account} {day}: {len(items)} messages ({_mb(sum(i.size for i in items))})"
+        f"{account} {day}: {len(items)} messages ({size_text(sum(i.size for i in items))})"
         for (account, day), items in groups.items()
     ]
 
