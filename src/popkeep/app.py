@@ -32,8 +32,10 @@ if TYPE_CHECKING:
     from popkeep.model import RunSummary, ServerStat, StoredMessage
     from popkeep.sinks.base import Sink
     from popkeep.sources.base import SessionFactory, SourceSession
+    from popkeep.sources.pop3 import SessionSettings
     from popkeep.spool import SpoolFactory
     from popkeep.state.base import AccountLocks, Refusal, StateStore
+    from popkeep.transport.base import TLSInfo
 
 # Loaded when used, not with this module: a ``popkeep fetch`` logs in first
 # (cli.quickpoll) and loads the collector, the store and the sinks meanwhile.
@@ -101,38 +103,46 @@ def build_sink(cfg: SinkConfig) -> Sink:
 SourceBuilder = Callable[[AccountConfig, "SpoolFactory"], "SessionFactory"]
 
 
+def _pop3_settings(account: AccountConfig, password: str) -> SessionSettings:
+    """The POP3 session settings of ``account`` (with the password already resolved)."""
+    from popkeep.sources.pop3 import SessionSettings
+    from popkeep.transport.base import TLSSettings
+
+    server = account.server
+    return SessionSettings(
+        host=server.host,
+        port=server.port,
+        tls=server.tls,
+        tls_settings=TLSSettings(server.host, server.ca_file, server.tls_fingerprint),
+        user=server.user or "",
+        password=password,
+        auth=account.auth,
+        connect_timeout=account.connect_timeout,
+        response_timeout=account.timeout,
+        session_timeout=account.session_timeout,
+        max_message_size=account.max_message_size,
+        pipeline_window=account.pipeline,
+    )
+
+
 def _pop3(account: AccountConfig, spool: SpoolFactory) -> SessionFactory:
     """Connect + authenticate a POP3 source for ``account`` (password resolved late).
 
     Its modules load here, in the caller's thread, before ``connect`` may run on a
     worker thread (cli.quickpoll) beside the main thread's own imports."""
-    from popkeep.sources.pop3 import POP3Source, SessionSettings
-    from popkeep.transport.base import TLSSettings
+    from popkeep.sources.pop3 import POP3Source, SessionSettings  # noqa: F401 (see above)
+    from popkeep.transport.base import TLSSettings  # noqa: F401
     from popkeep.transport.tcp import open_stream
 
     server = account.server
     if server.user is None or server.secret is None:  # config.load requires both
         raise ConfigError(f'account "{account.name}": no user or password source')
-    user, secret = server.user, server.secret
+    secret = server.secret
 
     async def connect() -> SourceSession:
         password = secret.resolve()
         MASK.add(password)
-        settings = SessionSettings(
-            host=server.host,
-            port=server.port,
-            tls=server.tls,
-            tls_settings=TLSSettings(server.host, server.ca_file, server.tls_fingerprint),
-            user=user,
-            password=password,
-            auth=account.auth,
-            connect_timeout=account.connect_timeout,
-            response_timeout=account.timeout,
-            session_timeout=account.session_timeout,
-            max_message_size=account.max_message_size,
-            pipeline_window=account.pipeline,
-        )
-        return await POP3Source.connect(settings, open_stream, spool)
+        return await POP3Source.connect(_pop3_settings(account, password), open_stream, spool)
 
     return connect
 
@@ -378,6 +388,19 @@ class App:
         finally:
             await session.close()
         return session, ServerStat(listing.messages, listing.octets)
+
+    async def certificate(self, name: str) -> TLSInfo:
+        """The certificate account ``name``'s server presents, read without verifying
+        it and without logging in (see ``POP3Session.certificate``): for ``popkeep
+        check`` after CertificateUntrusted, to show the pin that would trust it."""
+        from popkeep.sources.pop3 import POP3Session
+        from popkeep.transport.tcp import open_stream
+
+        (account,) = self.accounts([name])
+        if account.type != "pop3":
+            raise ConfigError(f'account "{name}": cannot read the certificate of a '
+                              f"{account.type!r} account")
+        return await POP3Session.certificate(_pop3_settings(account, ""), open_stream)
 
     def authorize(self, sink_name: str) -> Path:
         """Run the OAuth installed-app flow for a Gmail API sink; returns the token file."""

@@ -26,6 +26,8 @@ Tree::
     │   ├── ConnectError
     │   ├── NetworkTimeout
     │   └── TLSError                remote, account, no retry (verify/pin failed) exit 77
+    │       ├── CertificateUntrusted    the chain or host name did not verify
+    │       └── TLSMismatch         local: plain text where a TLS handshake was expected
     ├── ProtocolError               remote, account, retry
     │   ├── LocalProtocolError      local (we misused the codec: a bug)
     │   ├── RemoteProtocolError     the server broke RFC 1939
@@ -86,8 +88,9 @@ class PopkeepError(Exception):
     scope: ClassVar[Scope] = "account"
     retry: ClassVar[bool] = False
     blame: ClassVar[Blame] = "local"
-    #: One short hint telling the user what to do about it (shown after the reason).
-    hint: ClassVar[str] = ""
+    #: One short hint telling the user what to do about it (shown after the reason);
+    #: the class's, unless the raiser set a more specific one on the instance.
+    hint: str = ""
 
     def __init__(self, message: str) -> None:
         message = printable(message)  # the text may quote a server (issue 16 item 4)
@@ -129,6 +132,22 @@ class TLSError(TransportError):
     exit_code = EX_NOPERM
     retry = False
     hint = "check ca_file / tls_fingerprint, or the server's certificate"
+
+
+class CertificateUntrusted(TLSError):
+    """The server's certificate did not verify: self-signed, an unknown CA, another
+    host's name, expired. ``popkeep check`` reads it anyway (never sending a
+    password over that connection) and shows the pin that would trust it."""
+
+    hint = "if you trust it, `popkeep check ACCOUNT` shows the tls_fingerprint line that pins it"
+
+
+class TLSMismatch(TLSError):
+    """The account's ``tls`` does not match the port: the server answered in plain
+    text where a TLS handshake was expected (``tls = "implicit"`` on a plain port)."""
+
+    blame: ClassVar[Blame] = "local"
+    hint = 'this port starts in plain text: set tls = "starttls" (or use the TLS port, 995)'
 
 
 class ProtocolError(PopkeepError):

@@ -18,6 +18,7 @@ import pytest
 
 from popkeep.cli.quickpoll import drive
 from popkeep.errors import (
+    CertificateUntrusted,
     ConnectError,
     LimitExceeded,
     NetworkTimeout,
@@ -311,6 +312,28 @@ def test_starttls_wrong_certificate_sends_no_password(
     with pytest.raises(TLSError):
         run_with(server, body)
     assert server.received == [b"CAPA", b"STLS"]
+
+
+@pytest.mark.parametrize("tls", ["implicit", "starttls"])
+def test_certificate_reads_an_untrusted_certificate_and_sends_no_credential(
+    certs: tuple[Cert, Cert], tls: str, run_with: Runner
+) -> None:
+    """What ``popkeep check`` shows after CertificateUntrusted: the served leaf's
+    fingerprint, read without verification, with no USER/PASS/AUTH/APOP and no QUIT."""
+    good, other = certs
+
+    async def body(server: MiniServer) -> str:
+        verified = settings(server.port, tls=tls, tls_settings=TLSSettings("localhost",
+                                                                           ca_file=other.cert))
+        with pytest.raises(CertificateUntrusted):
+            await POP3Session.connect(verified, open_stream)
+        info = await POP3Session.certificate(verified, open_stream)
+        return info.fingerprint_sha256
+
+    context = good.server_context()
+    server = MiniServer(**({"tls": context} if tls == "implicit" else {"stls": context}))
+    assert "sha256:" + run_with(server, body) == good.fingerprint
+    assert no_secret_sent(server) and b"QUIT" not in server.received
 
 
 def test_starttls_not_advertised_sends_no_password(run_with: Runner) -> None:

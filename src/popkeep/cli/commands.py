@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -29,6 +29,10 @@ from popkeep.cli.render import (
     status_json,
     status_lines,
 )
+from popkeep.errors import CertificateUntrusted
+
+if TYPE_CHECKING:
+    from popkeep.transport.base import TLSInfo
 
 
 def utc_option(func: Any) -> Any:
@@ -62,7 +66,11 @@ def check(account: str, config_path: Path | None) -> int:
     """Connect and authenticate only: TLS, capabilities, message count and size."""
     app = _app(config_path)
     try:
-        session, stat = run_async(app.check(account))
+        try:
+            session, stat = run_async(app.check(account))
+        except CertificateUntrusted:
+            _show_untrusted(account, run_async(app.certificate(account)))
+            raise
     finally:
         app.close()
     tls = session.tls
@@ -76,6 +84,15 @@ def check(account: str, config_path: Path | None) -> int:
     click.echo(f"  capabilities: {capa}")
     click.echo(f"  mailbox: {stat.messages} messages, {stat.octets} octets")
     return 0
+
+
+def _show_untrusted(account: str, tls: TLSInfo) -> None:
+    """The certificate that did not verify, and the config line that would pin it
+    (config accepts ``sha256:`` and 64 hex digits; transport/tcp.py checks the pin)."""
+    click.echo(f"{account}: the server's certificate is NOT trusted")
+    click.echo(f"  sha256: {tls.fingerprint_sha256}")
+    click.echo("  if this is your server's certificate, pin it in this account's section:")
+    click.echo(f'  tls_fingerprint = "sha256:{tls.fingerprint_sha256}"')
 
 
 @click.command()

@@ -52,6 +52,8 @@ OUTCOME_WORDS: dict[type[errors.PopkeepError], str] = {
     errors.ServerError: "server error",
     errors.ConnectError: "connection refused or lost",
     errors.NetworkTimeout: "server did not answer",
+    errors.TLSMismatch: "wrong tls setting for the port",
+    errors.CertificateUntrusted: "certificate not trusted",
     errors.TLSError: "certificate not trusted",
     errors.TransportError: "network error",
     errors.SecurityError: "server offers no TLS",

@@ -78,6 +78,12 @@ FEW_SIZES = 512
 FEW_SIZES_SERIAL = 8
 _STATUS_EVENTS = (Ok, Err, Continue)  #: logged at debug level (a tuple: no union built per event)
 _BUSY_CODES = frozenset({"IN-USE", "LOGIN-DELAY", "SYS/TEMP"})  # RFC 2449 §8, RFC 3206
+#: Seconds to wait for the server's greeting (at most ``response_timeout``). A POP3
+#: server greets as soon as the connection is open (RFC 1939 §4), so a greeting that
+#: takes longer most likely never comes: the port expects a TLS handshake first
+#: (implicit TLS, port 995) while the account says "starttls" or "none".
+GREETING_TIMEOUT = 10.0
+IMPLICIT_TLS_PORT = 995  #: RFC 8314 §7.3 (pop3s)
 
 
 class SessionSettings(NamedTuple):
@@ -92,6 +98,7 @@ class SessionSettings(NamedTuple):
     auth: Literal["auto", "user", "apop", "plain"] = "auto"
     connect_timeout: float = 30
     response_timeout: float = 60
+    greeting_timeout: float = GREETING_TIMEOUT
     session_timeout: float = 3600
     max_line: int = 1 << 20
     max_message_size: int | None = None
@@ -166,6 +173,35 @@ class POP3Session:
             raise
         return session
 
+    @classmethod
+    async def certificate(cls, settings: SessionSettings, opener: StreamOpener) -> TLSInfo:
+        """The server's certificate, read over TLS *without* verifying it, after the
+        verified connection failed (``popkeep check`` shows its fingerprint and pin).
+
+        Greeting, CAPA and STLS for ``starttls``; then the connection is closed
+        without QUIT: no user name or password is ever sent over it (the settings'
+        password is dropped before connecting). Raises TransportError, SecurityError."""
+        unverified = settings.tls_settings._replace(fingerprint=None, verify=False)
+        settings = settings._replace(tls_settings=unverified, password="")
+        implicit = unverified if settings.tls == "implicit" else None
+        stream = await opener(
+            settings.host, settings.port, implicit,
+            settings.connect_timeout, settings.response_timeout,
+        )
+        session = cls(stream, settings)
+        try:
+            if settings.tls == "starttls":
+                event = await session._greeting()
+                if not isinstance(event, Greeting):
+                    raise RemoteProtocolError(f"expected a greeting, got {event!r}")
+                await session._capa()
+                await session._starttls()
+            if stream.tls is None:
+                raise SecurityError(f"{settings.host}: no TLS to read a certificate from")
+            return stream.tls
+        finally:
+            await session.close()
+
     @property
     def tls(self) -> TLSInfo | None:
         return self._stream.tls
@@ -173,7 +209,7 @@ class POP3Session:
     # -- session setup ---------------------------------------------------------------
 
     async def _open(self) -> None:
-        event = await self._event()
+        event = await self._greeting()
         if isinstance(event, Err):
             raise server_error("greeting", event)
         if not isinstance(event, Greeting):
@@ -187,6 +223,46 @@ class POP3Session:
                            self._settings.host)
         await self._authenticate()
         await self._capa()  # RFC 2449 §5: capabilities may change after authentication
+
+    async def _greeting(self) -> Event:
+        """The first event, within ``greeting_timeout`` (see :data:`GREETING_TIMEOUT`).
+
+        Raises NetworkTimeout when it does not come; its hint names implicit TLS when
+        TLS was not started at once and the port is 995 or nothing at all arrived."""
+        settings = self._settings
+        limit = min(settings.greeting_timeout, settings.response_timeout)
+        deadline = time.monotonic() + limit
+        received = 0
+        try:
+            while (event := self._conn.next_event()) is NEED_DATA:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise NetworkTimeout("no greeting")
+                data = await self._stream.read(READ_SIZE, remaining)
+                received += len(data)
+                self._conn.receive_data(data)
+        except NetworkTimeout as exc:
+            self._broken = True
+            raise self._no_greeting(limit, received) from exc
+        except BaseException:
+            self._broken = True
+            raise
+        if isinstance(event, _STATUS_EVENTS):
+            logger.debug("S: %s", event)
+        return event
+
+    def _no_greeting(self, limit: float, received: int) -> NetworkTimeout:
+        settings = self._settings
+        what = "nothing" if not received else f"{received} bytes but no whole line"
+        error = NetworkTimeout(
+            f"{settings.host}:{settings.port}: no POP3 greeting within {limit:g} s ({what} arrived)"
+        )
+        if settings.tls != "implicit" and (not received or settings.port == IMPLICIT_TLS_PORT):
+            error.hint = (
+                f'port {settings.port} probably expects TLS at once: set tls = "implicit" '
+                f'(or use the port for tls = "{settings.tls}", usually 110)'
+            )
+        return error
 
     async def _capa(self) -> None:
         await self._send(Command("CAPA"))

@@ -11,7 +11,8 @@ from typing import NamedTuple, Protocol
 
 
 class TLSSettings(NamedTuple):
-    """How to verify the server. Verification is always on; pinning adds to it.
+    """How to verify the server. Verification is on for every session that logs in
+    (``verify=False`` only reads a certificate for ``popkeep check``); pinning adds to it.
 
     ``fingerprint`` (``"sha256:AB:CD…"`` or bare hex) pins the leaf certificate;
     when set, a self-signed certificate is accepted if and only if it matches.
@@ -20,6 +21,9 @@ class TLSSettings(NamedTuple):
     server_hostname: str
     ca_file: Path | None = None
     fingerprint: str | None = None
+    #: False only to read an untrusted server's certificate (``popkeep check``): the
+    #: connection then proves nothing, and no credential may ever cross it.
+    verify: bool = True
 
 
 class TLSInfo(NamedTuple):

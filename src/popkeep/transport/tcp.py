@@ -40,7 +40,15 @@ from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from popkeep.errors import ConnectError, LimitExceeded, NetworkTimeout, TLSError, TransportError
+from popkeep.errors import (
+    CertificateUntrusted,
+    ConnectError,
+    LimitExceeded,
+    NetworkTimeout,
+    TLSError,
+    TLSMismatch,
+    TransportError,
+)
 from popkeep.transport.base import TLSInfo, TLSSettings
 
 if TYPE_CHECKING:
@@ -108,7 +116,12 @@ def _map_errors(doing: str) -> Iterator[None]:
         raise NetworkTimeout(f"timed out while {doing}") from exc
     except OSError as exc:
         ssl = sys.modules.get("ssl")  # imported by the first TLS connection (_TLS)
-        if ssl is not None and isinstance(exc, ssl.SSLError):  # incl. certificate errors
+        if ssl is not None and isinstance(exc, ssl.SSLCertVerificationError):
+            reason = exc.verify_message or exc.reason or str(exc)
+            raise CertificateUntrusted(
+                f"TLS failed while {doing}: certificate verify failed: {reason}"
+            ) from exc
+        if ssl is not None and isinstance(exc, ssl.SSLError):
             raise TLSError(f"TLS failed while {doing}: {exc}") from exc
         raise ConnectError(f"network error while {doing}: {exc}") from exc
 
@@ -173,7 +186,7 @@ class _Chunks:
 class _TLS:
     """One TLS connection over memory buffers: bytes in from the wire, bytes out to it."""
 
-    __slots__ = ("_in", "_out", "done", "obj")
+    __slots__ = ("_in", "_out", "done", "first", "obj")
 
     def __init__(self, settings: TLSSettings) -> None:
         import ssl  # here, not at the top: a plaintext connection never needs it
@@ -188,6 +201,7 @@ class _TLS:
             self._in, self._out, server_hostname=name.encode("ascii") if name.isascii() else name
         )
         self.done = False
+        self.first = b""  #: the start of what the peer sent first (see plaintext())
 
     def handshake(self) -> bool:
         """One handshake step; True once it is complete. Send :meth:`outgoing` after it."""
@@ -203,12 +217,28 @@ class _TLS:
     def feed(self, raw: bytes) -> None:
         """Bytes from the wire; ``b""``: the peer closed the connection."""
         if raw:
+            if not self.first:
+                self.first = raw[:80]
             self._in.write(raw)
         else:
             self._in.write_eof()
 
     def outgoing(self) -> bytes:
         return self._out.read()
+
+    def plaintext(self) -> str | None:
+        """The peer's first line if it answered in plain text instead of a TLS record.
+
+        A TLS record begins with its content type, 20..24 (RFC 8446 §5.1); a text
+        greeting ("+OK …", "220 …") begins with a printable character and has no
+        control characters other than CR, LF and TAB in its first line."""
+        first = self.first
+        if not first or not 0x20 <= first[0] < 0x7F:
+            return None
+        line = first.split(b"\n", 1)[0].rstrip(b"\r")
+        if any((c < 0x20 and c != 0x09) or c >= 0x7F for c in line):
+            return None
+        return line.decode("ascii")
 
     def decrypt(self, into: _Chunks) -> bool:
         """Move every whole record fed so far into ``into``; True at the end of the stream
@@ -244,7 +274,7 @@ def tls_context(settings: TLSSettings) -> ssl.SSLContext:
     """The client context for ``settings`` (see the module docstring for pinning)."""
     import ssl
 
-    if settings.fingerprint:
+    if settings.fingerprint or not settings.verify:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE  # the pin, checked after the handshake, replaces it
@@ -451,6 +481,17 @@ class TCPStream:
 
     async def _handshake(self, settings: TLSSettings) -> TLSInfo:
         await self._join_loop()
+        try:
+            return await self._negotiate(settings)
+        except TransportError as exc:
+            text = self._tls.plaintext() if self._tls is not None else None
+            if text is None or isinstance(exc, CertificateUntrusted):
+                raise
+            raise TLSMismatch(
+                f"the server answered in plain text where a TLS handshake was expected: {text!r}"
+            ) from exc
+
+    async def _negotiate(self, settings: TLSSettings) -> TLSInfo:
         with _map_errors("negotiating TLS"):
             tls = self._tls = _TLS(settings)
             deadline = time.monotonic() + self._read_timeout
