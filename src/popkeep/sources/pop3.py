@@ -225,25 +225,32 @@ class POP3Session:
         await self._capa()  # RFC 2449 §5: capabilities may change after authentication
 
     async def _greeting(self) -> Event:
-        """The first event, within ``greeting_timeout`` (see :data:`GREETING_TIMEOUT`).
+        """The first event, within ``greeting_timeout`` in all (see :data:`GREETING_TIMEOUT`);
+        each read is still bounded by ``response_timeout`` and the session's deadline.
 
         Raises NetworkTimeout when it does not come; its hint names implicit TLS when
-        TLS was not started at once and the port is 995 or nothing at all arrived."""
+        TLS was not started at once and the port is 995 or nothing at all arrived.
+        LimitExceeded when the session deadline comes first."""
         settings = self._settings
-        limit = min(settings.greeting_timeout, settings.response_timeout)
-        deadline = time.monotonic() + limit
+        deadline = time.monotonic() + settings.greeting_timeout
         received = 0
         try:
             while (event := self._conn.next_event()) is NEED_DATA:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise NetworkTimeout("no greeting")
-                data = await self._stream.read(READ_SIZE, remaining)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._no_greeting(settings.greeting_timeout, received)
+                wait = min(left, settings.response_timeout, self._check_deadline())
+                try:
+                    data = await self._stream.read(READ_SIZE, wait)
+                except NetworkTimeout as exc:
+                    if wait < min(left, settings.response_timeout):
+                        raise LimitExceeded(
+                            f"session longer than {settings.session_timeout}s"
+                        ) from exc
+                    bound = settings.response_timeout if wait < left else settings.greeting_timeout
+                    raise self._no_greeting(bound, received) from exc
                 received += len(data)
                 self._conn.receive_data(data)
-        except NetworkTimeout as exc:
-            self._broken = True
-            raise self._no_greeting(limit, received) from exc
         except BaseException:
             self._broken = True
             raise
