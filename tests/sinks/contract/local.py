@@ -100,7 +100,7 @@ class MdaAdapter:
             self.script.write_text(MDA_SCRIPT)
 
     def sink(self) -> Sink:
-        timeout = 2.0 if (self.out / "hang").exists() else 30.0
+        timeout = 5.0 if (self.out / "hang").exists() else 30.0
         command = (sys.executable, str(self.script), str(self.out))
         return MdaSink(MdaSinkConfig(name="box", command=command, timeout=timeout))
 
