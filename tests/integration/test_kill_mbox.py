@@ -10,7 +10,7 @@ reproduction (300 messages, delete-now: 277 and 147 duplicates before).
 
 Environment: ``POPKEEP_MBOX_KILLS`` kills per mode (default 100) within
 ``POPKEEP_MBOX_KILL_SECONDS`` (default 25; a loaded machine reaches fewer kills
-in that time, at least 10 are required), ``POPKEEP_KILL_SEED`` as in ``test_kill.py``.
+in that time and goes on until at least 10), ``POPKEEP_KILL_SEED`` as in ``test_kill.py``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ MESSAGES = 300  #: first fill, as in the issue's reproduction
 REFILL = MESSAGES  #: added after each run that completed before its kill
 #: seconds for all the kills of one mode (kept short for CI; raise it with the kills)
 MODE_BUDGET = float(os.environ.get("POPKEEP_MBOX_KILL_SECONDS", "25"))
+MIN_KILLS = min(KILLS, 10)  #: required even when the budget runs out first
+HARD_EXTRA = 240.0  #: seconds past the budget allowed to reach MIN_KILLS
 
 
 def _digest(message: bytes) -> str:
@@ -125,7 +127,11 @@ def test_mbox_killed_at_random_moments_never_loses_or_duplicates(
     world.add(MESSAGES, seed=SEED)
     config = _config(dovecot, tmp_path, dovecot_user, trace)
     tally, deadline = _Tally(), time.monotonic() + MODE_BUDGET
-    while tally.kills < KILLS and time.monotonic() < deadline:
+    # Past the budget, go on until MIN_KILLS (a loaded machine is slow), within a hard cap.
+    cap = deadline + HARD_EXTRA
+    while tally.kills < KILLS and time.monotonic() < cap and (
+        time.monotonic() < deadline or tally.kills < MIN_KILLS
+    ):
         delay = rng.uniform(0.0, full)
         killed = _kill_at(config, delay)
         stored = world.check(f"seed {SEED}, kill {tally.kills} at {delay:.3f}s", killed)
@@ -145,4 +151,4 @@ def test_mbox_killed_at_random_moments_never_loses_or_duplicates(
         f"{world.generated} messages, full run {full:.2f}s, {world.cut_offs} partial appends "
         f"cut off; kills left: {dict(tally.left)}"
     )
-    assert tally.kills >= min(KILLS, 10), f"only {tally.kills} kills within {MODE_BUDGET}s"
+    assert tally.kills >= MIN_KILLS, f"only {tally.kills} kills in {MODE_BUDGET + HARD_EXTRA}s"
