@@ -167,3 +167,16 @@ def test_each_contract_fails_when_crossed(crossed: dict[str, str], contract: str
     module, line, reported = VIOLATIONS[contract]
     section = crossed.get(contract, "not in the report")
     assert reported in section, f"{line!r} in {module} did not break {contract!r}:\n{section}"
+
+
+def test_docs_cited_by_the_code_exist() -> None:
+    """A docstring or comment that points to ``docs/….md`` or a top-level ``X.md``
+    points to a file in the repository (DESIGN.md once was cited and never shipped)."""
+    cited = re.compile(r"\b((?:docs/|bench/)?[A-Za-z_-]+\.md)\b")
+    missing = sorted(
+        f"{module.relative_to(SRC)}: {name}"
+        for module in SRC.rglob("*.py")
+        for name in set(cited.findall(module.read_text(encoding="utf-8")))
+        if not (ROOT / name).is_file() and not (ROOT / "docs" / name).is_file()
+    )
+    assert missing == []

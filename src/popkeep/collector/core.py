@@ -7,7 +7,7 @@ and a long-running service alike. Up to the point where it has work to do, it
 awaits only its source and uses no event-loop facility itself (the state is read
 on a plain thread), and it yields once (a checkpoint) before opening the sinks.
 
-Owns: the order of operations that keeps the invariants of DESIGN.md:
+Owns: the order of operations that keeps the promises of docs/guarantees.md:
 
 - an intent is journaled before any sink makes a message visible, and unfinished
   intents are recovered (by asking the sinks) before anything is written again.
@@ -209,7 +209,8 @@ class Collector:
     # -- diff -----------------------------------------------------------------------
 
     def _reconcile(self, run: RunState, listed: Set[str]) -> None:
-        """Settle what changed on the server since the last run (DESIGN.md states).
+        """Settle what changed on the server since the last run (message states:
+        docs/architecture.md).
 
         ``listed``: the uids this session listed. Afterwards every live
         (SEEN or DELIVERED) uid is listed: those that vanished are GONE.
