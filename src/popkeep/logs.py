@@ -13,6 +13,7 @@ sets it where it runs (:func:`account`), in whichever thread or task that is.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,3 +47,29 @@ class AccountFilter(logging.Filter):
         name = _ACCOUNT.get()
         record.account = "" if name is None else f"[{name}] "
         return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (UTC ISO 8601), ``level``, ``logger``,
+    ``account`` (or null), ``message`` and, with a traceback, ``exception``.
+
+    Formats what the handler's filters left, so the secret-masking filter still
+    applies; needs the :class:`AccountFilter` on the same handler for ``account``.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, object] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "account": _ACCOUNT.get() if getattr(record, "account", "") else None,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            event["exception"] = self.formatException(record.exc_info)
+        return json.dumps(event, ensure_ascii=False)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        from datetime import UTC, datetime
+
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")

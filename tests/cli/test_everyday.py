@@ -187,3 +187,20 @@ def test_every_error_class_has_words() -> None:
 ])
 def test_small_sizes_in_kb(octets: int, shown: str) -> None:
     assert size_text(octets) == shown
+
+
+@pytest.mark.parametrize("entry", [main, click_main], ids=["fast", "click"])
+def test_log_format_json_is_one_event_a_line_with_the_account_and_no_secret(
+    entry: Entry, tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = server_config(tmp_path, server, certs)
+    log = tmp_path / "popkeep.log"
+    argv = ["--log-format", "json", "--log-file", str(log), "-c", str(config), "-vv", "fetch"]
+    assert entry(argv) == 0
+    assert capsys.readouterr().out.startswith("isp: 12 new")
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    keys = {"time", "level", "logger", "account", "message"}
+    assert events and all(set(e) >= keys for e in events)
+    assert any(e["account"] == "isp" and e["logger"].startswith("popkeep.") for e in events)
+    assert server.password not in log.read_text()

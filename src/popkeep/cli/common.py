@@ -40,10 +40,11 @@ class LogSettings:
         self.verbose = 0
         self.quiet = False
         self.log_file: str | None = None
+        self.log_format = "text"
 
     def apply(self) -> None:
         try:
-            setup_logging(self.verbose, self.quiet, self.log_file)
+            setup_logging(self.verbose, self.quiet, self.log_file, self.log_format)
         except PopkeepError as exc:
             raise fail(exc) from None
 
@@ -72,6 +73,8 @@ def gather_log_option(ctx: click.Context, param: click.Parameter, value: Any) ->
         settings.quiet = settings.quiet or value
     elif param.name == "log_file":
         settings.log_file = value
+    elif param.name == "log_format" and value:
+        settings.log_format = value
     if ctx.parent is not None and value:
         settings.apply()
     return value

@@ -52,6 +52,10 @@ class LazyGroup(click.Group):
     "--log-file", type=click.Path(dir_okay=False), default=None, expose_value=False,
     callback=gather_log_option, help="Append log lines to FILE instead of writing them to stderr.",
 )
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default=None, expose_value=False,
+    callback=gather_log_option, help="Log lines as text, or one JSON object per line.",
+)
 @log_options
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:

@@ -62,14 +62,17 @@ def log_level(verbose: int, quiet: bool) -> int:
     return logging.INFO if verbose == 1 else logging.DEBUG
 
 
-def setup_logging(verbose: int, quiet: bool = False, log_file: str | None = None) -> None:
-    """Log to stderr, or append to ``log_file``, in :data:`LOG_FORMAT`, secrets masked.
+def setup_logging(
+    verbose: int, quiet: bool = False, log_file: str | None = None, log_format: str = "text"
+) -> None:
+    """Log to stderr, or append to ``log_file``, in :data:`LOG_FORMAT` (or one JSON
+    object a line when ``log_format`` is ``"json"``), secrets masked.
 
     Calling it again replaces what the previous call set up (``-v`` may come after
     the command name). Raises ConfigError when ``log_file`` cannot be opened.
     """
     from popkeep.app import install_masking
-    from popkeep.logs import AccountFilter
+    from popkeep.logs import AccountFilter, JsonFormatter
 
     global _handler
     level = log_level(verbose, quiet)
@@ -80,7 +83,8 @@ def setup_logging(verbose: int, quiet: bool = False, log_file: str | None = None
             raise ConfigError(f"--log-file {log_file}: {exc.strerror or exc}") from None
     else:
         handler = _Stderr()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE))
+    json_lines = log_format == "json"
+    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(LOG_FORMAT, LOG_DATE))
     handler.addFilter(AccountFilter())
     handler.setLevel(level)
     reset_logging()
