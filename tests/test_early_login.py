@@ -1,4 +1,4 @@
-"""``popkeep fetch`` logs in while it finishes starting (cli.quickpoll).
+"""``popkeep fetch`` logs in while it finishes starting (cli.quick.poll).
 
 The login of each account begins on a worker thread once the account's lock is
 held, before the state database opens; the survey then takes that session over.
@@ -17,7 +17,7 @@ import pytest
 
 from popkeep import app as app_module
 from popkeep.cli import main
-from popkeep.cli.quickpoll import OpenedAhead, drive
+from popkeep.cli.quick.poll import OpenedAhead, drive
 from popkeep.errors import AuthError, StateError
 from popkeep.model import ServerStat
 from popkeep.sources.base import SourceSession

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from popkeep.transport.base import TLSInfo
 
 # Loaded when used, not with this module: a ``popkeep fetch`` logs in first
-# (cli.quickpoll) and loads the collector, the store and the sinks meanwhile.
+# (cli.quick.poll) and loads the collector, the store and the sinks meanwhile.
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def _pop3(account: AccountConfig, spool: SpoolFactory) -> SessionFactory:
     """Connect + authenticate a POP3 source for ``account`` (password resolved late).
 
     Its modules load here, in the caller's thread, before ``connect`` may run on a
-    worker thread (cli.quickpoll) beside the main thread's own imports."""
+    worker thread (cli.quick.poll) beside the main thread's own imports."""
     from popkeep.sources.pop3 import POP3Source, SessionSettings  # noqa: F401 (see above)
     from popkeep.transport.base import TLSSettings  # noqa: F401
     from popkeep.transport.tcp import open_stream
@@ -308,7 +308,7 @@ class App:
         self, names: Sequence[str] = (), progress: ProgressCallback | None = None
     ) -> list[AccountResult]:
         """One pass per account, inside the running event loop (what a service calls;
-        ``popkeep fetch`` drives the same passes from ``cli.quickpoll``)."""
+        ``popkeep fetch`` drives the same passes from ``cli.quick.poll``)."""
         with self.passes(names, progress) as passes:
             results = await scheduler.run_once(passes.collector, passes.jobs)
         return results + passes.skipped

@@ -32,7 +32,7 @@ def account(name: str) -> Iterator[None]:
         try:
             _ACCOUNT.reset(token)
         except ValueError:  # a coroutine begun in one context, ended in another
-            _ACCOUNT.set(None)  # (cli.quickpoll): that one set it again around the rest
+            _ACCOUNT.set(None)  # (cli.quick.poll): that one set it again around the rest
 
 
 def current_account() -> str | None:

@@ -4,7 +4,7 @@ Owns: concurrency across accounts (each account is independent: its own
 session, its own sinks, its own rows in the store). Must not: decide what a pass
 does (``collector``) or which concrete classes serve it (``app``). One way to run
 the passes, inside an event loop; ``popkeep fetch`` drives the same passes from
-``cli.quickpoll``, which nothing here knows about.
+``cli.quick.poll``, which nothing here knows about.
 """
 
 from __future__ import annotations

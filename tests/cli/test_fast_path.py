@@ -1,8 +1,8 @@
 """``popkeep --version`` and ``popkeep fetch`` without click: recognised exactly, run alike.
 
-The fast path (popkeep.cli.runner) must read a command line the way click
-would, or hand it to click; and a command it runs must print and exit exactly
-as the click command does (both call ``runner.fetch``).
+The cron edge's recogniser (popkeep.cli.quick.argv) must read a command line the
+way click would, or hand it to click; and a command it runs must print and exit
+exactly as the click command does (both call ``runner.fetch``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from popkeep import __version__
-from popkeep.cli import main, quickpoll
+from popkeep.cli import main
 from popkeep.cli.group import click_main
-from popkeep.cli.runner import FastFetch, parse_fast
+from popkeep.cli.quick import poll as quickpoll
+from popkeep.cli.quick.argv import FastFetch, parse_fast
 from popkeep.testing.certs import TestCerts
 from popkeep.testing.mailgen import demo_mailbox
 from popkeep.testing.server import ScriptedPOP3Server

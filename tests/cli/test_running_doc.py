@@ -8,7 +8,7 @@ import re
 import shlex
 from pathlib import Path
 
-from popkeep.cli.runner import FastFetch, parse_fast
+from popkeep.cli.quick.argv import FastFetch, parse_fast
 
 DOC = Path(__file__).parents[2] / "docs" / "running.md"
 

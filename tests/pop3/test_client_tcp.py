@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from popkeep.cli.quickpoll import drive
+from popkeep.cli.quick.poll import drive
 from popkeep.errors import (
     CertificateUntrusted,
     ConnectError,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from popkeep.cli.quickpoll import drive
+from popkeep.cli.quick.poll import drive
 from popkeep.errors import NetworkTimeout, TLSMismatch
 from popkeep.sources.pop3 import POP3Session, SessionSettings
 from popkeep.transport.base import TLSSettings

@@ -144,7 +144,7 @@ def test_errors_reach_the_awaiting_caller(store: SQLiteStore) -> None:
 
 
 def test_without_a_loop_a_call_runs_at_once_in_the_callers_thread(store: SQLiteStore) -> None:
-    """A pass driven by hand (cli.quickpoll) awaits the facade with no loop: each call
+    """A pass driven by hand (cli.quick.poll) awaits the facade with no loop: each call
     completes on the first step, on the caller's thread, and no worker thread starts."""
     watched = Watched(store)
     facade = AsyncStore(watched)  # type: ignore[arg-type]

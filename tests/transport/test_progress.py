@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from popkeep.cli.quickpoll import drive
+from popkeep.cli.quick.poll import drive
 from popkeep.errors import LimitExceeded
 from popkeep.transport.tcp import Progress, TCPStream, open_tcp
 

@@ -53,7 +53,7 @@ def _app(config_path: Path | None) -> Any:
 @json_option
 def fetch(accounts: Sequence[str], config_path: Path | None, as_json: bool) -> int:
     """Fetch new mail of all (or the named) ACCOUNTS, deliver it, apply retention."""
-    # The same function runs the fast path (popkeep.cli.runner), so both behave alike.
+    # The same function runs the cron edge (popkeep.cli.quick), so both behave alike.
     return runner.fetch(accounts, resolve_config_path(config_path), as_json, quiet())
 
 

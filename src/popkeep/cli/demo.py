@@ -60,7 +60,7 @@ def _subjects(maildir: Path, limit: int = 8) -> list[str]:
 
 def _run(base: Path) -> list[str]:
     from popkeep.app import load_app
-    from popkeep.cli.quickpoll import poll
+    from popkeep.cli.quick.poll import poll
     from popkeep.testing.certs import make_test_certs
     from popkeep.testing.mailbox import Mailbox
     from popkeep.testing.mailgen import demo_mailbox
@@ -78,7 +78,7 @@ def _run(base: Path) -> list[str]:
         tls_context=certs.server_context() if certs else None,
     )
     # The server runs on its own loop in a thread, so the fetches below take the
-    # path `popkeep fetch` takes (cli.quickpoll: passes begun without an event loop).
+    # path `popkeep fetch` takes (cli.quick.poll: passes begun without an event loop).
     with ServerThread(server) as serving:
         port = serving.port
         config = base / "config.toml"

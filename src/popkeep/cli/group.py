@@ -1,4 +1,4 @@
-"""The click group behind every command line the fast path does not run (see :mod:`.runner`)."""
+"""The click group behind every command line the cron edge does not run (see :mod:`.quick`)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from popkeep import errors
 
-if TYPE_CHECKING:  # a fetch loads the collector after its logins began (cli.quickpoll)
+if TYPE_CHECKING:  # a fetch loads the collector after its logins began (cli.quick.poll)
     from datetime import datetime
 
     from popkeep.app import AccountStatus, PlannedDeletion

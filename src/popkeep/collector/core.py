@@ -120,7 +120,7 @@ class Collector:
             return
         job = run.job
         # The other passes run meanwhile; and a caller driving this pass by hand
-        # without a loop (cli.quickpoll) stops here and finishes it in one.
+        # without a loop (cli.quick.poll) stops here and finishes it in one.
         await _checkpoint()
         await self._open_sinks(run)
         try:

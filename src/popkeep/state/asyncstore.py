@@ -10,7 +10,7 @@ thread: calls keep their order (a journal before the receipts that clear it), a
 store sees one caller at a time, and the thread starts with the first call that
 needs it.
 
-With no running loop (a pass driven by hand, ``popkeep.cli.quickpoll``) its
+With no running loop (a pass driven by hand, ``popkeep.cli.quick.poll``) its
 awaits never suspend: each call runs at once, in the caller's thread, the same
 contract as a TCP stream opened with no loop (``transport.tcp``). This module
 imports neither asyncio nor a thread pool until a call inside a loop needs them,

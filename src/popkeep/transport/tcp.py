@@ -9,7 +9,7 @@ Must not: know POP3, retry, or log secrets.
 **Two modes, one stream.** Opened while no event loop runs (a ``popkeep fetch``
 poll looks at every account before it starts one), the stream does blocking
 socket I/O: its ``async`` methods then never suspend, so a caller may drive them
-to completion without a loop (``popkeep fetch`` does: ``cli.quickpoll``), and a poll
+to completion without a loop (``popkeep fetch`` does: ``cli.quick.poll``), and a poll
 with nothing new never imports asyncio (a fifth to a quarter of such a poll's
 instructions; bench/README.md, "Round 5"). The first operation inside a running loop moves the same
 socket onto that loop (once; never back). Opened inside a running loop, the

@@ -1,7 +1,8 @@
-"""The cron fast path of ``popkeep fetch``: what only a one-shot run needs, in one place.
+"""The cron edge's account passes: what only a one-shot ``popkeep fetch`` needs.
 
-Owns the start-up tricks that keep their measured benefit for a process that polls
-once and exits (bench/README.md, "Round 5", "Round 7" and "Round 8"):
+Owns the two pass-level tricks of :mod:`popkeep.cli.quick` that keep their measured
+benefit for a process that polls once and exits (bench/README.md, "Round 5",
+"Round 7" and "Round 8"):
 
 - **logging in while popkeep starts** (:class:`OpenedAhead`): once an account's lock
   is held, its login runs on a worker thread while the main thread loads the
@@ -133,6 +134,9 @@ def poll(
     pass is driven without a loop; an event loop starts only for the passes with
     something to fetch or delete. Results in the accounts' order.
     """
+    from popkeep.cli.quick import end_startup
+
+    end_startup()  # the app is loaded
     with ExitStack() as logins:
         started = 0
 

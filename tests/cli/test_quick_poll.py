@@ -1,4 +1,5 @@
-"""The cron fast path (cli/quickpoll.py) drives the one pass; nothing below it knows."""
+"""The cron edge (cli/quick/) holds every start-up trick and drives the one pass; nothing
+below it knows."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import popkeep
-from popkeep.cli import quickpoll
+from popkeep.cli.quick import poll as quickpoll
 from popkeep.clock import SystemClock
 from popkeep.collector import AccountResult, Collector
 from popkeep.model import RetentionPolicy
@@ -47,12 +48,36 @@ def _drives_by_hand(path: Path) -> bool:
 def test_only_the_fast_path_drives_a_pass_without_a_loop() -> None:
     modules = sorted(SRC.rglob("*.py"))
     assert [p.relative_to(SRC).as_posix() for p in modules if _drives_by_hand(p)] == [
-        "cli/quickpoll.py"
+        "cli/quick/poll.py"
     ]
     for path in modules:
         rel = path.relative_to(SRC).as_posix()
         if rel.startswith(BELOW):
             assert not any(m.startswith("popkeep.cli") for m in _imports(path)), rel
+
+
+def _tricks(path: Path) -> set[str]:
+    """The start-up tricks ``path`` uses: ``gc.disable``/``gc.freeze``, ``os._exit``, and
+    a function named like the click-free recogniser (``parse_fast``, ``run_fast``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            name = f"{node.value.id}.{node.attr}"
+            if name in ("gc.disable", "gc.freeze", "os._exit"):
+                found.add(name)
+        elif isinstance(node, ast.FunctionDef) and node.name in ("parse_fast", "run_fast"):
+            found.add(node.name)
+    return found
+
+
+def test_start_up_tricks_live_only_at_the_cron_edge() -> None:
+    """The argv recogniser and the GC/``os._exit`` tricks are in cli/quick/, nowhere
+    else; ``popkeep.cli`` itself is a plain entry point."""
+    used = {p.relative_to(SRC).as_posix(): _tricks(p) for p in sorted(SRC.rglob("*.py"))}
+    assert {rel: t for rel, t in used.items() if t and not rel.startswith("cli/quick/")} == {}
+    assert set().union(*used.values()) == {
+        "gc.disable", "gc.freeze", "os._exit", "parse_fast", "run_fast"}
+    assert "gc" not in _imports(SRC / "cli" / "__init__.py")
 
 
 def test_the_collector_has_one_pass() -> None:
