@@ -83,7 +83,14 @@ class ImapFront:
             self._refusing = False
 
     def close(self) -> None:
-        self._listener.close()
+        """Stop accepting and cut every relayed connection; returns at once.
+
+        Closing a listening socket does not wake a thread blocked in ``accept()``
+        on Linux; shutting it down does (``accept`` fails with EINVAL), so the
+        accept thread ends before :meth:`close` returns instead of holding it for
+        the join's timeout.
+        """
+        _shut(self._listener)
         with self._lock:
             for sock in self._sockets:
                 _shut(sock)
