@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import statistics
@@ -70,6 +71,7 @@ class Record:
     verdict: str
     stderr_tail: str = ""
     refold_only: bool = False
+    load1: float = 0.0  #: the 1-minute load average when the run started
 
 
 @dataclass
@@ -166,6 +168,7 @@ def timed_run(
             scenario, tls, tool.name, index, 0, 0, 0, 127, False, False, f"not run: {why}", why
         )
     cmd = tool.prepare(run)
+    load = load1()
     m = measure.run_timed(cmd.argv, cmd.env, run.workdir, bench.args.timeout)
     verdict = measure.verify(run.maildir, expected)
     ok_exit = m.exit_code in tool.ok_codes
@@ -183,11 +186,12 @@ def timed_run(
         verdict.describe(),
         m.stderr_tail,
         ok_exit and verdict.refold_only,
+        load,
     )
     status = "ok" if rec.verified else f"FAILED (exit {m.exit_code}; {rec.verdict})"
     bench.log(
-        f"{scenario}/{tls} #{index} {tool.name:9s} wall {m.wall_s:7.2f} s  "
-        f"cpu {m.cpu_s:7.2f} s  rss {m.rss_mb:7.1f} MB  {status}"
+        f"{scenario}/{tls} #{index} {tool.name:9s} wall {m.wall_s:8.3f} s  "
+        f"cpu {m.cpu_s:8.3f} s  rss {m.rss_mb:7.1f} MB  load {load:4.2f}  {status}"
     )
     if not rec.verified and m.stderr_tail.strip():
         bench.log(f"  {tool.name} stderr: {m.stderr_tail.strip()[-400:]}")
@@ -275,45 +279,83 @@ def noop(bench: Bench, scenario: str, tls: str) -> None:
 
 
 def startup(bench: Bench) -> dict[str, object]:
-    """CPU of ``popkeep --version`` and of a no-op fetch of one small account (median of 10)."""
-    tool = tools.TOOLS["popkeep"]
-    why = tool.available()
+    """CPU and wall of ``popkeep --version`` and of a no-op fetch of one small account.
+
+    Median of ``--startup-runs``. With both popkeep builds selected (A/B), the old
+    build's runs alternate with the new one's, command by command, so the machine's
+    load hits both alike; its figures are under ``"builds"``.
+    """
+    why = tools.TOOLS["popkeep"].available()
     if why is not None:
         return {"error": why}
     corpus = corpora(bench.args.quick)["startup"]
     fill(bench, corpus)
-    workdir = fresh_dir("startup-popkeep")
-    run = tools.Run(workdir, server_for(bench, corpus, "plain"))
-    cmd = tool.prepare(run)
-    version_argv = [cmd.argv[0], "--version"]
+    builds = [
+        tool
+        for name in tools.POPKEEPS
+        if name in bench.args.tools and (tool := tools.TOOLS[name]).available() is None
+    ] or [tools.TOOLS["popkeep"]]
+    commands: dict[str, tuple[tools.Command, Path]] = {}
+    for tool in builds:
+        workdir = fresh_dir(f"startup-{tool.name}")
+        run = tools.Run(workdir, server_for(bench, corpus, "plain"))
+        commands[tool.name] = (tool.prepare(run), workdir)
+    first = {
+        name: measure.run_timed(cmd.argv, cmd.env, workdir, 120)
+        for name, (cmd, workdir) in commands.items()
+    }
     # The same interpreter loading asyncio and nothing else, interleaved with popkeep's
     # runs: how fast the machine is right now (on a shared VM it varies by half).
-    floor_argv = [tools.popkeep_python(), "-c", "import asyncio"]
-    first = measure.run_timed(cmd.argv, cmd.env, workdir, 120)
-    version, fetches, floor = [], [], []
-    for _ in range(10):
-        version.append(measure.run_timed(version_argv, cmd.env, workdir, 60))
-        fetches.append(measure.run_timed(cmd.argv, cmd.env, workdir, 120))
-        floor.append(measure.run_timed(floor_argv, cmd.env, workdir, 60))
-    verdict = measure.verify(run.maildir, bench.expected[corpus.user])
-    result: dict[str, object] = {
-        "version_cpu_s": statistics.median(m.cpu_s for m in version),
-        "version_wall_s": statistics.median(m.wall_s for m in version),
-        "version_ok": all(m.exit_code == 0 for m in version),
-        "noop_cpu_s": statistics.median(m.cpu_s for m in fetches),
-        "noop_wall_s": statistics.median(m.wall_s for m in fetches),
-        "noop_ok": first.exit_code == 0 and all(m.exit_code == 0 for m in fetches) and verdict.ok,
-        "noop_detail": first.stderr_tail.strip()[-300:] if first.exit_code else "",
-        "floor_cpu_s": statistics.median(m.cpu_s for m in floor),
-        "instructions": measure.instructions(
-            {"version": version_argv, "noop": cmd.argv, "floor": floor_argv},
-            cmd.env,
-            workdir,
-        ),
-    }
+    new_cmd, new_dir = commands["popkeep"]
+    floor_argv = [tools.popkeep_python(new_cmd.argv[0]), "-c", "import asyncio"]
+    version: dict[str, list[measure.Measurement]] = {name: [] for name in commands}
+    fetches: dict[str, list[measure.Measurement]] = {name: [] for name in commands}
+    floor, loads = [], []
+    for index in range(bench.args.startup_runs):
+        order = list(commands) if index % 2 == 0 else list(reversed(commands))
+        loads.append(load1())
+        for name in order:
+            cmd, workdir = commands[name]
+            argv = [cmd.argv[0], "--version"]
+            version[name].append(measure.run_timed(argv, cmd.env, workdir, 60))
+        for name in order:
+            cmd, workdir = commands[name]
+            fetches[name].append(measure.run_timed(cmd.argv, cmd.env, workdir, 120))
+        floor.append(measure.run_timed(floor_argv, new_cmd.env, new_dir, 60))
+    figures: dict[str, dict[str, object]] = {}
+    for name, (cmd, workdir) in commands.items():
+        verdict = measure.verify(workdir / "Maildir", bench.expected[corpus.user])
+        figures[name] = {
+            "version_cpu_s": statistics.median(m.cpu_s for m in version[name]),
+            "version_wall_s": statistics.median(m.wall_s for m in version[name]),
+            "version_ok": all(m.exit_code == 0 for m in version[name]),
+            "noop_cpu_s": statistics.median(m.cpu_s for m in fetches[name]),
+            "noop_wall_s": statistics.median(m.wall_s for m in fetches[name]),
+            "noop_ok": first[name].exit_code == 0
+            and all(m.exit_code == 0 for m in fetches[name])
+            and verdict.ok,
+            "noop_detail": first[name].stderr_tail.strip()[-300:] if first[name].exit_code else "",
+            "instructions": measure.instructions(
+                {"version": [cmd.argv[0], "--version"], "noop": cmd.argv}, cmd.env, workdir
+            ),
+        }
+    floor_count = measure.instructions({"floor": floor_argv}, new_cmd.env, new_dir)
+    result: dict[str, object] = dict(figures.pop("popkeep"))
+    if isinstance(result["instructions"], dict) and isinstance(floor_count, dict):
+        result["instructions"] = {**result["instructions"], **floor_count}
+    result["floor_cpu_s"] = statistics.median(m.cpu_s for m in floor)
+    result["runs"] = bench.args.startup_runs
+    result["load"] = [min(loads), max(loads)]
+    result["builds"] = figures
     bench.log(f"startup: {result}")
-    measure.remove_tree(workdir)
+    for _, workdir in commands.values():
+        measure.remove_tree(workdir)
     return result
+
+
+def load1() -> float:
+    """The 1-minute load average now: what else the machine was doing."""
+    return os.getloadavg()[0]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -350,6 +392,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="keep the work dir of failed runs under bench/work/runs/",
     )
     p.add_argument("--no-startup", action="store_true", help="skip the popkeep startup figures")
+    p.add_argument(
+        "--startup-runs", type=int, default=10, help="start-up runs per command (default 10)"
+    )
+    p.add_argument(
+        "--old-bin",
+        metavar="POPKEEP",
+        help="A/B: also run this popkeep build as tool popkeep-old, alternating with "
+        "the new one (sets $POPKEEP_OLD_BIN)",
+    )
     p.add_argument("--timeout", type=float, default=1800.0, help="per run, seconds")
     p.add_argument("--results", type=Path, default=BENCH_DIR / "RESULTS.md")
     args = p.parse_args(argv)
@@ -357,6 +408,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     default_scen = "2k,noop" if args.quick else ",".join(ALL_SCENARIOS)
     args.scenarios = [s for s in (args.scenarios or default_scen).split(",") if s]
     args.tools = [t for t in args.tools.split(",") if t]
+    if args.old_bin:
+        os.environ["POPKEEP_OLD_BIN"] = str(Path(args.old_bin).resolve())
+        if "popkeep-old" not in args.tools:
+            args.tools.insert(args.tools.index("popkeep") + 1 if "popkeep" in args.tools else 0,
+                              "popkeep-old")
     args.runs = args.runs or (1 if args.quick else 3)
     args.tls_modes = ["plain", "tls"] if args.tls == "both" else [args.tls]
     for s in args.scenarios:
@@ -408,9 +464,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     dovecot = Dovecot.start(WORK / "dovecot", users=("small",), password=PASSWORD)
     bench = Bench(args, dovecot)
-    popkeep = tools.TOOLS["popkeep"]
-    if "popkeep" in args.tools and isinstance(popkeep, tools.Popkeep):
-        popkeep.precompile()
+    for name in tools.POPKEEPS:
+        popkeep = tools.TOOLS[name]
+        if name in args.tools and isinstance(popkeep, tools.Popkeep) and not popkeep.available():
+            popkeep.precompile()
     try:
         # 20k before noop, so the no-op poll reuses the bulk runs' primed state.
         for scenario in sorted(args.scenarios, key=ALL_SCENARIOS.index):

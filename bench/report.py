@@ -121,7 +121,7 @@ def scenario_section(scenario: str, tls: str, records: Sequence[Any], corpus: st
     for tool, st in stats.items():
         verified = "yes" if st["ok"] else f"**NO**{'†' if st['refold'] else ''} — {st['why']}"
         lines.append(
-            f"| {tool} | {st['wall']:.2f} | {st['cpu']:.2f} | {st['rss']:.1f} | "
+            f"| {tool} | {st['wall']:.3f} | {st['cpu']:.3f} | {st['rss']:.1f} | "
             f"{verified} | {st['good']}/{st['runs']} |"
         )
     lines += [
@@ -167,7 +167,7 @@ def startup_section(fig: dict[str, Any] | None) -> str:
         if not ok:
             return "failed | — | —"
         met = "met" if cpu < STARTUP_BAR_S else "**not met**"
-        return f"{cpu * 1000:.0f} ms | {wall * 1000:.0f} ms | {met}"
+        return f"{cpu * 1000:.1f} ms | {wall * 1000:.1f} ms | {met}"
 
     rows = [
         "| command | CPU | wall | bar (< 150 ms CPU) |",
@@ -203,6 +203,87 @@ def _startup_context(fig: dict[str, Any]) -> str:
     elif isinstance(counts, str):
         out.append(f"\nInstructions not counted: {counts}.\n")
     return "".join(out)
+
+
+def ab_section(records: Sequence[Any], startup: dict[str, Any] | None) -> str:
+    """popkeep (new) against popkeep-old, run alternating in this same invocation.
+
+    Ratios of medians; a ratio against a build with a failed run is not given. The
+    load is the 1-minute load average when each run started (min–max).
+    """
+    if not any(r.tool == "popkeep-old" for r in records):
+        return ""
+    out = [
+        "## A/B: popkeep (new) against popkeep-old, alternating run by run",
+        "",
+        "| scenario | new wall ms | old wall ms | new/old | new/raw | old/raw "
+        "| new CPU ms | old CPU ms | load | runs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for scenario in dict.fromkeys(r.scenario for r in records):
+        if scenario.endswith("-prime"):
+            continue
+        for tls in ("plain", "tls"):
+            group = [r for r in records if r.scenario == scenario and r.tls == tls]
+            stats = {
+                tool: summarize([r for r in group if r.tool == tool])
+                for tool in ("popkeep", "popkeep-old", "raw")
+                if any(r.tool == tool for r in group)
+            }
+            new, old = stats.get("popkeep"), stats.get("popkeep-old")
+            if new is None or old is None:
+                continue
+            loads = [r.load1 for r in group if r.tool in stats and hasattr(r, "load1")]
+            load = f"{min(loads):.1f}–{max(loads):.1f}" if loads else "?"
+            out.append(
+                f"| {scenario} {tls} | {new['wall'] * 1000:.1f} | {old['wall'] * 1000:.1f} "
+                f"| {_over(new, old)} | {_over(new, stats.get('raw'))} "
+                f"| {_over(old, stats.get('raw'))} | {new['cpu'] * 1000:.1f} "
+                f"| {old['cpu'] * 1000:.1f} | {load} | {new['runs']} |"
+            )
+    builds = (startup or {}).get("builds") or {}
+    old_start = builds.get("popkeep-old")
+    if startup and old_start:
+        out += ["", _ab_startup(startup, old_start)]
+    return "\n".join(out) + "\n"
+
+
+def _over(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str = "wall") -> str:
+    if a is None or b is None:
+        return "not run"
+    if not (a["ok"] and (b["ok"] or b["refold"])) or b[key] <= 0:
+        return "failed"
+    return f"{a[key] / b[key]:.3f}"
+
+
+def _ab_startup(new: dict[str, Any], old: dict[str, Any]) -> str:
+    load = new.get("load")
+    rows = [
+        f"Start-up, median of {new.get('runs', 10)} alternating runs"
+        + (f" (load {load[0]:.1f}–{load[1]:.1f}):" if load else ":"),
+        "",
+        "| command | new ms | old ms | new/old |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, key in (
+        ("`--version` CPU", "version_cpu_s"),
+        ("`--version` wall", "version_wall_s"),
+        ("no-op fetch CPU", "noop_cpu_s"),
+        ("no-op fetch wall", "noop_wall_s"),
+    ):
+        a, b = new[key], old[key]
+        ratio = f"{a / b:.3f}" if b else "n/a"
+        rows.append(f"| {label} | {a * 1000:.1f} | {b * 1000:.1f} | {ratio} |")
+    counts_new, counts_old = new.get("instructions"), old.get("instructions")
+    if isinstance(counts_new, dict) and isinstance(counts_old, dict):
+        for key in ("version", "noop"):
+            if key in counts_new and key in counts_old:
+                a, b = counts_new[key], counts_old[key]
+                rows.append(
+                    f"| instructions, {key} (callgrind) | {a / 1e6:.1f} M | {b / 1e6:.1f} M "
+                    f"| {a / b:.3f} |"
+                )
+    return "\n".join(rows)
 
 
 def failures_section(records: Sequence[Any]) -> str:
@@ -251,5 +332,6 @@ def render(
             if group:
                 parts.append(scenario_section(scenario, tls, group, corpora.get(scenario, "?")))
     parts.append(startup_section(startup))
+    parts.append(ab_section(records, startup))
     parts.append(failures_section(records))
     return "\n".join(parts)

@@ -88,22 +88,23 @@ class Tool:
         raise NotImplementedError
 
 
-def _popkeep_bin() -> str:
-    override = os.environ.get("POPKEEP_BIN")
-    if override:
-        return override
+def _popkeep_bin(env_var: str = "POPKEEP_BIN") -> str:
+    override = os.environ.get(env_var)
+    if override or env_var != "POPKEEP_BIN":
+        return override or ""
     venv = REPO / ".venv" / "bin" / "popkeep"
     if venv.exists():
         return str(venv)
     return shutil.which("popkeep") or "popkeep"
 
 
-def popkeep_python() -> str:
-    """The Python that runs popkeep: its script's ``#!`` interpreter (a venv's, pipx's),
-    else the one running the benchmark."""
-    script = shutil.which(_popkeep_bin())
+def popkeep_python(binary: str | None = None) -> str:
+    """The Python that runs popkeep (``binary``, default the one under test): its script's
+    ``#!`` interpreter (a venv's, pipx's), else the one running the benchmark."""
+    binary = binary or _popkeep_bin()
+    script = shutil.which(binary)
     try:
-        with open(script or _popkeep_bin(), "rb") as f:
+        with open(script or binary, "rb") as f:
             first = f.readline(512)
     except OSError:
         return sys.executable
@@ -131,10 +132,21 @@ def popkeep_config(run: Run) -> str:
 
 
 class Popkeep(Tool):
-    name = "popkeep"
+    """popkeep: the build under test (``$POPKEEP_BIN``, default ``.venv/bin/popkeep``),
+    or, as ``popkeep-old``, the build it is compared with (``$POPKEEP_OLD_BIN``)."""
+
+    def __init__(self, name: str = "popkeep", env_var: str = "POPKEEP_BIN") -> None:
+        self.name = name
+        self.env_var = env_var
+
+    @property
+    def binary(self) -> str:
+        return _popkeep_bin(self.env_var)
 
     def available(self) -> str | None:
-        binary = _popkeep_bin()
+        binary = self.binary
+        if not binary:
+            return f"${self.env_var} is not set (bench/run --old-bin PATH)"
         if not (Path(binary).exists() or shutil.which(binary)):
             return f"{binary} not found"
         return None
@@ -143,7 +155,7 @@ class Popkeep(Tool):
         """Write popkeep's ``.pyc`` files, as ``pip install`` does. With
         PYTHONDONTWRITEBYTECODE set (it is on the machines this runs on), a stale or
         missing ``.pyc`` would be recompiled in every run and charged to popkeep."""
-        python = Path(_popkeep_bin()).with_name("python")
+        python = Path(self.binary).with_name("python")
         if not python.exists():
             return  # an installed popkeep: pip compiled it
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -156,7 +168,7 @@ class Popkeep(Tool):
     def prepare(self, run: Run) -> Command:
         make_maildir(run.maildir)
         config = _write_private(run.workdir / "popkeep.toml", popkeep_config(run))
-        return Command([_popkeep_bin(), "-c", str(config), "fetch"], _base_env(run))
+        return Command([self.binary, "-c", str(config), "fetch"], _base_env(run))
 
 
 class Mpop(Tool):
@@ -302,4 +314,16 @@ class Raw(Tool):
         return Command(argv, _base_env(run))
 
 
-TOOLS: dict[str, Tool] = {t.name: t for t in (Popkeep(), Mpop(), Fetchmail(), Getmail(), Raw())}
+TOOLS: dict[str, Tool] = {
+    t.name: t
+    for t in (
+        Popkeep(),
+        Popkeep("popkeep-old", "POPKEEP_OLD_BIN"),
+        Mpop(),
+        Fetchmail(),
+        Getmail(),
+        Raw(),
+    )
+}
+#: the popkeep builds: the one under test, and the one it is compared with (A/B)
+POPKEEPS = ("popkeep", "popkeep-old")
