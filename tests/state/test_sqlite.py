@@ -84,7 +84,7 @@ def test_version_1_database_migrates_and_uids_by_state_reads_an_index(tmp_path: 
     conn.close()
     store = SQLiteStore.open(path)
     try:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         assert store.uids_by_state("a") == {MessageState.DELIVERED: ["u1"]}
         plan = " ".join(str(row[-1]) for row in store._conn.execute(
             "EXPLAIN QUERY PLAN SELECT state, group_concat(uid, char(10)) FROM messages"
@@ -303,5 +303,26 @@ def test_read_only_reads_and_never_writes_or_migrates(tmp_path: Path) -> None:
         with pytest.raises(StateError):
             store.record_delivered("a", [Delivered("u2", "0" * 64, 5, ())], ["m"], T0)
         assert store.schema_version == 1
+    finally:
+        store.close()
+
+
+def test_version_3_database_gains_the_alerts_table(tmp_path: Path) -> None:
+    """A state file of schema 3 (refusals, no alerts) migrates and keeps its runs."""
+    path = tmp_path / "s.sqlite"
+    with sqlite3.connect(path) as conn:
+        for step in MIGRATIONS[:3]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute(
+            "INSERT INTO runs (account, started_at, finished_at, outcome)"
+            " VALUES ('a', ?, ?, 'TransportError')", (T0.isoformat(), T0.isoformat()),
+        )
+        conn.execute("PRAGMA user_version = 3")
+    conn.close()
+    store = SQLiteStore.open(path)
+    try:
+        assert store.failing_since("a") == T0
+        assert store.open_alerts("a") == []
     finally:
         store.close()

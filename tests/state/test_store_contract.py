@@ -14,7 +14,14 @@ import pytest
 
 from popkeep.errors import StateError
 from popkeep.model import MessageState, Receipt, RunSummary
-from popkeep.state.base import AccountTotals, Delivered, DeliveredRecord, Intent, StateStore
+from popkeep.state.base import (
+    AccountTotals,
+    Alert,
+    Delivered,
+    DeliveredRecord,
+    Intent,
+    StateStore,
+)
 from popkeep.state.sqlite import SQLiteStore
 
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
@@ -321,3 +328,54 @@ def test_an_account_lock_is_released_when_the_block_raises(
         raise RuntimeError("the pass failed")
     with other.lock("a") as after:
         assert after is True
+
+
+# -- failure streaks and alerts -------------------------------------------------------
+
+
+def _outcome(account: str, minutes: int, outcome: str) -> RunSummary:
+    started = T0 + timedelta(minutes=minutes)
+    return RunSummary(account, started, started, outcome, None if outcome == "ok" else "down")
+
+
+def test_failing_since_is_the_first_failed_run_after_the_last_ok_one(store: StateStore) -> None:
+    assert store.failing_since("a") is None  # no runs
+    store.record_run(_outcome("a", 0, "TransportError"))
+    assert store.failing_since("a") == T0  # failing from the very first run
+    store.record_run(_outcome("a", 1, "ok"))
+    assert store.failing_since("a") is None
+    for minute in (2, 3, 4):
+        store.record_run(_outcome("a", minute, "AuthError"))
+    store.record_run(_outcome("b", 5, "ok"))  # another account's success changes nothing
+    assert store.failing_since("a") == T0 + timedelta(minutes=2)
+    store.record_run(_outcome("a", 6, "ok"))
+    assert store.failing_since("a") is None
+
+
+def _alert(condition: str = "failing", minutes: int = 0) -> Alert:
+    at = T0 + timedelta(minutes=minutes)
+    return Alert("a", condition, at, at - timedelta(hours=13), "no connection")
+
+
+def test_an_alert_is_raised_once_per_active_condition(store: StateStore) -> None:
+    assert store.open_alerts("a") == []
+    assert store.raise_alert(_alert())
+    assert not store.raise_alert(_alert(minutes=5))  # already active: not again
+    assert store.raise_alert(_alert("quota", minutes=1))
+    assert store.open_alerts("a") == [_alert(), _alert("quota", minutes=1)]
+    assert store.open_alerts("b") == []
+
+
+def test_an_alert_lives_until_its_clearing_notice_is_told(store: StateStore) -> None:
+    alert = _alert()
+    store.raise_alert(alert)
+    store.alert_told(alert, cleared=False, now=T0)
+    [told] = store.open_alerts("a")
+    assert told.raised_sent_at == T0 and told.active
+    assert store.clear_alert("a", "failing", T0 + timedelta(hours=1))
+    assert not store.clear_alert("a", "failing", T0 + timedelta(hours=2))  # nothing active
+    [cleared] = store.open_alerts("a")
+    assert cleared.cleared_at == T0 + timedelta(hours=1) and not cleared.active
+    assert store.raise_alert(_alert(minutes=90))  # the condition may come back meanwhile
+    store.alert_told(cleared, cleared=True, now=T0 + timedelta(hours=1))
+    assert [a.raised_at for a in store.open_alerts("a")] == [T0 + timedelta(minutes=90)]

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 from popkeep.model import MessageState, RunSummary, StoredMessage
 from popkeep.state.base import (
     AccountTotals,
+    Alert,
     Delivered,
     DeliveredRecord,
     Intent,
@@ -153,3 +154,18 @@ class AsyncStore:
 
     async def account_totals(self, account: str) -> AccountTotals:
         return await self._call(self.store.account_totals, account)
+
+    async def failing_since(self, account: str) -> datetime | None:
+        return await self._call(self.store.failing_since, account)
+
+    async def open_alerts(self, account: str) -> list[Alert]:
+        return await self._call(self.store.open_alerts, account)
+
+    async def raise_alert(self, alert: Alert) -> bool:
+        return await self._call(self.store.raise_alert, alert)
+
+    async def clear_alert(self, account: str, condition: str, now: datetime) -> bool:
+        return await self._call(self.store.clear_alert, account, condition, now)
+
+    async def alert_told(self, alert: Alert, cleared: bool, now: datetime) -> None:
+        return await self._call(self.store.alert_told, alert, cleared, now)

@@ -58,6 +58,30 @@ class Refusal(NamedTuple):
     refused_at: datetime
 
 
+class Alert(NamedTuple):
+    """One condition of an account popkeep told (or is telling) the user about.
+
+    ``(account, condition, raised_at)`` identifies it. ``since``: when the condition
+    began (a failure streak's first failed run; may be before ``raised_at``).
+    ``details``: the facts the notice states, already printable, never a secret.
+    A notice time that is None is owed: the alert's intent (see
+    :meth:`StateStore.open_alerts`)."""
+
+    account: str
+    condition: str
+    raised_at: datetime
+    since: datetime
+    details: str
+    raised_sent_at: datetime | None = None
+    cleared_at: datetime | None = None
+    cleared_sent_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        """Raised and not yet cleared."""
+        return self.cleared_at is None
+
+
 class AccountTotals(NamedTuple):
     """What ``popkeep status`` shows for one account."""
 
@@ -194,6 +218,32 @@ class StateStore(AccountLocks, Protocol):
 
     def account_totals(self, account: str) -> AccountTotals:
         """Counts for ``popkeep status``; all zero for an unknown account."""
+        ...
+
+    def failing_since(self, account: str) -> datetime | None:
+        """Start of the account's current streak of failed runs: the first run after
+        its last ``ok`` one (or its first run ever), None when the latest run is ok or
+        there is none."""
+        ...
+
+    def open_alerts(self, account: str) -> list[Alert]:
+        """The account's alerts still active, or whose clearing notice is owed, oldest
+        first. Fully settled alerts (cleared and told) are history, not returned."""
+        ...
+
+    def raise_alert(self, alert: Alert) -> bool:
+        """Record ``alert`` as raised (its notice owed), unless its condition is already
+        active for the account. Returns whether it was recorded."""
+        ...
+
+    def clear_alert(self, account: str, condition: str, now: datetime) -> bool:
+        """The active alert of ``condition`` is cleared at ``now`` (its clearing notice
+        owed). Returns whether one was active."""
+        ...
+
+    def alert_told(self, alert: Alert, cleared: bool, now: datetime) -> None:
+        """The raising (or, with ``cleared``, the clearing) notice of ``alert`` is durable
+        in the account's mailbox: no longer owed."""
         ...
 
     def close(self) -> None:

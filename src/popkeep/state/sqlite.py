@@ -27,7 +27,14 @@ from typing import Any
 
 from popkeep.errors import StateError
 from popkeep.model import MessageState, RunSummary, StoredMessage
-from popkeep.state.base import AccountTotals, Delivered, DeliveredRecord, Intent, Refusal
+from popkeep.state.base import (
+    AccountTotals,
+    Alert,
+    Delivered,
+    DeliveredRecord,
+    Intent,
+    Refusal,
+)
 from popkeep.state.filelock import FileLocks
 from popkeep.state.migrations import MIGRATIONS, SCHEMA_VERSION
 
@@ -55,6 +62,9 @@ _UPSERT_RECEIPT = """
     INSERT INTO receipts (account, uid, sink, ref, delivered_at) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (account, uid, sink) DO UPDATE SET ref = excluded.ref
 """
+_ALERT_COLUMNS = (
+    "account, condition, raised_at, since, details, raised_sent_at, cleared_at, cleared_sent_at"
+)
 _RUN_COLUMNS = (
     "account, started_at, finished_at, outcome, error, listed, delivered, delivered_bytes,"
     " deleted, gone, skipped, server_count, server_octets, adopted"
@@ -66,6 +76,10 @@ def _encode_time(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise StateError(f"refusing to store a naive datetime {moment!r}: times must be aware")
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _decode_time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 class SQLiteStore:
@@ -648,3 +662,73 @@ class SQLiteStore:
                 (account,),
             ).fetchone()
         return AccountTotals(*row)
+
+    # -- alerts --------------------------------------------------------------------
+
+    def failing_since(self, account: str) -> datetime | None:
+        """The first run after the account's last ``ok`` one, when the latest failed.
+
+        Walks the ``runs_by_account`` index backwards from the newest run to the last
+        ``ok`` one: the cost grows with the failure streak, not with the history.
+        """
+        with self._reading("read runs") as conn:
+            row = conn.execute(
+                """SELECT min(started_at) FROM runs
+                    WHERE account = ? AND started_at > coalesce(
+                          (SELECT started_at FROM runs WHERE account = ? AND outcome = 'ok'
+                            ORDER BY started_at DESC LIMIT 1), '')""",
+                (account, account),
+            ).fetchone()
+        return None if row[0] is None else datetime.fromisoformat(row[0])
+
+    def open_alerts(self, account: str) -> list[Alert]:
+        """Active alerts and those whose clearing notice is owed, oldest first."""
+        with self._reading("read alerts") as conn:
+            rows = conn.execute(
+                f"SELECT {_ALERT_COLUMNS} FROM alerts"  # noqa: S608 - constant columns
+                " WHERE account = ? AND cleared_sent_at IS NULL ORDER BY raised_at, condition",
+                (account,),
+            ).fetchall()
+        return [
+            Alert(acct, condition, datetime.fromisoformat(raised), datetime.fromisoformat(since),
+                  details, _decode_time(sent), _decode_time(cleared), _decode_time(told))
+            for acct, condition, raised, since, details, sent, cleared, told in rows
+        ]  # fmt: skip
+
+    def raise_alert(self, alert: Alert) -> bool:
+        """Insert ``alert`` unless its condition is already active for the account."""
+        a = alert
+        row = (
+            a.account, a.condition, _encode_time(a.raised_at), _encode_time(a.since), a.details,
+            *(None if t is None else _encode_time(t)
+              for t in (a.raised_sent_at, a.cleared_at, a.cleared_sent_at)),
+        )  # fmt: skip
+        with self._transaction("raise an alert") as cur:
+            cur.execute(
+                f"INSERT INTO alerts ({_ALERT_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?"  # noqa: S608
+                " WHERE NOT EXISTS (SELECT 1 FROM alerts WHERE account = ? AND condition = ?"
+                " AND cleared_at IS NULL)",
+                (*row, a.account, a.condition),
+            )
+            return cur.rowcount == 1
+
+    def clear_alert(self, account: str, condition: str, now: datetime) -> bool:
+        """Set ``cleared_at`` on the active alert of ``condition``."""
+        with self._transaction("clear an alert") as cur:
+            cur.execute(
+                "UPDATE alerts SET cleared_at = ?"
+                " WHERE account = ? AND condition = ? AND cleared_at IS NULL",
+                (_encode_time(now), account, condition),
+            )
+            return cur.rowcount == 1
+
+    def alert_told(self, alert: Alert, cleared: bool, now: datetime) -> None:
+        """Record that the raising (or clearing) notice of ``alert`` is delivered."""
+        column = "cleared_sent_at" if cleared else "raised_sent_at"
+        with self._transaction("record an alert notice") as cur:
+            cur.execute(
+                f"UPDATE alerts SET {column} = ?"  # noqa: S608 - one of two constants
+                " WHERE account = ? AND condition = ? AND raised_at = ?",
+                (_encode_time(now), alert.account, alert.condition,
+                 _encode_time(alert.raised_at)),
+            )  # fmt: skip

@@ -99,8 +99,29 @@ _V3: tuple[str, ...] = (
     """,
 )
 
+#: Version 4: alerts (StateStore.raise_alert …): one row per raised condition of an
+#: account, from raising to the notice that it cleared. A row whose notice is not yet
+#: delivered (``raised_sent_at`` / ``cleared_sent_at`` NULL) is the alert's intent: the
+#: next pass delivers it (asking the sink first), so a crash neither loses nor repeats it.
+#: At most one row per (account, condition) has ``cleared_at`` NULL (the store keeps it so).
+_V4: tuple[str, ...] = (
+    """
+    CREATE TABLE alerts (
+        account          TEXT NOT NULL,
+        condition        TEXT NOT NULL,
+        raised_at        TEXT NOT NULL,
+        since            TEXT NOT NULL,
+        details          TEXT NOT NULL,
+        raised_sent_at   TEXT,
+        cleared_at       TEXT,
+        cleared_sent_at  TEXT,
+        PRIMARY KEY (account, condition, raised_at)
+    ) WITHOUT ROWID
+    """,
+)
+
 #: ``MIGRATIONS[i]``: the statements taking schema version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 
 #: The schema version this popkeep writes.
 SCHEMA_VERSION = len(MIGRATIONS)
