@@ -19,7 +19,7 @@ from popkeep.config import (
     parse_config,
 )
 from popkeep.config.load import SINK_TYPES
-from popkeep.config.schema import Connection
+from popkeep.config.schema import Connection, ServiceConfig
 from popkeep.config.sink_types import (
     CONVERTERS,
     GmailSinkConfig,
@@ -656,3 +656,27 @@ def test_a_file_others_may_write_must_not_name_secrets_or_commands(
 
 def test_a_writable_file_without_secrets_or_commands_loads(tmp_path: Path) -> None:
     assert load(tmp_path, SINK, 0o666).sinks["home"].name == "home"
+
+
+def test_service_alerts_keys(tmp_path: Path) -> None:
+    assert load(tmp_path, BASE).service == ServiceConfig()  # every key optional
+    assert ServiceConfig() == ServiceConfig(True, 12 * 3600.0, "en", "popkeep <popkeep@localhost>")
+    config = load(tmp_path, """
+[service]
+alerts = false
+alert_after = "2h"
+language = "ja"
+alert_from = "メール係 <popkeep@example.org>"
+""" + BASE)
+    assert config.service == ServiceConfig(False, 7200.0, "ja", "メール係 <popkeep@example.org>")
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ('language = "fr"', 'service.language: expected one of "en", "ja", got "fr"'),
+    ('alert_after = "0s"', "service.alert_after: expected a duration above zero"),
+    ('alert_from = "popkeep"', 'service.alert_from: expected a mailbox like'),
+    ("alerts = 1", "service.alerts: expected true or false, got 1"),
+    ("alert_every = 1", "service.alert_every: unknown key"),
+])  # fmt: skip
+def test_service_alerts_errors(tmp_path: Path, extra: str, message: str) -> None:
+    assert message in error(tmp_path, "[service]\n" + extra + "\n" + BASE)

@@ -31,7 +31,9 @@ from popkeep.config.schema import (
     AuthMode,
     Config,
     Connection,
+    Language,
     MaildirSinkConfig,
+    ServiceConfig,
     SinkConfig,
     SourceType,
     StateConfig,
@@ -52,6 +54,7 @@ __all__ = [
 T = TypeVar("T")
 
 _AUTH_MODES: tuple[AuthMode, ...] = ("auto", "user", "apop", "plain")
+_LANGUAGES: tuple[Language, ...] = ("en", "ja")
 #: the ``[[account]] type`` words (the first is the default); ``app.SOURCE_BUILDERS``
 #: maps each to its source
 ACCOUNT_TYPES: tuple[SourceType, ...] = ("pop3",)
@@ -306,6 +309,32 @@ def _state(table: object, where: Where, ctx: _Context) -> StateConfig:
     return StateConfig(path=keys.get("path", cv.absolute_path, default_state_path(ctx.env)))
 
 
+def _service(table: object, where: Where) -> ServiceConfig:
+    """``[service]``: alerts (docs/alerts.md); every key optional."""
+    keys = Keys(table, where, ServiceConfig._fields)
+    default = ServiceConfig()
+    return ServiceConfig(
+        alerts=keys.get("alerts", cv.to_bool, default.alerts),
+        alert_after=keys.get("alert_after", cv.positive_duration, default.alert_after),
+        language=keys.get("language", cv.choice(_LANGUAGES), default.language),
+        alert_from=keys.get("alert_from", _mailbox, default.alert_from),
+    )
+
+
+def _mailbox(value: object, where: Where) -> str:
+    """An RFC 5322 mailbox (``name <local@domain>`` or ``local@domain``), one line."""
+    # Imported only when the key is set: every `popkeep fetch` start-up is measured.
+    from email.headerregistry import Address
+    from email.utils import parseaddr
+
+    text = cv.to_string(value, where)
+    name, address = parseaddr(text)
+    if "@" not in address or any(c in text for c in "\r\n"):
+        where.fail(f'expected a mailbox like "popkeep <popkeep@example.org>", got {cv.show(value)}')
+    local, _, domain = address.rpartition("@")
+    return str(Address(name, local, domain))
+
+
 def _array_of_tables(data: dict[str, object], key: str, where: Where) -> list[object]:
     value = data.get(key, [])
     if not isinstance(value, list):
@@ -327,8 +356,9 @@ def parse_config(
     """
     ctx = _Context(source, file_mode, os.environ if env is None else env)
     top = Where(source)
-    keys = Keys(dict(data), top, ("state", "sink", "account"))
+    keys = Keys(dict(data), top, ("state", "service", "sink", "account"))
     state = _state(keys.table.get("state", {}), top.key("state"), ctx)
+    service = _service(keys.table.get("service", {}), top.key("service"))
     sinks = _named(_array_of_tables(keys.table, "sink", top), "sink", ctx, _sink)
 
     def account(table: object, where: Where, ctx: _Context) -> AccountConfig:
@@ -336,7 +366,7 @@ def parse_config(
 
     accounts = _named(_array_of_tables(keys.table, "account", top), "account", ctx, account)
     _warn_unused(sinks, accounts, ctx)
-    return Config(Path(source), state, sinks, accounts, tuple(ctx.warnings))
+    return Config(Path(source), state, sinks, accounts, tuple(ctx.warnings), service)
 
 
 def _named(

@@ -26,7 +26,9 @@ __all__ = [
     "AuthMode",
     "Config",
     "Connection",
+    "Language",
     "MaildirSinkConfig",
+    "ServiceConfig",
     "SinkConfig",
     "SourceType",
     "StateConfig",
@@ -126,6 +128,24 @@ class AccountConfig(NamedTuple):
     type: SourceType = "pop3"
 
 
+#: the languages of the messages popkeep writes into the user's mailbox (alerts)
+Language = Literal["en", "ja"]
+
+
+class ServiceConfig(NamedTuple):
+    """``[service]``: how popkeep runs on its own and tells the user about trouble.
+
+    ``alert_after`` is float seconds an account may fail before the user gets an
+    alert in its central mailbox (docs/alerts.md); ``alerts = false`` sends none.
+    """
+
+    alerts: bool = True
+    alert_after: float = 12 * 3600.0
+    language: Language = "en"
+    #: the From: of alert messages (an RFC 5322 mailbox)
+    alert_from: str = "popkeep <popkeep@localhost>"
+
+
 class Config(NamedTuple):
     """The whole configuration. ``warnings`` are shown to the user, not fatal."""
 
@@ -134,3 +154,4 @@ class Config(NamedTuple):
     sinks: dict[str, SinkConfig]
     accounts: dict[str, AccountConfig]
     warnings: tuple[str, ...] = ()
+    service: ServiceConfig = ServiceConfig()
