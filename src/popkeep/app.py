@@ -28,6 +28,7 @@ from popkeep.spool import Spool
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from popkeep.alerts.notify import Alerts
     from popkeep.collector import AccountJob, AccountResult, Collector, ProgressCallback
     from popkeep.model import RunSummary, ServerStat, StoredMessage
     from popkeep.sinks.base import Sink
@@ -303,6 +304,16 @@ class App:
             policy=account.retention,
             max_message_size=account.max_message_size,
         )
+
+    def alerts(self) -> Alerts:
+        """The pass observer that tells the user about trouble in each account's
+        central mailbox, its first sink (docs/alerts.md; ``[service]`` settings)."""
+        from popkeep.alerts.notify import Alerts
+
+        def central(account: AccountConfig) -> Sink:
+            return build_sink(self.config.sinks[account.sinks[0]])
+
+        return Alerts(self.store, self.clock, self.config.service, central)
 
     async def fetch(
         self, names: Sequence[str] = (), progress: ProgressCallback | None = None
