@@ -102,6 +102,11 @@ VIOLATIONS = {
         ("scheduler.py", "import click", "popkeep.scheduler -> click"),
     "matplotlib only in the planner's plot":
         ("cli/render.py", "import matplotlib", "popkeep.cli.render -> matplotlib"),
+    "Starlette and uvicorn only in the status API":
+        ("service/control.py", "import uvicorn", "popkeep.service.control -> uvicorn"),
+    "prometheus-client only in /metrics":
+        ("service/web.py", "import prometheus_client",
+         "popkeep.service.web -> prometheus_client"),
     "sqlite3 only in the SQLite store":
         ("collector/job.py", "import sqlite3", "popkeep.collector.job -> sqlite3"),
     "popkeep.testing only from the demo":

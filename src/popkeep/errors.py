@@ -45,7 +45,8 @@ Tree::
     ├── CannotCreate                local,  account, no retry: a local path cannot be made or
     │                               written (a file in the way, no permission, disk full) exit 73
     ├── StateError                  local,  fatal: the state store is unusable
-    └── AlreadyRunning              local,  account, retry: another fetch holds the account
+    ├── AlreadyRunning              local,  account, retry: another fetch holds the account
+    └── ServiceUnavailable          local,  fatal,   retry: no `popkeep serve` answers    exit 69
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ EX_CONFIG = 78
 EX_SOFTWARE = 70
 EX_NOPERM = 77
 EX_CANTCREAT = 73
+EX_UNAVAILABLE = 69
 
 
 def printable(text: str) -> str:
@@ -287,3 +289,13 @@ class AlreadyRunning(PopkeepError):
     exit_code = EX_TEMPFAIL
     retry = True
     hint = "another popkeep fetch is still running for it; this run skipped it"
+
+
+class ServiceUnavailable(PopkeepError):
+    """No running ``popkeep serve`` answers (``popkeep check-now``): none started, or
+    it did not reply in time (sysexits.h EX_UNAVAILABLE)."""
+
+    exit_code = EX_UNAVAILABLE
+    scope: ClassVar[Scope] = "fatal"
+    retry = True
+    hint = "start it with popkeep serve, or run popkeep fetch once"

@@ -67,6 +67,7 @@ OUTCOME_WORDS: dict[type[errors.PopkeepError], str] = {
     errors.CannotCreate: "cannot write a local file",
     errors.StateError: "state database error",
     errors.AlreadyRunning: "another fetch was running",
+    errors.ServiceUnavailable: "popkeep serve did not answer",
     errors.PopkeepError: "failed",
 }
 
@@ -127,22 +128,25 @@ def result_json(result: AccountResult) -> dict[str, Any]:
 
 def status_lines(rows: Sequence[AccountStatus], utc: bool = False) -> list[str]:
     """One line per account; times local (``utc``: in UTC), outcomes in words."""
-    lines = []
-    for row in rows:
-        run = row.last_run
-        last = ("never run" if run is None
-                else f"last run {_when(run.finished_at, utc)}: {outcome_words(run.outcome)}")
-        lines.append(
-            f"{row.account}: {last}; {row.delivered} delivered, {row.on_server} on server "
-            f"({size_text(row.bytes_on_server)}), {row.gone} gone"
-        )
-        if run is not None and run.error:
-            lines.append(f"  last error: {run.error}")
-        lines += [
-            f"  skipped, left on the server: message {r.uid} ({r.size} octets) since "
-            f"{r.refused_at.date().isoformat()}: {r.reason} (popkeep retry {row.account})"
-            for r in row.skipped
-        ]
+    return [line for row in rows for line in account_status_lines(row, utc)]
+
+
+def account_status_lines(row: AccountStatus, utc: bool = False) -> list[str]:
+    """One account's line, then its last error and skipped messages, indented."""
+    run = row.last_run
+    last = ("never run" if run is None
+            else f"last run {_when(run.finished_at, utc)}: {outcome_words(run.outcome)}")
+    lines = [
+        f"{row.account}: {last}; {row.delivered} delivered, {row.on_server} on server "
+        f"({size_text(row.bytes_on_server)}), {row.gone} gone"
+    ]
+    if run is not None and run.error:
+        lines.append(f"  last error: {run.error}")
+    lines += [
+        f"  skipped, left on the server: message {r.uid} ({r.size} octets) since "
+        f"{r.refused_at.date().isoformat()}: {r.reason} (popkeep retry {row.account})"
+        for r in row.skipped
+    ]
     return lines
 
 

@@ -1,0 +1,296 @@
+"""The local status API of ``popkeep serve``: JSON for people's tools, /metrics for Prometheus.
+
+Owns: the Starlette application (:func:`build_app`) over a
+:class:`~popkeep.service.model.ServiceView`, the JSON shape of ``GET /api/status``
+(:func:`status_document`, documented with its JSON Schema in docs/status-api.md),
+the token check of ``POST /api/check-now``, and :class:`HttpServer`, uvicorn
+serving that application as one task in the service's event loop. The only
+module that imports starlette and uvicorn.
+
+Must not: read the store or the config itself (what it shows comes from the view
+and the callables it is built with), install signal handlers (the service owns
+SIGTERM/SIGINT/SIGHUP), or listen beyond the address it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from popkeep.errors import ConfigError
+from popkeep.service import control
+from popkeep.service.model import AccountState, ServiceView
+
+log = logging.getLogger(__name__)
+
+#: ``version`` of the status document; bumped only if a key changes meaning.
+STATUS_VERSION = 1
+#: Upcoming deletions listed one by one per account (the rest are only counted).
+LISTED_DELETIONS = 50
+
+
+class Deletion(Protocol):
+    """One planned deletion (``app.PlannedDeletion``, from ``retention.decide``)."""
+
+    @property
+    def account(self) -> str: ...
+    @property
+    def uid(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def due_at(self) -> datetime | None: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def due_now(self) -> bool: ...
+
+
+#: What retention will delete, for every account (``App.schedule``, off the loop).
+Upcoming = Callable[[], Awaitable[Sequence[Deletion]]]
+#: The Prometheus text and its media type (``Metrics.exposition``, ``metrics.CONTENT_TYPE``).
+Exposition = tuple[Callable[[], bytes], str]
+
+
+def _time(moment: datetime | None) -> str | None:
+    """UTC, ISO 8601, to the second."""
+    return None if moment is None else moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _server(state: AccountState) -> dict[str, Any]:
+    usage = None
+    if state.server_octets is not None and state.quota_octets:
+        usage = round(state.server_octets / state.quota_octets, 4)
+    return {"messages": state.server_count, "octets": state.server_octets,
+            "quota_octets": state.quota_octets, "usage": usage}
+
+
+def _deletions(planned: Sequence[Deletion]) -> dict[str, Any]:
+    dated = [p.due_at for p in planned if p.due_at is not None]
+    return {
+        "count": len(planned),
+        "octets": sum(p.size for p in planned),
+        "due_now": sum(1 for p in planned if p.due_now),
+        "next_due_at": _time(min(dated)) if dated else None,
+        "listed": [
+            {"uid": p.uid, "size": p.size, "due_at": _time(p.due_at), "due_now": p.due_now,
+             "reason": p.reason}
+            for p in planned[:LISTED_DELETIONS]
+        ],
+    }
+
+
+def account_document(state: AccountState, planned: Sequence[Deletion]) -> dict[str, Any]:
+    """One account of ``GET /api/status``."""
+    return {
+        "account": state.name,
+        "phase": state.phase,
+        "last_poll_at": _time(state.last_poll_at),
+        "next_poll_at": _time(state.next_poll_at),
+        "last_outcome": state.last_outcome,
+        "last_error": state.last_error,
+        "error_streak": state.error_streak,
+        "failing_since": _time(state.failing_since),
+        "last_success_at": _time(state.last_success_at),
+        "server": _server(state),
+        "upcoming_deletions": _deletions(planned),
+    }
+
+
+def status_document(
+    states: Sequence[AccountState], planned: Sequence[Deletion], started_at: datetime,
+    now: datetime,
+) -> dict[str, Any]:
+    """The body of ``GET /api/status`` (schema: docs/status-api.schema.json)."""
+    by_account: dict[str, list[Deletion]] = {}
+    for p in planned:
+        by_account.setdefault(p.account, []).append(p)
+    return {
+        "version": STATUS_VERSION,
+        "generated_at": _time(now),
+        "started_at": _time(started_at),
+        "accounts": [account_document(s, by_account.get(s.name, [])) for s in states],
+    }
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _authorised(request: Request, token: str) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time."""
+    given = request.headers.get("authorization", "")
+    scheme, _, value = given.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(),
+                                                              token.encode())
+
+
+async def _names(request: Request) -> list[str] | None:
+    """The ``accounts`` list of a check-now body (``{}`` or no body: all), None if malformed."""
+    body = await request.body()
+    if not body.strip():
+        return []
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    names = data.get("accounts", []) if isinstance(data, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return None
+    return names
+
+
+def build_app(
+    view: ServiceView,
+    *,
+    token: str,
+    upcoming: Upcoming,
+    metrics: Exposition | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Starlette:
+    """The status API over ``view``. ``POST`` requests need ``token`` (from service.json)."""
+
+    async def status(request: Request) -> Response:
+        planned = await upcoming()
+        return JSONResponse(status_document(view.accounts(), planned, view.started_at(), now()))
+
+    async def check_now(request: Request) -> Response:
+        if not _authorised(request, token):
+            return _error(401, "missing or wrong token (the CLI reads it from service.json)")
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return _error(415, "send the body as application/json")
+        names = await _names(request)
+        if names is None:
+            return _error(400, 'the body must be {"accounts": ["name", ...]}')
+        try:
+            polling = view.check_now(names)
+        except ValueError as exc:
+            return _error(404, str(exc))
+        log.info("check-now: polling %s", ", ".join(polling) or "nothing")
+        return JSONResponse({"polling": polling})
+
+    routes = [
+        Route("/api/status", status, methods=["GET"]),
+        Route("/api/check-now", check_now, methods=["POST"]),
+    ]
+    if metrics is not None:
+        render, media_type = metrics
+
+        async def exposition(request: Request) -> Response:
+            return Response(render(), media_type=media_type)
+
+        routes.append(Route("/metrics", exposition, methods=["GET"]))
+    return Starlette(routes=routes)
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the service owns SIGTERM/SIGINT/SIGHUP."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class HttpServer:
+    """An application served by uvicorn on an address it binds itself, as a task."""
+
+    def __init__(self, app: Starlette) -> None:
+        self._config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
+                                      server_header=False)
+        self._server = _QuietServer(self._config)
+        self._task: asyncio.Task[None] | None = None
+        self.url = ""
+
+    async def start(self, host: str, port: int) -> str:
+        """Bind ``host:port`` (0: any free port) and serve; returns the base URL.
+
+        Raises ConfigError when the address cannot be bound (in use, not local)."""
+        try:
+            sock = socket.create_server((host, port), family=_family(host), reuse_port=False)
+        except OSError as exc:
+            raise ConfigError(f"service.listen {host}:{port}: {exc.strerror or exc}") from None
+        bound = sock.getsockname()
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        self.url = f"http://{shown}:{bound[1]}"
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]),
+                                         name="popkeep-status-api")
+        while not self._server.started and not self._task.done():
+            await asyncio.sleep(0.01)  # uvicorn sets `started` once it serves
+        if self._task.done():
+            self._task.result()
+        log.info("status API on %s", self.url)
+        return self.url
+
+    async def stop(self) -> None:
+        """Close the listener and the open connections; returns once they are."""
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        await self._task
+        self._task = None
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def loopback_address(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT``) of ``[service] listen`` → ``(host, port)``.
+
+    ConfigError unless the host is a loopback address (127.0.0.0/8, ::1) or
+    ``localhost``: the API has no password yet, so it must not be reachable from
+    other machines."""
+    host, _, port = listen.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        local = ipaddress.ip_address(host).is_loopback
+        number = int(port)
+    except ValueError:
+        local, number = False, -1
+    if not local or not 0 <= number <= 65535:
+        raise ConfigError(
+            f"service.listen: {listen!r} is not a loopback address and port; the status "
+            f'API has no password yet, so it listens on this machine only (e.g. "127.0.0.1:8025")'
+        )
+    return host, number
+
+
+@asynccontextmanager
+async def serving(
+    app: Starlette, listen: str, state_dir: Path, token: str
+) -> AsyncIterator[control.ServiceHandle]:
+    """Serve ``app`` on ``listen`` (loopback only) while inside, and let the CLI find
+    it: ``service.json`` in ``state_dir`` names this process, the URL and ``token``
+    while the API listens, and is removed on the way out."""
+    host, port = loopback_address(listen)
+    server = HttpServer(app)
+    url = await server.start(host, port)
+    try:
+        handle = control.write_handle(state_dir, url, token)
+        try:
+            yield handle
+        finally:
+            control.remove_handle(state_dir, handle)
+    finally:
+        await server.stop()
+
+
+__all__ = ["LISTED_DELETIONS", "STATUS_VERSION", "Deletion", "HttpServer", "build_app",
+           "loopback_address", "serving", "status_document"]
