@@ -255,6 +255,12 @@ class App:
         return self._store
 
     @property
+    def state_dir(self) -> Path:
+        """The directory of the state database, where ``popkeep serve`` leaves its
+        ``service.json`` (:mod:`popkeep.service.control`); not created here."""
+        return _sqlite_path(self.config).parent
+
+    @property
     def locks(self) -> AccountLocks:
         """The store's per-account locks: the store's own once it is open, else built
         from the config without opening the database (a poll locks first)."""

@@ -24,10 +24,10 @@ from popkeep.cli.common import (
     run_async,
 )
 from popkeep.cli.render import (
+    account_status_lines,
     schedule_json,
     schedule_lines,
     status_json,
-    status_lines,
 )
 from popkeep.errors import CertificateUntrusted
 
@@ -118,16 +118,28 @@ def auth(sink: str, config_path: Path | None) -> int:
 @handles_errors
 @utc_option
 def status(config_path: Path | None, as_json: bool, utc: bool) -> int:
-    """Per account: last run, delivered, on server, gone, bytes on server."""
+    """Per account: last run, delivered, on server, gone, bytes on server; with a
+    running popkeep serve, also its state (next poll, failures, quota, deletions)."""
+    from popkeep.cli.service import service_lines, service_status
+
     app = _app(config_path)
     try:
         rows = app.status()
+        state_dir = app.state_dir
     finally:
         app.close()
+    service = service_status(state_dir)
     if as_json:
-        click.echo(json.dumps(status_json(rows), indent=2))
-    else:
-        for line in status_lines(rows, utc):
+        data = status_json(rows)
+        data["service"] = service
+        click.echo(json.dumps(data, indent=2))
+        return 0
+    by_name = {a["account"]: a for a in (service or {}).get("accounts", [])}
+    for row in rows:
+        lines = account_status_lines(row, utc)
+        if row.account in by_name:
+            lines += service_lines(by_name[row.account], utc)
+        for line in lines:
             click.echo(line)
     return 0
 

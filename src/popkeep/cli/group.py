@@ -14,6 +14,7 @@ from popkeep.cli.common import gather_log_option, log_options, log_settings
 _COMMANDS = {
     "auth": "popkeep.cli.commands:auth",
     "check": "popkeep.cli.commands:check",
+    "check-now": "popkeep.cli.service:check_now",
     "demo": "popkeep.cli.demo:demo",
     "fetch": "popkeep.cli.commands:fetch",
     "plan": "popkeep.cli.plan:plan",
