@@ -19,6 +19,7 @@ from popkeep.errors import (
     ServerBusy,
     ServerRefused,
 )
+from popkeep.headers import header_digest, header_of
 from popkeep.model import ServerStat
 from popkeep.pop3.codec import apop_digest, plain_response, stuff
 from popkeep.sources.pop3 import POP3Session, SessionSettings
@@ -294,3 +295,27 @@ def test_greeting_err_is_server_busy() -> None:
     stream = MemoryStream().reply(b"-ERR [SYS/TEMP] overloaded\r\n")
     with pytest.raises(ServerBusy, match="overloaded"):
         connect(stream)
+
+
+CAPA_TOP = b"+OK\r\nUSER\r\nUIDL\r\nTOP\r\nPIPELINING\r\n.\r\n"
+
+
+def test_header_digests_pipeline_top_n_0_and_match_the_retrieved_header() -> None:
+    one = b"From: a@x\r\nSubject: one\r\nMessage-ID: <1@x>\r\n\r\nbody\r\n"
+    two = b"From: a@x\r\nSubject: two\r\nMessage-ID: <2@x>\r\n\r\n"
+    stream = (logged_in(CAPA_TOP).expect(b"TOP 1 0").expect(b"TOP 2 0").expect(b"TOP 3 0")
+              .reply(b"+OK\r\n" + stuff(one.split(b"\r\n\r\n")[0] + b"\r\n\r\n")
+                     + b"-ERR no such message\r\n"
+                     # a server that adds a field it maintains (mbox "Status:") and folds
+                     + b"+OK\r\nFrom: a@x\r\nStatus: RO\r\nSubject:\r\n two\r\n"
+                       b"Message-ID: <2@x>\r\n\r\n.\r\n"))
+    got = run(lambda s: s.header_digests([1, 2, 3]), stream)
+    assert got == {1: header_digest(header_of([one])), 3: header_digest(header_of([two]))}
+    assert got[1] != got[3]
+    assert stream.finished
+
+
+def test_header_digests_without_top_in_capa_ask_nothing() -> None:
+    stream = logged_in(CAPA_PIPE)  # a CAPA without TOP: RFC 2449 §6.3 says it has none
+    assert run(lambda s: s.header_digests([1, 2]), stream) == {}
+    assert stream.finished

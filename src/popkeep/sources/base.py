@@ -40,8 +40,9 @@ class ListedMessage(NamedTuple):
 
     key: str
     size: int  #: octets, as the source reports them (POP3: LIST, RFC 1939 §5)
-    #: what the collector may compare across sessions besides the key (a digest of
-    #: some headers, say), when the source can tell; None when it cannot
+    #: what the collector may compare across sessions besides the key (POP3: the
+    #: header digest of :mod:`popkeep.headers`, from TOP n 0), when asked for and the
+    #: source can tell; None when it cannot
     identity: str | None = None
 
 
@@ -60,8 +61,12 @@ class SourceSession(Protocol):
         """The mailbox as it is now; the keys later calls may name."""
         ...
 
-    async def describe(self, keys: Sequence[str]) -> list[ListedMessage]:
-        """The facts about ``keys`` (listed by :meth:`list_mailbox`), in retrieval order."""
+    async def describe(
+        self, keys: Sequence[str], *, identify: bool = False
+    ) -> list[ListedMessage]:
+        """The facts about ``keys`` (listed by :meth:`list_mailbox`), in retrieval order;
+        with ``identify``, their :attr:`ListedMessage.identity` too where the source
+        can tell (it may cost a round of requests: ask only for messages acted on)."""
         ...
 
     def retrieve(self, keys: Sequence[str]) -> AsyncIterator[tuple[str, SpooledMessage]]:

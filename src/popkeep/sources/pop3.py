@@ -42,6 +42,7 @@ from popkeep.errors import (
     ServerError,
     ServerRefused,
 )
+from popkeep.headers import HEADER_LIMIT, header_digest, header_of
 from popkeep.model import ServerStat
 from popkeep.pop3.codec import (
     NEED_DATA,
@@ -423,6 +424,52 @@ class POP3Session:
                 sizes[number] = parse_scan_line(event.text, number)
         return sizes
 
+    @property
+    def offers_top(self) -> bool:
+        """Whether TOP may work: advertised in CAPA (RFC 2449 §6.3), or no CAPA answer
+        to tell (RFC 1939 §7: TOP is optional; then it is simply tried)."""
+        return not self.capabilities or "TOP" in self.capabilities
+
+    async def header_digests(self, numbers: Sequence[int]) -> dict[int, str]:
+        """``TOP n 0`` (RFC 1939 §7) of each message → the digest of its header
+        (:func:`popkeep.headers.header_digest`), pipelined like RETR.
+
+        Messages whose TOP the server refuses (-ERR) are left out of the result; a
+        server whose CAPA lacks TOP is not asked at all ({}). The caller decides what
+        a missing digest means. At most ``HEADER_LIMIT`` octets of a header count;
+        the rest is read and dropped (bounded memory).
+        """
+        await self._drain()
+        if not self.offers_top or not numbers:
+            return {}
+        window = self._settings.pipeline_window if self._pipelining else 1
+        digests: dict[int, str] = {}
+        for start in range(0, len(numbers), window):
+            batch = numbers[start : start + window]
+            await self._send(*(Command("TOP", str(n), "0") for n in batch))
+            for number in batch:
+                head = await self._header(number)
+                if head is not None:
+                    digests[number] = header_digest(head)
+        return digests
+
+    async def _header(self, number: int) -> bytes | None:
+        """The reply to one ``TOP n 0``: the header (bounded), or None on -ERR."""
+        parts: list[bytes] = []
+        held = 0
+
+        def keep(data: bytes) -> None:
+            nonlocal held
+            if held < HEADER_LIMIT:
+                parts.append(data)
+                held += len(data)
+
+        refused = await self._body(keep)
+        if refused is not None:
+            logger.info("TOP %d 0 refused: %s", number, _describe(refused))
+            return None
+        return header_of(parts)
+
     async def retrieve(
         self, numbers: Sequence[int]
     ) -> AsyncGenerator[tuple[int, SpooledMessage], None]:
@@ -638,12 +685,20 @@ class POP3Source:
         self._numbers = await self._session.uids()
         return Listing(stat.messages, stat.octets, self._numbers.keys())
 
-    async def describe(self, keys: Sequence[str]) -> list[ListedMessage]:
-        """Sizes from LIST, in message-number order (the order RETR streams best)."""
+    async def describe(
+        self, keys: Sequence[str], *, identify: bool = False
+    ) -> list[ListedMessage]:
+        """Sizes from LIST, in message-number order (the order RETR streams best);
+        with ``identify``, each message's header digest from ``TOP n 0`` as its
+        identity (None where the server has no TOP or refused it)."""
         numbers = sorted(self._numbers[key] for key in keys)
         sizes = await self._session.sizes(numbers, len(self._numbers)) if numbers else {}
+        digests = await self._session.header_digests(numbers) if identify else {}
         key_of = {self._numbers[key]: key for key in keys}
-        return [ListedMessage(key_of[number], sizes[number]) for number in numbers]
+        return [
+            ListedMessage(key_of[number], sizes[number], digests.get(number))
+            for number in numbers
+        ]
 
     async def retrieve(self, keys: Sequence[str]) -> AsyncIterator[tuple[str, SpooledMessage]]:
         key_of = {self._numbers[key]: key for key in keys}
