@@ -1,0 +1,100 @@
+"""The status API of a running ``popkeep serve``: what it shows, and for how long it listens.
+
+Owns: the wiring of :mod:`.web` (Starlette, uvicorn) and :mod:`.metrics`
+(prometheus-client) to a running service: the view (:class:`~.model.ServiceView`),
+the upcoming deletions read through a read-only connection of its own on a
+worker thread (so a long schedule neither blocks the event loop nor waits on the
+passes' transactions), the token and ``service.json``; and the check that the
+``serve`` extra is installed, made before anything starts (:func:`require_extra`).
+
+Must not: import the web stack at module level (``popkeep serve`` without the
+extra must end in one line, not a traceback), or poll anything itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import threading
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from popkeep.errors import ConfigError
+from popkeep.service import control
+
+if TYPE_CHECKING:
+    from popkeep.app import App, PlannedDeletion
+    from popkeep.service.metrics import Metrics
+    from popkeep.service.model import ServiceView
+    from popkeep.state.base import StateStore
+
+#: import name → distribution, of the ``serve`` extra (pyproject.toml)
+SERVE_EXTRA = {"starlette": "starlette", "uvicorn": "uvicorn",
+               "prometheus_client": "prometheus-client"}
+
+
+def require_extra() -> None:
+    """ConfigError (exit 78, one line) naming ``pip install 'popkeep[serve]'`` when a
+    package of the extra is missing; imports none of them."""
+    for module, package in SERVE_EXTRA.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise ConfigError(f"popkeep serve needs the Python package {package}, which is "
+                              f"not installed: pip install 'popkeep[serve]'")
+
+
+class ScheduleReader:
+    """``App.schedule`` of the service's current configuration, through a read-only
+    connection opened on first use, one call at a time, on a worker thread."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self._store: StateStore | None = None
+        self._lock = threading.Lock()
+
+    def _schedule(self) -> list[PlannedDeletion]:
+        from popkeep.app import App, open_store
+
+        with self._lock:
+            if self._store is None:
+                self._store = open_store(self._app.config, read_only=True)
+            # the service's App: its config follows a reload (SIGHUP)
+            return App(self._app.config, clock=self._app.clock, store=self._store).schedule()
+
+    async def upcoming(self) -> Sequence[PlannedDeletion]:
+        return await asyncio.to_thread(self._schedule)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
+@asynccontextmanager
+async def status_api(
+    view: ServiceView, app: App, metrics: Metrics, listen: str
+) -> AsyncIterator[control.ServiceHandle]:
+    """Serve the status API of ``view`` on ``listen`` (``[service] listen``) while
+    inside, with ``service.json`` in the state directory; yields what that file holds.
+
+    ConfigError when the address is not loopback or cannot be bound."""
+    from popkeep.service.metrics import CONTENT_TYPE
+    from popkeep.service.web import build_app, serving
+
+    reader = ScheduleReader(app)
+    token = control.new_token()
+    web = build_app(view, token=token, upcoming=reader.upcoming,
+                    metrics=(metrics.exposition, CONTENT_TYPE), now=app.clock.now)
+    try:
+        async with serving(web, listen, app.state_dir, token) as handle:
+            yield handle
+    finally:
+        reader.close()
+
+
+__all__ = ["SERVE_EXTRA", "ScheduleReader", "require_extra", "status_api"]
