@@ -47,6 +47,11 @@ class StoredMessage(NamedTuple):
     deleted_at: datetime | None = None
     gone_at: datetime | None = None
     sinks: frozenset[str] = frozenset()  #: sinks holding it durably
+    #: the size LIST gave when it was collected (``size`` is the octets retrieved);
+    #: None for messages collected before popkeep recorded it
+    listed_size: int | None = None
+    #: its header digest (popkeep.headers) when collected; None when not recorded
+    digest: str | None = None
 
     @property
     def on_server(self) -> bool:

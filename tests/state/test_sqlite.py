@@ -84,8 +84,10 @@ def test_version_1_database_migrates_and_uids_by_state_reads_an_index(tmp_path: 
     conn.close()
     store = SQLiteStore.open(path)
     try:
-        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.schema_version == SCHEMA_VERSION == 5
         assert store.uids_by_state("a") == {MessageState.DELIVERED: ["u1"]}
+        old = store.messages("a")["u1"]  # v5: collected before identities were recorded
+        assert (old.size, old.listed_size, old.digest) == (5, None, None)
         plan = " ".join(str(row[-1]) for row in store._conn.execute(
             "EXPLAIN QUERY PLAN SELECT state, group_concat(uid, char(10)) FROM messages"
             " WHERE account = ? GROUP BY state", ("a",)))

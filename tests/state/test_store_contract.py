@@ -20,7 +20,9 @@ from popkeep.state.base import (
     Delivered,
     DeliveredRecord,
     Intent,
+    Refusal,
     StateStore,
+    retired_key,
 )
 from popkeep.state.sqlite import SQLiteStore
 
@@ -167,6 +169,41 @@ def test_adopt_of_partially_delivered_content_stays_seen(store: StateStore) -> N
     new = store.messages("a")["new"]
     assert new.state is MessageState.SEEN
     assert new.sinks == {"maildir"}
+
+
+def test_what_a_message_was_when_collected_is_kept(store: StateStore) -> None:
+    with_identity = delivered("u1")._replace(listed_size=104, digest="d" * 64)
+    store.record_delivered("a", [with_identity, delivered("u2")], SINKS, T0)
+    store.record_delivered("a", [with_identity._replace(receipts=())], SINKS, T0)  # known uid
+    msgs = store.messages("a")
+    assert (msgs["u1"].listed_size, msgs["u1"].digest) == (104, "d" * 64)
+    assert (msgs["u2"].listed_size, msgs["u2"].digest) == (None, None)  # not recorded
+
+
+def test_retire_frees_the_uid_and_keeps_the_old_record(store: StateStore) -> None:
+    store.record_delivered("a", [delivered("u1"), delivered("u2"), delivered("u3")], SINKS, T0)
+    store.record_delivered("b", [delivered("u1")], SINKS, T0)
+    store.mark_deleted("a", ["u2"], T0)
+    store.record_refusals("a", [Refusal("u3", "imap", 100, "f" * 64, "too big", T0)])
+    t1 = T0 + timedelta(days=1)
+    keys = store.retire("a", ["u1", "u2", "u3"], t1)
+    assert keys == {u: retired_key(u, t1) for u in ("u1", "u2", "u3")}
+    msgs = store.messages("a")
+    assert not {"u1", "u2", "u3"} & msgs.keys()
+    old = msgs[keys["u1"]]
+    assert (old.state, old.gone_at, old.sinks) == (MessageState.GONE, t1, frozenset(SINKS))
+    assert msgs[keys["u2"]].state is MessageState.DELETED  # deleted by us stays deleted
+    assert store.find_by_hash("a", old.sha256 or "") == old  # dedup still knows the content
+    assert [r.uid for r in store.refusals("a")] == [keys["u3"]]
+    assert store.messages("b")["u1"].state is MessageState.DELIVERED  # other accounts untouched
+    store.record_delivered("a", [delivered("u1", sha="e" * 64)], SINKS, t1)  # the new message
+    assert store.messages("a")["u1"].sha256 == "e" * 64
+    assert store.retire("a", [], t1) == {}
+
+
+def test_a_uid_is_never_a_retired_key() -> None:
+    key = retired_key("uid-1", T0)
+    assert key.startswith("uid-1 ") and " " in key  # RFC 1939 §7: a UIDL has no space
 
 
 def test_delete_lifecycle(store: StateStore) -> None:

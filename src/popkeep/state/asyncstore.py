@@ -128,6 +128,9 @@ class AsyncStore:
     async def adopt(self, account: str, uid: str, original: StoredMessage, size: int) -> None:
         await self._call(self.store.adopt, account, uid, original, size)
 
+    async def retire(self, account: str, uids: Sequence[str], now: datetime) -> dict[str, str]:
+        return await self._call(self.store.retire, account, uids, now)
+
     async def mark_delete_pending(self, account: str, uids: Iterable[str], now: datetime) -> None:
         await self._call(self.store.mark_delete_pending, account, list(uids), now)
 

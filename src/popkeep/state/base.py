@@ -43,6 +43,8 @@ class Delivered(NamedTuple):
     sha256: str
     size: int
     receipts: tuple[Receipt, ...]
+    listed_size: int | None = None  #: what LIST said (StoredMessage.listed_size)
+    digest: str | None = None  #: its header digest (StoredMessage.digest)
 
 
 class Refusal(NamedTuple):
@@ -80,6 +82,15 @@ class Alert(NamedTuple):
     def active(self) -> bool:
         """Raised and not yet cleared."""
         return self.cleared_at is None
+
+
+def retired_key(uid: str, now: datetime) -> str:
+    """The key a record moves to when its uid is reused: ``"<uid> retired <time>"``.
+
+    A UIDL is 1-70 printable characters without spaces (RFC 1939 §7), so no
+    server's uid equals a retired key, and the old uid stays readable in it.
+    """
+    return f"{uid} retired {now.isoformat(timespec='microseconds')}"
 
 
 class AccountTotals(NamedTuple):
@@ -185,6 +196,14 @@ class StateStore(AccountLocks, Protocol):
         """Register ``uid`` as the same content as ``original`` (provider re-keyed its
         mailbox): receipts, sha256 and first_retrieved_at are copied; the new uid is
         DELIVERED when the copied receipts cover the original's sinks, else SEEN."""
+        ...
+
+    def retire(self, account: str, uids: Sequence[str], now: datetime) -> dict[str, str]:
+        """The server gave these uids to new messages (a reused UIDL): each record
+        (with its receipts and refusals, so its history and content hash stay) moves
+        to a derived key, :func:`retired_key`, and is GONE from the server (DELETED
+        stays DELETED); the uid is free for the new message. One transaction.
+        Returns uid → the key it was retired under."""
         ...
 
     def mark_delete_pending(self, account: str, uids: Iterable[str], now: datetime) -> None:

@@ -34,6 +34,7 @@ from popkeep.state.base import (
     DeliveredRecord,
     Intent,
     Refusal,
+    retired_key,
 )
 from popkeep.state.filelock import FileLocks
 from popkeep.state.migrations import MIGRATIONS, SCHEMA_VERSION
@@ -45,7 +46,10 @@ _SEP = "\x1f"  #: char(31): separates sink names in group_concat (never in a con
 _STATES = {state.value: state for state in MessageState}
 _ON_SERVER = ("seen", "delivered", "delete_pending")
 
-_MESSAGE_COLUMNS = "uid, size, state, sha256, first_retrieved_at, deleted_at, gone_at, sinks"
+_MESSAGE_COLUMNS = (
+    "uid, size, state, sha256, first_retrieved_at, deleted_at, gone_at, sinks,"
+    " listed_size, header_digest"
+)
 _REFRESH_SINKS = """
     UPDATE messages SET sinks = (
         SELECT group_concat(sink, char(31)) FROM (
@@ -287,7 +291,7 @@ class SQLiteStore:
         sink_sets: dict[str | None, frozenset[str]] = {None: frozenset()}
         times: dict[str | None, datetime | None] = {None: None}
         result: dict[str, StoredMessage] = {}
-        for uid, size, state, sha256, first, deleted, gone, sinks in rows:
+        for uid, size, state, sha256, first, deleted, gone, sinks, listed, digest in rows:
             # Batches share timestamps and sink sets: decode each distinct one once.
             if sinks not in sink_sets:
                 sink_sets[sinks] = frozenset(sinks.split(_SEP))
@@ -296,7 +300,7 @@ class SQLiteStore:
                     times[stamp] = datetime.fromisoformat(stamp)
             result[uid] = StoredMessage(
                 account, uid, size, _STATES[state], sha256,
-                times[first], times[deleted], times[gone], sink_sets[sinks],
+                times[first], times[deleted], times[gone], sink_sets[sinks], listed, digest,
             )  # fmt: skip
         return result
 
@@ -400,6 +404,15 @@ class SQLiteStore:
             )
             if known:
                 self._settle_known(cur, account, known, required, stamp)
+            identified = [
+                (d.listed_size, d.digest, account, d.uid)
+                for d in delivered if d.listed_size is not None or d.digest is not None
+            ]
+            cur.executemany(
+                "UPDATE messages SET listed_size = ?, header_digest = ?"
+                " WHERE account = ? AND uid = ?",
+                identified,
+            )
 
     @staticmethod
     def _settle_known(
@@ -495,6 +508,26 @@ class SQLiteStore:
                 (uid, account, original.uid),
             )
             cur.execute(_REFRESH_SINKS, (account, uid))
+
+    def retire(self, account: str, uids: Sequence[str], now: datetime) -> dict[str, str]:
+        """Move each uid's record, receipts and refusals to :func:`retired_key` (see
+        :meth:`StateStore.retire`); a row still on the server becomes GONE."""
+        keys = {uid: retired_key(uid, now) for uid in uids}
+        if not keys:
+            return keys
+        stamp = _encode_time(now)
+        with self._transaction("retire reused uids") as cur:
+            for table in ("messages", "receipts", "refusals"):
+                cur.executemany(
+                    f"UPDATE {table} SET uid = ? WHERE account = ? AND uid = ?",  # noqa: S608
+                    [(key, account, uid) for uid, key in keys.items()],
+                )
+            cur.executemany(
+                "UPDATE messages SET state = 'gone', gone_at = ? WHERE account = ?"
+                " AND uid = ? AND state IN ('seen', 'delivered', 'delete_pending')",
+                [(stamp, account, key) for key in keys.values()],
+            )
+        return keys
 
     # -- deletions ----------------------------------------------------------------
 

@@ -120,8 +120,18 @@ _V4: tuple[str, ...] = (
     """,
 )
 
+#: Version 5: what a message was when collected, to tell a new message under a reused
+#: UIDL from it (docs/guarantees.md, "sources: POP3"): ``listed_size``, the size the
+#: server's LIST gave (``size`` is the octets retrieved, which a server may count
+#: differently), and ``header_digest`` (:func:`popkeep.headers.header_digest`). NULL
+#: for messages collected before: those are not checked.
+_V5: tuple[str, ...] = (
+    "ALTER TABLE messages ADD COLUMN listed_size INTEGER",
+    "ALTER TABLE messages ADD COLUMN header_digest TEXT",
+)
+
 #: ``MIGRATIONS[i]``: the statements taking schema version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 
 #: The schema version this popkeep writes.
 SCHEMA_VERSION = len(MIGRATIONS)
