@@ -29,7 +29,7 @@ def header_of(chunks: Iterable[bytes], limit: int = HEADER_LIMIT) -> bytes:
     buf = bytearray()
     for chunk in chunks:
         start = max(0, len(buf) - 3)
-        buf += chunk
+        buf += chunk[: limit + 4 - len(buf)]  # never copy a whole big message
         for end in (b"\r\n\r\n", b"\n\n"):
             cut = buf.find(end, start)
             if cut >= 0:

@@ -235,3 +235,36 @@ def test_one_poll_of_several_accounts(
     assert poll() == [("multi0", 0, 7), ("multi1", 2, 2), ("multi2", 0, 4)]
     assert poll() == [("multi0", 0, 7), ("multi1", 0, 2), ("multi2", 0, 4)]
     assert len(maildir_messages(tmp_path / "Maildir")) == 13
+
+
+def test_identity_checks_cost_a_no_op_poll_nothing_and_agree_with_dovecot(
+    dovecot: Dovecot, dovecot_user: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Dovecot never reuses a UIDL: a poll with nothing new sends no TOP and no LIST;
+    when the messages are due for deletion, one TOP n 0 each (their sizes match) finds
+    each the message collected (the digest of Dovecot's TOP equals that of its RETR),
+    so all are deleted and none is fetched again or reported (issue 16 item 2)."""
+    from popkeep.sources.pop3 import POP3Session
+
+    asked: list[str] = []
+    for name in ("header_digests", "sizes"):
+        real = getattr(POP3Session, name)
+
+        def spy(self: POP3Session, numbers: Any, *rest: Any, _r: Any = real, _n: str = name) -> Any:
+            asked.extend([_n] * len(numbers))
+            return _r(self, numbers, *rest)
+
+        monkeypatch.setattr(POP3Session, name, spy)
+    _fill(dovecot, dovecot_user, 25, seed=6)
+    config = dovecot_config(dovecot, tmp_path, dovecot_user)
+    assert fetch(config, capsys)[1]["delivered"] == 25
+    asked.clear()
+    code, again = fetch(config, capsys)
+    assert (code, again["delivered"], asked) == (0, 0, [])
+    config = dovecot_config(dovecot, tmp_path, dovecot_user, delete_after="0s")
+    code, data = fetch(config, capsys)
+    assert (code, data["delivered"], data["deleted"]) == (0, 0, 25), data
+    assert asked.count("header_digests") == 25 and not data.get("warnings"), data
+    assert dovecot.message_count(dovecot_user) == 0
+    assert len(maildir_messages(tmp_path / "Maildir")) == 25

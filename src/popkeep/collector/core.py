@@ -124,6 +124,7 @@ class Collector:
         await _checkpoint()
         await self._open_sinks(run)
         try:
+            todo = await self._check_doomed(run, session, listed, todo)
             wanted = await self._select(run, session, todo)
             await self._pipeline.fetch(run, session, wanted)
             await self._retain(run, session, listed)
@@ -229,6 +230,38 @@ class Collector:
         run.gone = len(vanished)
         if pending or vanished:
             run.by_state, run.states, run.alive = self._index(self._store.uids_by_state(account))
+        reappeared = self._reappeared(run, listed)
+        if reappeared:
+            self._retire(run, reappeared)
+
+    @staticmethod
+    def _reappeared(run: RunState, listed: Set[str]) -> list[str]:
+        """Listed uids the store knows as DELETED or GONE: the old message left the
+        server, so the server gave its UIDL to a new one (RFC 1939 §7 allows that).
+
+        Free on a poll where every listed uid is live (see :meth:`_todo`); otherwise a
+        set difference in C and a look-up per uid not live (new mail, mostly)."""
+        if len(run.alive) == len(listed):
+            return []
+        return sorted(uid for uid in listed - run.alive if uid in run.states)
+
+    def _retire(self, run: RunState, uids: list[str]) -> None:
+        """``uids`` now name new messages: their old records move aside (the store's
+        ``retire``: history and content hash kept) and the uids are unknown, so this
+        pass fetches and delivers them, and never deletes or skips them on the old
+        message's record. Reported as a warning of the run."""
+        account = run.job.name
+        self._store.retire(account, uids, self._clock.now())
+        log.warning(
+            "account %s: the server reused the UIDL of %d message(s) collected before "
+            "for new mail (RFC 1939 §7); fetching them as new messages", account, len(uids),
+        )
+        run.warnings.append(
+            f"the server reused {len(uids)} UIDL(s) for new messages; fetched as new "
+            "(docs/guarantees.md, sources: POP3)"
+        )
+        run.by_state, run.states, run.alive = self._index(self._store.uids_by_state(account))
+        run.known = None
 
     @staticmethod
     def _todo(run: RunState, listed: Set[str]) -> list[str]:
@@ -301,6 +334,44 @@ class Collector:
                 "the server did not confirm QUIT after DELE (RFC 1939 §6): "
                 "nothing counts as deleted; the deletions will be retried"
             )
+
+    async def _check_doomed(
+        self, run: RunState, session: SourceSession, listed: Set[str], todo: list[str]
+    ) -> list[str]:
+        """Before anything is deleted: is each message due for deletion still the one
+        collected? Those the server gave to a new message are retired (see
+        :meth:`_retire`) and added to ``todo``; returns the new ``todo``.
+
+        The rule (docs/guarantees.md, point 10): the header digest of ``TOP n 0``
+        against the one recorded decides; where there is none (no TOP, or none
+        recorded), the LIST size against the size LIST gave when the message was
+        collected. The digest comes first because a size alone can mislead: a server
+        may add a field it maintains (``Status:``) to a message it served, and a new
+        message may have the old one's size. Only these messages are asked: a poll
+        deleting nothing asks nothing. Messages collected before popkeep recorded
+        either are not checked."""
+        doomed = [] if run.sink_failed else self._doomed(run, listed)
+        if not doomed:
+            return todo
+        messages = self._store.messages(run.job.name)
+        recorded = [
+            uid for uid in doomed
+            if messages[uid].listed_size is not None or messages[uid].digest is not None
+        ]
+        if not recorded:
+            return todo
+        changed = []
+        for message in await session.describe(recorded, identify=True):
+            then = messages[message.key]
+            if then.digest is not None and message.identity is not None:
+                if message.identity != then.digest:
+                    changed.append(message.key)
+            elif then.listed_size is not None and then.listed_size != message.size:
+                changed.append(message.key)
+        if not changed:
+            return todo
+        self._retire(run, sorted(changed))
+        return [*todo, *changed]
 
     def _idle(self, run: RunState, listed: Set[str], todo: list[str]) -> bool:
         """Nothing to fetch and nothing due for deletion: the pass ends with a commit."""

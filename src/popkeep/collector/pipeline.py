@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from popkeep.clock import Clock
 from popkeep.collector.job import AccountJob, ProgressCallback, RunState, sink_names
 from popkeep.collector.refusals import Refused, remember, skip_refused
 from popkeep.errors import DeliveryError, MessageAborted, MessageRefused, PopkeepError
+from popkeep.headers import header_digest, header_of
 from popkeep.model import MessageState, Receipt
 from popkeep.sinks.base import Delivery, Sink, Staged, StagingSink, delivery_key, staging
 from popkeep.sources.base import ListedMessage, SourceSession
@@ -39,9 +40,9 @@ class _Flow:
     A plain class, not a dataclass: see :mod:`.job`."""
 
     __slots__ = (
-        "broken", "commit_bytes", "commit_messages", "deliveries", "found", "handles",
-        "hashes", "hold", "last_commit", "received", "received_bytes", "refused", "repeats",
-        "sizes", "stagers", "taken", "uncommitted_bytes",
+        "broken", "commit_bytes", "commit_messages", "deliveries", "digests", "found",
+        "handles", "hashes", "hold", "last_commit", "received", "received_bytes", "refused",
+        "repeats", "sizes", "stagers", "taken", "uncommitted_bytes",
     )
 
     def __init__(
@@ -78,6 +79,17 @@ class _Flow:
         #: uid → sinks that refused it for good on an earlier run (not offered it again)
         self.refused: Refused = {}
         self.sizes: dict[str, int] = {}  #: uid → listed size (what a refusal remembers)
+        #: uid → header digest of the message received (recorded with its receipts, to
+        #: tell a later message under the same uid apart: docs/guarantees.md); held
+        #: until its commit only
+        self.digests: dict[str, str] = {}
+
+
+def _head_chunks(message: SpooledMessage) -> Iterable[bytes]:
+    """Where a received message's header is read from: its bytes when held in memory,
+    else the first part of its spool file (the LF copy when it has one: the digest
+    does not depend on line endings)."""
+    return message.chunks() if message.in_memory else message.lf_chunks(64 << 10)
 
 
 class _Outcome(NamedTuple):
@@ -118,6 +130,7 @@ class Pipeline:
         try:
             async for key, message in session.retrieve(list(by_key)):
                 flow.received.append((by_key[key], message))
+                flow.digests[key] = header_digest(header_of(_head_chunks(message)))
                 flow.received_bytes += message.size
                 if step is not None and step.done():
                     finished, step = step, None
@@ -288,6 +301,8 @@ class Pipeline:
         finally:
             for delivery in deliveries:
                 delivery.message.close()
+        for uid, _, _ in repeats:
+            flow.digests.pop(uid, None)
         flow.deliveries, flow.repeats, flow.found = [], [], {}
         flow.handles = {name: [] for name in flow.stagers}
         flow.taken = flow.uncommitted_bytes = 0
@@ -337,7 +352,10 @@ class Pipeline:
                 if outcome.unsure is not None and sink.exactly_once:
                     unsure.append(intents[outcome.unsure.uid])
         delivered = [
-            Delivered(d.uid, d.message.sha256, d.message.size, tuple(receipts[d.uid]))
+            Delivered(
+                d.uid, d.message.sha256, d.message.size, tuple(receipts[d.uid]),
+                flow.sizes.get(d.uid), flow.digests.pop(d.uid, None),
+            )
             for d in deliveries
         ]
         self._store.record_delivered(job.name, delivered, names, self._clock.now())

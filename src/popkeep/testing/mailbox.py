@@ -116,6 +116,13 @@ class Mailbox:
             self._uids.discard(uid)
             return len(self._entries) < before
 
+    def reuse_uid(self, uid: str, message: bytes) -> None:
+        """The misbehaviour of issue 16: ``uid``'s message is gone (removed now if still
+        there, as another device would) and the server hands its UIDL to ``message``,
+        new mail appended at the end (RFC 1939 §7 allows reuse once the old is gone)."""
+        self.remove(uid)
+        self.add(message, uid)
+
     def commit_deletions(self, uids: Iterable[str]) -> list[str]:
         """RFC 1939 §6 UPDATE: remove ``uids`` still present; returns those removed."""
         doomed = set(uids)

@@ -231,3 +231,21 @@ def _big_layout(budget: int) -> tuple[int, int, int]:
     if last > 76:  # rest ≥ 80 only after borrowing: keep the spare in padding lines
         last, pad = 76, rest - 78
     return full, pad, last
+
+
+def same_size_stranger(message: bytes) -> bytes:
+    """A different message of exactly the size of ``message``: its Message-ID and
+    Subject changed, letter for letter, so that only the header digest (TOP n 0)
+    tells the two apart, not LIST (a reused UIDL's hardest case)."""
+    head, sep, body = message.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    for i, line in enumerate(lines):
+        name = line.split(b":", 1)[0].lower()
+        if name in (b"message-id", b"subject"):
+            lines[i] = line[: len(name) + 1] + bytes(
+                c if not chr(c).isalnum() else (ord("x") if c != ord("x") else ord("y"))
+                for c in line[len(name) + 1 :]
+            )
+    stranger = b"\r\n".join(lines) + sep + body
+    assert len(stranger) == len(message) and stranger != message
+    return stranger

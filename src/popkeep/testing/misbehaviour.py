@@ -45,6 +45,7 @@ class Misbehaviour:
     stls_refused: bool = False  #: advertise STLS, then answer it with -ERR
     stls_inject: bool = False  #: send "+OK injected" in the same write as the STLS +OK
     no_uidl: bool = False  #: UIDL is not supported (-ERR, not in CAPA)
+    no_top: bool = False  #: TOP is not supported (-ERR, not in CAPA; optional, RFC 1939 §7)
     duplicate_uidl: bool = False  #: messages 1 and 2 show the same uid
     changing_uidl: bool = False  #: every session shows different uids
     weird_uidls: tuple[bytes, ...] = ()  #: shown instead of the uids of messages 1, 2, …

@@ -169,7 +169,9 @@ class Session:
         """RFC 2449 §5: the capability list for the current state."""
         if self.mis.no_capa:
             return await self.err(b"unknown command")
-        caps = ["TOP", "USER", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE", "SASL PLAIN"]
+        caps = ["USER", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE", "SASL PLAIN"]
+        if not self.mis.no_top:
+            caps.insert(0, "TOP")
         if not self.mis.no_uidl:
             caps.append("UIDL")
         if self.server.stls and not self.tls and self.state == "authorization":
@@ -298,6 +300,8 @@ class Session:
         return False
 
     async def top(self, arg: bytes) -> bool:
+        if self.mis.no_top:
+            return await self.err(b"unknown command")
         fields = arg.split()
         if len(fields) != 2 or not fields[1].isdigit():
             return await self.err(b"usage: TOP msg n")
