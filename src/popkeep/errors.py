@@ -199,10 +199,19 @@ class ServerError(PopkeepError):
 
 
 class ServerBusy(ServerError):
-    """Temporary refusal: RFC 2449 [IN-USE], [LOGIN-DELAY], RFC 3206 [SYS/TEMP]."""
+    """Temporary refusal: RFC 2449 [IN-USE], [LOGIN-DELAY], RFC 3206 [SYS/TEMP].
+
+    ``retry_after``: seconds before the server allows the next login, when it said
+    (the number in "[LOGIN-DELAY 600]", else its CAPA LOGIN-DELAY, RFC 2449 §6.5)."""
 
     retry = True
     hint = "the server asked us to come back later; will retry on the next run"
+
+    def __init__(
+        self, message: str, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, code)
+        self.retry_after = retry_after
 
 
 class ServerRefused(ServerError):
@@ -299,3 +308,44 @@ class ServiceUnavailable(PopkeepError):
     scope: ClassVar[Scope] = "fatal"
     retry = True
     hint = "start it with popkeep serve, or run popkeep fetch once"
+
+
+#: A run's outcome in words, by error class (the nearest class in this tree wins);
+#: ``popkeep status`` and the service's account state show these.
+OUTCOME_WORDS: dict[type[PopkeepError], str] = {
+    AuthError: "wrong password",
+    ServerBusy: "server busy",
+    ServerRefused: "refused by the server",
+    ServerError: "server error",
+    ConnectError: "connection refused or lost",
+    NetworkTimeout: "server did not answer",
+    TLSMismatch: "wrong tls setting for the port",
+    CertificateUntrusted: "certificate not trusted",
+    TLSError: "certificate not trusted",
+    TransportError: "network error",
+    SecurityError: "server offers no TLS",
+    LimitExceeded: "server sent too much",
+    LocalProtocolError: "internal error",
+    ProtocolError: "server broke the protocol",
+    DeliveryRefused: "delivery refused",
+    DeliveryError: "delivery failed",
+    MessageError: "a message was skipped",
+    ConfigError: "configuration error",
+    CannotCreate: "cannot write a local file",
+    StateError: "state database error",
+    AlreadyRunning: "another fetch was running",
+    ServiceUnavailable: "popkeep serve did not answer",
+    PopkeepError: "failed",
+}
+
+
+def outcome_words(outcome: str) -> str:
+    """``"ok"``, or the stored error class name (``"AuthError"``) in words."""
+    if outcome == "ok":
+        return "ok"
+    cls = globals().get(outcome)
+    if isinstance(cls, type):
+        for base in cls.__mro__:
+            if base in OUTCOME_WORDS:
+                return OUTCOME_WORDS[base]
+    return outcome  # a class this popkeep does not know (a newer one wrote the state)

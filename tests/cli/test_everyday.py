@@ -18,7 +18,8 @@ import pytest
 from popkeep import errors
 from popkeep.cli import main
 from popkeep.cli.group import click_main
-from popkeep.cli.render import outcome_words, size_text
+from popkeep.cli.render import size_text
+from popkeep.errors import outcome_words
 from popkeep.testing.certs import TestCerts
 from popkeep.testing.server import ScriptedPOP3Server
 

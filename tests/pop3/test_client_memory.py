@@ -155,6 +155,23 @@ def test_pass_refusals(reply: bytes, error: type[Exception]) -> None:
     assert stream.closed
 
 
+@pytest.mark.parametrize(("capa", "reply", "retry_after"), [
+    (CAPA_USER, b"-ERR [LOGIN-DELAY 600] wait 10 minutes\r\n", 600.0),
+    (b"+OK\r\nUSER\r\nLOGIN-DELAY 900\r\n.\r\n", b"-ERR [LOGIN-DELAY] wait\r\n", 900.0),
+    (b"+OK\r\nUSER\r\nLOGIN-DELAY 900\r\n.\r\n", b"-ERR [LOGIN-DELAY 60] wait\r\n", 60.0),
+    (CAPA_USER, b"-ERR [LOGIN-DELAY] wait a while\r\n", None),
+    (b"+OK\r\nUSER\r\nLOGIN-DELAY 900\r\n.\r\n", b"-ERR [IN-USE] locked\r\n", None),
+])  # fmt: skip
+def test_login_delay_says_how_long(capa: bytes, reply: bytes, retry_after: float | None) -> None:
+    """RFC 2449 §8.1.1: the service waits as long as the server asks, from the number
+    in the brackets some servers send, else from CAPA LOGIN-DELAY (§6.5)."""
+    stream = (MemoryStream().reply(b"+OK ready\r\n").expect(b"CAPA").reply(capa)
+              .expect(b"USER u").reply(b"+OK\r\n").expect(b"PASS s3cret").reply(reply))
+    with pytest.raises(ServerBusy) as info:
+        connect(stream)
+    assert info.value.retry_after == retry_after
+
+
 def test_uids_in_number_order_and_shared_uid_refused() -> None:
     stream = logged_in().expect(b"UIDL").reply(b"+OK\r\n2 bbb\r\n1 aaa\r\n.\r\n")
     assert list(run(lambda s: s.uids(), stream).items()) == [("aaa", 1), ("bbb", 2)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from popkeep import errors
+from popkeep.errors import outcome_words
 
 if TYPE_CHECKING:  # a fetch loads the collector after its logins began (cli.quick.poll)
     from datetime import datetime
@@ -42,46 +42,6 @@ def _when(moment: datetime, utc: bool) -> str:
     """For people: "2026-12-04 16:18 JST" (local), "2026-12-04 07:18 UTC" (``--utc``)."""
     shown = _local(moment, utc)
     return shown.strftime("%Y-%m-%d %H:%M ") + ("UTC" if utc else shown.strftime("%Z"))
-
-
-#: A run's outcome in words, by error class (the nearest class in errors.py's tree wins).
-OUTCOME_WORDS: dict[type[errors.PopkeepError], str] = {
-    errors.AuthError: "wrong password",
-    errors.ServerBusy: "server busy",
-    errors.ServerRefused: "refused by the server",
-    errors.ServerError: "server error",
-    errors.ConnectError: "connection refused or lost",
-    errors.NetworkTimeout: "server did not answer",
-    errors.TLSMismatch: "wrong tls setting for the port",
-    errors.CertificateUntrusted: "certificate not trusted",
-    errors.TLSError: "certificate not trusted",
-    errors.TransportError: "network error",
-    errors.SecurityError: "server offers no TLS",
-    errors.LimitExceeded: "server sent too much",
-    errors.LocalProtocolError: "internal error",
-    errors.ProtocolError: "server broke the protocol",
-    errors.DeliveryRefused: "delivery refused",
-    errors.DeliveryError: "delivery failed",
-    errors.MessageError: "a message was skipped",
-    errors.ConfigError: "configuration error",
-    errors.CannotCreate: "cannot write a local file",
-    errors.StateError: "state database error",
-    errors.AlreadyRunning: "another fetch was running",
-    errors.ServiceUnavailable: "popkeep serve did not answer",
-    errors.PopkeepError: "failed",
-}
-
-
-def outcome_words(outcome: str) -> str:
-    """``"ok"``, or the stored error class name (``"AuthError"``) in words."""
-    if outcome == "ok":
-        return "ok"
-    cls = getattr(errors, outcome, None)
-    if isinstance(cls, type):
-        for base in cls.__mro__:
-            if base in OUTCOME_WORDS:
-                return OUTCOME_WORDS[base]
-    return outcome  # a class this popkeep does not know (a newer one wrote the state)
 
 
 def fetch_line(result: AccountResult) -> str:

@@ -199,13 +199,16 @@ class Ok(_Frozen):
 
 
 class Err(_Frozen):
-    __slots__ = ("code", "text")
+    __slots__ = ("argument", "code", "text")
     text: str
     code: str | None  #: e.g. "IN-USE", "LOGIN-DELAY", "SYS/TEMP", "SYS/PERM", "AUTH"
+    #: what some servers add inside the brackets after the code ("[LOGIN-DELAY 600]")
+    argument: str | None
 
-    def __init__(self, text: str, code: str | None = None) -> None:
+    def __init__(self, text: str, code: str | None = None, argument: str | None = None) -> None:
         _set(self, "text", text)
         _set(self, "code", code)
+        _set(self, "argument", argument)
 
 
 class Data(_Frozen):
@@ -261,8 +264,9 @@ class _Pending(NamedTuple):
 
 
 #: RFC 2449 §8 "[CODE/SUB] text". Some servers add an argument inside the brackets
-#: ("[LOGIN-DELAY 600]"); the code is the first word, the argument is dropped.
-_CODE_RE = re.compile(r"\[([^\]\s]+)(?:\s[^\]]*)?\]\s*")
+#: ("[LOGIN-DELAY 600]"); the code is the first word, the argument is kept apart
+#: (:attr:`Err.argument`).
+_CODE_RE = re.compile(r"\[([^\]\s]+)(?:\s([^\]]*))?\]\s*")
 _TIMESTAMP_RE = re.compile(rb"<[\x21-\x3b\x3d\x3f-\x7e]+>")
 _BAD_ARG = re.compile(r"[\r\n\x00]")
 
@@ -505,8 +509,9 @@ class Connection:
             text, code = _split_code(self.text(line[4:].strip()))
             return Ok(text, code)
         if head == b"-ERR" and line[4:5] in (b"", b" ", b"\t"):
-            text, code = _split_code(self.text(line[5:].strip()))
-            return Err(text, code)
+            raw = self.text(line[5:].strip())
+            text, code = _split_code(raw)
+            return Err(text, code, _code_argument(raw) if code else None)
         if sasl and (line == b"+" or line.startswith(b"+ ")):
             return Continue(self.text(line[2:].strip()))
         raise RemoteProtocolError(f'expected +OK or -ERR, got "{self.text(line[:80])}"')
@@ -641,6 +646,13 @@ def _split_code(raw: str) -> tuple[str, str | None]:
     if match is None:
         return text, None
     return text[match.end() :], match.group(1).upper()
+
+
+def _code_argument(raw: str) -> str | None:
+    """The argument after the response code inside the brackets, if any."""
+    match = _CODE_RE.match(raw.strip())
+    argument = match.group(2) if match else None
+    return argument.strip() or None if argument else None
 
 
 def _check_args(cmd: Command) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Literal, NamedTuple
 
 from popkeep.errors import (
@@ -117,20 +117,40 @@ def _describe(err: Err) -> str:
     return f"[{err.code}] {err.text}" if err.code else err.text
 
 
-def server_error(what: str, err: Err) -> ServerError:
+def _seconds(word: str | None) -> float | None:
+    return float(word) if word is not None and word.isascii() and word.isdigit() else None
+
+
+def login_delay(err: Err, capabilities: Mapping[str, list[str]]) -> float | None:
+    """Seconds the server wants between logins after -ERR [LOGIN-DELAY] (RFC 2449
+    §8.1.1): the number some servers put in the brackets, else the CAPA LOGIN-DELAY
+    value (§6.5; in AUTHORIZATION state it may be missing or the largest of any user)."""
+    if err.code != "LOGIN-DELAY":
+        return None
+    delay = _seconds(err.argument)
+    if delay is None:
+        delay = _seconds(next(iter(capabilities.get("LOGIN-DELAY", [])), None))
+    return delay
+
+
+def server_error(
+    what: str, err: Err, capabilities: Mapping[str, list[str]] | None = None
+) -> ServerError:
     """-ERR → ServerBusy for temporary codes, ServerRefused for [SYS/PERM], else ServerError."""
     message = f"{what}: server said -ERR {_describe(err)}"
     if err.code in _BUSY_CODES:
-        return ServerBusy(message, err.code)
+        return ServerBusy(message, err.code, login_delay(err, capabilities or {}))
     if err.code == "SYS/PERM":
         return ServerRefused(message, err.code)
     return ServerError(message, err.code)
 
 
-def auth_error(what: str, err: Err) -> PopkeepError:
+def auth_error(
+    what: str, err: Err, capabilities: Mapping[str, list[str]] | None = None
+) -> PopkeepError:
     """-ERR to an authentication command: AuthError unless the code says busy / refused."""
     if err.code in _BUSY_CODES or err.code == "SYS/PERM":
-        return server_error(what, err)
+        return server_error(what, err, capabilities)
     return AuthError(f"{what}: server said -ERR {_describe(err)}")
 
 
@@ -324,10 +344,10 @@ class POP3Session:
     async def _auth_user(self) -> None:
         event = await self._single(Command("USER", self._settings.user))
         if isinstance(event, Err):
-            raise auth_error("USER", event)
+            raise auth_error("USER", event, self.capabilities)
         event = await self._single(Command("PASS", self._settings.password))
         if isinstance(event, Err):
-            raise auth_error("PASS", event)
+            raise auth_error("PASS", event, self.capabilities)
 
     async def _auth_apop(self) -> None:
         if not self._timestamp:
@@ -335,7 +355,7 @@ class POP3Session:
         digest = _apop_digest(self._timestamp, self._settings.password)
         event = await self._single(Command("APOP", self._settings.user, digest))
         if isinstance(event, Err):
-            raise auth_error("APOP", event)
+            raise auth_error("APOP", event, self.capabilities)
 
     async def _auth_plain(self) -> None:
         """RFC 5034 §4: initial response unless the command would exceed 255 octets."""
@@ -353,7 +373,7 @@ class POP3Session:
             response = None
             event = await self._event()
         if isinstance(event, Err):
-            raise auth_error("AUTH PLAIN", event)
+            raise auth_error("AUTH PLAIN", event, self.capabilities)
 
     # -- transaction commands --------------------------------------------------------
 
