@@ -138,6 +138,22 @@ def test_defaults(tmp_path: Path) -> None:
     assert (account.pipeline, account.enabled) == (64, True)
     assert (account.server.ca_file, account.server.tls_fingerprint) == (None, None)
     assert account.type == "pop3"
+    assert account.interval is None  # the [service] interval
+    assert config.service == ServiceConfig(
+        interval=300, jitter=0.1, concurrency=4, backoff_cap=3600, alert_after=43200,
+        language="en", listen="127.0.0.1:8025",
+    )
+
+
+def test_service_table_and_an_accounts_own_interval(tmp_path: Path) -> None:
+    config = load(tmp_path, '[service]\ninterval = "10m"\njitter = 0\nconcurrency = 20\n'
+                  'backoff_cap = "2h"\nalert_after = "1d"\nlanguage = "ja"\n'
+                  'listen = "127.0.0.1:0"\n' + BASE + 'interval = "1m"\n')
+    assert config.service == ServiceConfig(
+        interval=600, jitter=0.0, concurrency=20, backoff_cap=7200, alert_after=86400,
+        language="ja", listen="127.0.0.1:0",
+    )
+    assert config.accounts["isp"].interval == 60
 
 
 def test_account_type_pop3_explicit(tmp_path: Path) -> None:
@@ -314,9 +330,12 @@ ACCOUNT_ERRORS = [
      'account "isp".ca_file: expected an absolute path or one starting with ~, got "ca.pem"'),
     ("[account.extra]", 'account "isp".extra: unknown key (known keys: ' + ", ".join(sorted([
         "auth", "ca_file", "connect_timeout", "delete_after", "enabled", "high_water", "host",
-        "low_water", "max_message_size", "name", "password", "password_command", "password_env",
-        "pipeline", "port", "server_quota", "session_timeout", "sinks", "timeout", "tls",
-        "tls_fingerprint", "type", "user"])) + ")"),
+        "interval", "low_water", "max_message_size", "name", "password", "password_command",
+        "password_env", "pipeline", "port", "server_quota", "session_timeout", "sinks", "timeout",
+        "tls", "tls_fingerprint", "type", "user"])) + ")"),
+    ('interval = "30s"',
+     'account "isp".interval: must be at least 1m (popkeep serve polls no more often), '
+     'got "30s"'),
     ('type = "imap"', 'account "isp".type: expected one of "pop3", got "imap"'),
     ('type = "POP3"', 'account "isp".type: expected one of "pop3", got "POP3"'),
 ]  # fmt: skip
@@ -404,6 +423,19 @@ def test_several_sinks_need_an_explicit_choice(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_state_errors(tmp_path: Path, state: str, message: str) -> None:
     assert error(tmp_path, f"[state]\n{state}\n" + BASE) == f"FILE: {message}"
+
+
+@pytest.mark.parametrize(
+    ("service", "message"),
+    [('interval = "59s"',
+      'service.interval: must be at least 1m (popkeep serve polls no more often), got "59s"'),
+     ("jitter = 0.9", "service.jitter: expected a number from 0 to 0.5 (like 0.1), got 0.9"),
+     ("concurrency = 0", "service.concurrency: expected a whole number from 1 to 1000, got 0"),
+     ('listen = "8025"', 'service.listen: expected HOST:PORT like "127.0.0.1:8025", got "8025"'),
+     ('intervall = "5m"', 'service.intervall: unknown key (did you mean "interval"?)')],
+)  # fmt: skip
+def test_service_errors(tmp_path: Path, service: str, message: str) -> None:
+    assert error(tmp_path, f"[service]\n{service}\n" + BASE) == f"FILE: {message}"
 
 
 # --------------------------------------------------------------------------- passwords in the file

@@ -183,6 +183,17 @@ def fraction(value: object, where: Where) -> float:
     return float(value)
 
 
+def fraction_below(high: float) -> Converter[float]:
+    """A converter accepting a number in ``[0, high]`` (``jitter``)."""
+
+    def convert(value: object, where: Where) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
+            where.fail(f"expected a number from 0 to {high:g} (like 0.1), got {show(value)}")
+        return float(value)
+
+    return convert
+
+
 def choice(options: tuple[S, ...]) -> Converter[S]:
     """A converter accepting exactly one of ``options`` (the user's words)."""
 
@@ -225,6 +236,28 @@ def positive_duration(value: object, where: Where) -> float:
             f"got {show(value)}"
         )
     return parsed.total_seconds()
+
+
+#: the floor of ``interval``: polling a provider more often than once a minute buys
+#: nothing and may get the account locked
+MIN_INTERVAL = 60.0
+
+
+def poll_interval(value: object, where: Where) -> float:
+    """``interval`` (``[service]`` and per account): a duration of at least a minute."""
+    seconds = positive_duration(value, where)
+    if seconds < MIN_INTERVAL:
+        where.fail(f"must be at least 1m (popkeep serve polls no more often), got {show(value)}")
+    return seconds
+
+
+def listen_address(value: object, where: Where) -> str:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6); port 0 lets the system choose."""
+    text = to_string(value, where)
+    host, _, port = text.rpartition(":")
+    if not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
+        where.fail(f'expected HOST:PORT like "127.0.0.1:8025", got {show(value)}')
+    return text
 
 
 def positive_size(value: object, where: Where) -> int:

@@ -1,7 +1,7 @@
 """TOML → :class:`~popkeep.config.schema.Config`, with errors that name the file and key path.
 
 Owns: reading the config file (stdlib ``tomllib``; nothing is ever ``eval``-ed),
-the shape of the file (``[state]``, ``[[sink]]``, ``[[account]]``), defaults,
+the shape of the file (``[state]``, ``[service]``, ``[[sink]]``, ``[[account]]``), defaults,
 cross-key rules (accounts name defined sinks; unique names), the rules of the
 file itself (an inline password needs a private file; a file naming a secret
 source or a command must not be writable by group or others), the extras a
@@ -85,7 +85,7 @@ class _Context:
 _ACCOUNT_KEYS = frozenset({
     "name", "type", *CONNECTION_KEYS, "auth", "sinks", "delete_after", "server_quota",
     "high_water", "low_water", "max_message_size", "timeout", "connect_timeout",
-    "session_timeout", "pipeline", "enabled",
+    "session_timeout", "pipeline", "enabled", "interval",
 })  # fmt: skip
 
 
@@ -110,6 +110,7 @@ def _account(
         pipeline=keys.get("pipeline", cv.int_between(1, 1024), 64),
         enabled=keys.get("enabled", cv.to_bool, True),
         type=keys.get("type", cv.choice(ACCOUNT_TYPES), ACCOUNT_TYPES[0]),
+        interval=keys.get("interval", cv.poll_interval, None),
     )
     _check_record(account, keys.where, ctx)
     return account
@@ -310,7 +311,8 @@ def _state(table: object, where: Where, ctx: _Context) -> StateConfig:
 
 
 def _service(table: object, where: Where) -> ServiceConfig:
-    """``[service]``: alerts (docs/alerts.md); every key optional."""
+    """``[service]``: alerts (docs/alerts.md) and polling (docs/running.md); every
+    key optional."""
     keys = Keys(table, where, ServiceConfig._fields)
     default = ServiceConfig()
     return ServiceConfig(
@@ -318,6 +320,11 @@ def _service(table: object, where: Where) -> ServiceConfig:
         alert_after=keys.get("alert_after", cv.positive_duration, default.alert_after),
         language=keys.get("language", cv.choice(_LANGUAGES), default.language),
         alert_from=keys.get("alert_from", _mailbox, default.alert_from),
+        interval=keys.get("interval", cv.poll_interval, default.interval),
+        jitter=keys.get("jitter", cv.fraction_below(0.5), default.jitter),
+        concurrency=keys.get("concurrency", cv.int_between(1, 1000), default.concurrency),
+        backoff_cap=keys.get("backoff_cap", cv.poll_interval, default.backoff_cap),
+        listen=keys.get("listen", cv.listen_address, default.listen),
     )
 
 

@@ -126,6 +126,8 @@ class AccountConfig(NamedTuple):
     pipeline: int
     enabled: bool
     type: SourceType = "pop3"
+    #: seconds between polls under ``popkeep serve``; None: ``[service] interval``
+    interval: float | None = None
 
 
 #: the languages of the messages popkeep writes into the user's mailbox (alerts)
@@ -137,6 +139,8 @@ class ServiceConfig(NamedTuple):
 
     ``alert_after`` is float seconds an account may fail before the user gets an
     alert in its central mailbox (docs/alerts.md); ``alerts = false`` sends none.
+    The rest is how ``popkeep serve`` polls (docs/running.md), durations in float
+    seconds.
     """
 
     alerts: bool = True
@@ -144,6 +148,13 @@ class ServiceConfig(NamedTuple):
     language: Language = "en"
     #: the From: of alert messages (an RFC 5322 mailbox)
     alert_from: str = "popkeep <popkeep@localhost>"
+    interval: float = 300.0  #: between two polls of an account (at least 60)
+    #: each wait is moved by up to this fraction of itself, earlier or later, so
+    #: that accounts started together drift apart
+    jitter: float = 0.1
+    concurrency: int = 4  #: accounts polled at the same time, at most
+    backoff_cap: float = 3600.0  #: the longest wait after failed polls
+    listen: str = "127.0.0.1:8025"  #: the status API's address, HOST:PORT
 
 
 class Config(NamedTuple):
