@@ -28,6 +28,11 @@ class Clock(Protocol):
         """Seconds from an arbitrary origin, never going backwards."""
         ...
 
+    async def sleep_until(self, deadline: float) -> None:
+        """Return once :meth:`monotonic` has reached ``deadline`` (a fake clock
+        moves there at once; cancel the call to stop waiting)."""
+        ...
+
 
 class SystemClock:
     """The real clock."""
@@ -37,6 +42,11 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    async def sleep_until(self, deadline: float) -> None:
+        import asyncio
+
+        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
 
 
 class FakeClock:
@@ -51,6 +61,15 @@ class FakeClock:
 
     def monotonic(self) -> float:
         return self._mono
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Let the other ready tasks run once, then jump to ``deadline``: a week of
+        polling takes as many loop turns as it has waits."""
+        import asyncio
+
+        await asyncio.sleep(0)
+        if deadline > self._mono:
+            self.advance(deadline - self._mono)
 
     def advance(self, delta: timedelta | float) -> None:
         """Move both clocks forward by ``delta`` (seconds or a timedelta)."""
