@@ -17,9 +17,11 @@ _COMMANDS = {
     "check-now": "popkeep.cli.service:check_now",
     "demo": "popkeep.cli.demo:demo",
     "fetch": "popkeep.cli.commands:fetch",
+    "install-service": "popkeep.cli.serve:install_service",
     "plan": "popkeep.cli.plan:plan",
     "retry": "popkeep.cli.retry:retry",
     "schedule": "popkeep.cli.commands:schedule",
+    "serve": "popkeep.cli.serve:serve",
     "status": "popkeep.cli.commands:status",
 }
 

@@ -1,0 +1,114 @@
+"""``popkeep serve`` as a process: SIGTERM mid-fetch against the test Dovecot, then
+``popkeep fetch`` completes with no duplicate; SIGHUP with a broken config keeps
+the service and its configuration; a fixed one is polled by at once."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from popkeep.testing.mailgen import realistic_mailbox
+from popkeep.testing.server import ScriptedPOP3Server
+
+from ..fixtures.dovecot import Dovecot
+from ..integration.helpers import dovecot_config, maildir_messages, server_config
+
+MESSAGES = 3000
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data.replace(b"\r\n", b"\n")).hexdigest()
+
+
+def _serve(config: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "popkeep", "-c", str(config), "serve", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def _count(maildir: Path) -> int:
+    return sum(len(list((maildir / d).iterdir())) for d in ("new", "cur")
+               if (maildir / d).is_dir())  # fmt: skip
+
+
+def _staged(maildir: Path) -> bool:
+    return (maildir / "tmp").is_dir() and any((maildir / "tmp").iterdir())
+
+
+@pytest.mark.dovecot
+def test_sigterm_mid_fetch_exits_at_once_and_the_next_fetch_completes_without_duplicates(
+    dovecot: Dovecot, dovecot_user: str, tmp_path: Path
+) -> None:
+    batch = list(realistic_mailbox(MESSAGES, seed=17))
+    dovecot.add_messages(dovecot_user, batch)
+    config = dovecot_config(dovecot, tmp_path, dovecot_user)
+    maildir = tmp_path / "Maildir"
+    proc = _serve(config)
+    try:
+        # staged in tmp/ (committed to new/ in groups of thousands): the pass is under way
+        _wait(lambda: _staged(maildir) or proc.poll() is not None, 60, "the first messages")
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert took < 8, f"{took:.1f} s from SIGTERM to exit"
+    assert _count(maildir) < MESSAGES, "the pass was not interrupted; make the mailbox bigger"
+
+    done = subprocess.run([sys.executable, "-m", "popkeep", "-c", str(config), "fetch"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    stored = Counter(_digest(m) for m in maildir_messages(maildir))
+    assert [d for d, n in stored.items() if n > 1] == []
+    assert set(stored) == {_digest(m) for m in batch}
+
+
+def test_sighup_with_a_broken_config_keeps_serving_and_a_good_one_is_used_at_once(
+    tmp_path: Path, server: ScriptedPOP3Server, certs: object
+) -> None:
+    config = server_config(tmp_path, server, certs)  # type: ignore[arg-type]
+    good = config.read_text()
+    config.write_text(good + '\n[service]\ninterval = "1h"\n')
+    proc = _serve(config)
+    try:
+        assert server.wait_for_sessions(1, timeout=30)
+        config.write_text(good + "\n[service\n")  # not TOML
+        proc.send_signal(signal.SIGHUP)
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "reload:" in line and "not valid TOML" in line, line
+        assert "still polling by the configuration loaded before" in line
+        assert proc.poll() is None
+        config.write_text(good.replace('delete_after = "never"', 'delete_after = "30d"')
+                          + '\n[service]\ninterval = "1h"\n')
+        proc.send_signal(signal.SIGHUP)
+        assert server.wait_for_sessions(2, timeout=30), "the changed account was not polled"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert len(server.sessions) == 2
