@@ -179,3 +179,27 @@ def test_a_poll_without_a_loop_never_imports_asyncio(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "state.db")],
                           capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
     assert done.stdout.strip() == "[] []"
+
+
+def test_run_takes_a_function_of_several_calls_to_the_stores_thread(store: SQLiteStore) -> None:
+    """AsyncStore.run: calls that belong together (read, decide, write) run as one,
+    on the store's thread, in order with the single calls around them."""
+    watched = Watched(store)
+    facade = AsyncStore(watched)  # type: ignore[arg-type]
+
+    def together(name: str) -> int:
+        watched.record_run(_run(name))
+        return len(watched.store.runs())
+
+    async def main() -> list[object]:
+        return await asyncio.gather(
+            facade.record_run(_run("first")), facade.run(together, "second"),
+            facade.record_run(_run("third")),
+        )  # fmt: skip
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        facade.close()
+    assert results[1] == 2 and watched.order == ["first", "second", "third"]
+    assert len(set(watched.threads)) == 1 and threading.get_ident() not in watched.threads

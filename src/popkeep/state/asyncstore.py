@@ -85,6 +85,12 @@ class AsyncStore:
         # shield: a cancelled caller leaves the call running to its end (see module doc).
         return await asyncio.shield(future)
 
+    async def run(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a synchronous ``function`` that calls :attr:`store` several times (a
+        read, a decision, a write that belong together) on the store's thread, in
+        order with every other call, as if it were one call; at once with no loop."""
+        return await self._call(function, *args, **kwargs)
+
     def close(self) -> None:
         """Wait for the calls already made, then stop the thread (if one started).
         Idempotent; the store stays open."""
