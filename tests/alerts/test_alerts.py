@@ -18,12 +18,13 @@ from popkeep.clock import FakeClock
 from popkeep.collector.job import AccountResult
 from popkeep.config import load_config
 from popkeep.errors import StateError
-from popkeep.state.base import Alert
+from popkeep.model import RunSummary
+from popkeep.state.base import Alert, StateStore
 from popkeep.testing.certs import TestCerts
 from popkeep.testing.misbehaviour import Misbehaviour
 from popkeep.testing.server import ScriptedPOP3Server
 
-from ..integration.helpers import account_toml, save_config
+from ..integration.helpers import account_toml, fetch, save_config
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 AUTH_FAILS = Misbehaviour(auth_error=b"[AUTH] invalid user name or password")
@@ -61,14 +62,15 @@ class Service:
 
 
 def alerts_in(maildir: Path) -> list[EmailMessage]:
-    """The alert notices in the Maildir, oldest first (by Date)."""
+    """The alert notices in the Maildir, oldest first."""
     found = []
     for path in [*maildir.glob("new/*"), *maildir.glob("cur/*")]:
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         if message["X-Popkeep-Alert"]:
             found.append(message)
-    return sorted(found, key=lambda m: m["Date"].datetime)
+    # Raised before cleared when both carry the same second (popkeep fetch: real time).
+    return sorted(found, key=lambda m: (m["Date"].datetime, "cleared" in m["X-Popkeep-Alert"]))
 
 
 def kinds(maildir: Path) -> list[str]:
@@ -183,8 +185,7 @@ class _Crashing:
     """A store whose first ``alert_told`` fails: the notice is durable in the Maildir and
     not recorded as told, as if popkeep was killed between the two."""
 
-    def __init__(self, alerts: Alerts) -> None:
-        store = alerts._store.store
+    def __init__(self, store: StateStore) -> None:
         self.calls = 0
         original = store.alert_told
 
@@ -202,7 +203,7 @@ def test_a_notice_interrupted_before_its_record_is_not_delivered_twice(
 ) -> None:
     clock = FakeClock(T0)
     service = Service(write(tmp_path, server, certs, 'alert_after = "1h"'), clock)
-    crash = _Crashing(service.alerts)
+    crash = _Crashing(service.app.store)
     server.misbehave = AUTH_FAILS
     maildir = tmp_path / "Maildir"
     try:
@@ -256,3 +257,31 @@ def test_alerts_is_the_services_pass_observer() -> None:
     seam = inspect.signature(PassObserver.pass_finished).parameters
     assert list(ours) == list(seam)
     assert inspect.iscoroutinefunction(Alerts.pass_finished)
+
+
+def test_popkeep_fetch_raises_and_clears_alerts_too(
+    server: ScriptedPOP3Server, certs: TestCerts, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Cron users are those nobody tells: ``popkeep fetch`` settles alerts after its
+    passes. The account failed 13 h ago already (a run on record); one more failing
+    fetch raises the alert, a working one clears it."""
+    from popkeep.state.sqlite import SQLiteStore
+
+    config = write(tmp_path, server, certs)
+    then = datetime.now(UTC) - timedelta(hours=13)
+    store = SQLiteStore.open(tmp_path / "state.db")
+    store.record_run(RunSummary("isp", then, then, "TransportError", "connection refused"))
+    store.close()
+    maildir = tmp_path / "Maildir"
+    server.misbehave = AUTH_FAILS
+    code, data = fetch(config, capsys)
+    assert code == 77 and kinds(maildir) == ["failing; raised"]
+    code, data = fetch(config, capsys)
+    assert kinds(maildir) == ["failing; raised"]
+    server.misbehave = Misbehaviour()
+    code, data = fetch(config, capsys)
+    assert code == 0 and data["delivered"] == 12
+    assert kinds(maildir) == ["failing; raised", "failing; cleared"]
+    [raised, _] = alerts_in(maildir)
+    assert then.strftime("%Y-%m-%d %H:%M UTC") in raised["Subject"]

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from popkeep.alerts import quiet
 from popkeep.alerts.conditions import Active, Facts, Verdict, evaluate
 from popkeep.model import RetentionPolicy, RunSummary
 
@@ -50,3 +51,14 @@ CASES: list[tuple[str, Facts, RetentionPolicy, Verdict]] = [
                          ids=[c[0] for c in CASES])  # fmt: skip
 def test_rules(facts: Facts, policy: RetentionPolicy, expected: Verdict) -> None:
     assert evaluate(facts, policy, AFTER, NOW) == expected
+
+
+@pytest.mark.parametrize(("facts", "policy"), [c[1:3] for c in CASES], ids=[c[0] for c in CASES])
+def test_a_quiet_pass_raises_nothing(facts: Facts, policy: RetentionPolicy) -> None:
+    """``popkeep fetch`` skips the alerts for quiet passes of accounts with nothing open:
+    that is right only if evaluate would raise nothing for them."""
+    verdict = evaluate(facts, policy, AFTER, NOW)
+    if quiet(facts.summary, policy):
+        assert set(verdict.values()) == {None}
+    else:
+        assert any(verdict.values()) or facts.summary.outcome != "ok" or facts.summary.deleted

@@ -64,6 +64,12 @@ def front(dovecot: Dovecot) -> Iterator[ImapFront]:
 
 
 def stored(dovecot: Dovecot, user: str, folder: str = "INBOX") -> list[bytes]:
+    """The collected messages in ``folder`` (not the alert notice a refused message
+    raises, docs/alerts.md)."""
+    return [m for m in _folder(dovecot, user, folder) if b"\r\nX-Popkeep-Alert: " not in m]
+
+
+def _folder(dovecot: Dovecot, user: str, folder: str) -> list[bytes]:
     context = ssl.create_default_context(cafile=str(dovecot.ca_file))
     with imaplib.IMAP4_SSL(dovecot.host, dovecot.imaps_port, ssl_context=context) as client:
         client.login(user, dovecot.password)

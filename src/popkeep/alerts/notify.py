@@ -19,17 +19,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from popkeep.alerts import conditions
-from popkeep.alerts.message import Envelope, alert_uid, compose, recipient
 from popkeep.clock import Clock
 from popkeep.collector.job import AccountResult
 from popkeep.config.schema import AccountConfig, ServiceConfig
-from popkeep.errors import PopkeepError
+from popkeep.errors import AlreadyRunning, PopkeepError
 from popkeep.sinks.base import Delivery, Sink, delivery_key
 from popkeep.spool import SpooledMessage
-from popkeep.state.asyncstore import AsyncStore
 from popkeep.state.base import Alert, StateStore
+
+if TYPE_CHECKING:
+    from popkeep.state.asyncstore import AsyncStore
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,8 @@ class Alerts:
     def __init__(
         self, store: StateStore, clock: Clock, settings: ServiceConfig, sink_for: SinkFor
     ) -> None:
-        self._store = AsyncStore(store)
+        self._store = store
+        self._astore: AsyncStore | None = None  #: made by the first pass_finished
         self._clock = clock
         self._settings = settings
         self._sink_for = sink_for
@@ -54,46 +57,60 @@ class Alerts:
         """Settle the account's alerts after one pass; deliver the notices owed.
 
         ``state`` (the service's view of the account) is not needed: the facts come
-        from the pass and the store. Never raises a PopkeepError: it is logged and
-        the notice stays owed for the next pass.
+        from the pass and the store. The store is called on its own thread
+        (:meth:`AsyncStore.run`). Never raises a PopkeepError: it is logged and the
+        notice stays owed for the next pass.
         """
         if not self._settings.alerts:
             return
+        if self._astore is None:
+            from popkeep.state.asyncstore import AsyncStore
+
+            self._astore = AsyncStore(self._store)
         try:
-            owed = await self._settle(account, result)
+            owed = await self._astore.run(self.settle, account, result)
             if owed:
-                await self._tell(account, owed)
+                await self.tell(account, owed)
         except PopkeepError as exc:
             log.warning("account %s: alert not delivered (tried again next pass): %s",
                         account.name, exc)  # fmt: skip
 
-    async def _settle(
-        self, account: AccountConfig, result: AccountResult
-    ) -> list[tuple[Alert, bool]]:
-        """Record what this pass raised and cleared; return the notices owed, in order."""
-        summary = result.summary
-        since = None
-        if summary.outcome != "ok":
-            since = await self._store.failing_since(account.name)
+    def settle(self, account: AccountConfig, result: AccountResult) -> list[tuple[Alert, bool]]:
+        """Record what this pass raised and cleared; return the notices owed, in order.
+
+        Synchronous: it calls the store directly (async code goes through
+        :meth:`pass_finished`). Reads the account's open alerts (one small query)
+        and, after a failed pass, where its failure streak began; writes only when
+        a condition is raised or cleared. A pass that did not run (another process
+        holds the account) settles nothing. Raises StateError.
+        """
+        if not self._settings.alerts or isinstance(result.error, AlreadyRunning):
+            return []
+        store, summary = self._store, result.summary
+        since = store.failing_since(account.name) if summary.outcome != "ok" else None
         facts = conditions.Facts(summary, result.warnings, since)
         now = self._clock.now()
         after = timedelta(seconds=self._settings.alert_after)
         verdict = conditions.evaluate(facts, account.retention, after, now)
-        current = await self._store.open_alerts(account.name)
+        current = store.open_alerts(account.name)
         active = {a.condition for a in current if a.active}
         changed = False
         for condition, holds in verdict.items():
             if holds is not None and condition not in active:
                 alert = Alert(account.name, condition, now, holds.since, holds.details)
-                changed |= await self._store.raise_alert(alert)
+                changed |= store.raise_alert(alert)
             elif holds is None and condition in active:
-                changed |= await self._store.clear_alert(account.name, condition, now)
-        if changed:
-            current = await self._store.open_alerts(account.name)
-        return _owed(current)
+                changed |= store.clear_alert(account.name, condition, now)
+        return _owed(store.open_alerts(account.name) if changed else current)
 
-    async def _tell(self, account: AccountConfig, owed: list[tuple[Alert, bool]]) -> None:
-        """Deliver each owed notice once (asking the sink first), then record it told."""
+    async def tell(self, account: AccountConfig, owed: list[tuple[Alert, bool]]) -> None:
+        """Deliver each owed notice once (asking the sink first), then record it told.
+
+        Raises the sink's or the store's PopkeepError; what was not recorded as told
+        stays owed."""
+        # Imported here: the email package costs milliseconds, paid only when owed.
+        from popkeep.alerts.message import Envelope, alert_uid, compose, recipient
+
         envelope = Envelope(
             self._settings.alert_from, recipient(account.server.user or account.name),
             self._settings.language,
@@ -107,12 +124,20 @@ class Alerts:
                 if not sink.exactly_once or await sink.find(key, message) is None:
                     delivery = Delivery(account.name, alert_uid(alert, cleared), key, message)
                     await sink.deliver([delivery])
-                await self._store.alert_told(alert, cleared, self._clock.now())
+                await self._told(alert, cleared)
                 notice = "cleared" if cleared else "raised"
                 log.info("account %s: alert %s %s, told in sink %s",
                          account.name, alert.condition, notice, sink.name)  # fmt: skip
         finally:
             await sink.close()
+
+
+    async def _told(self, alert: Alert, cleared: bool) -> None:
+        now = self._clock.now()
+        if self._astore is None:  # no loop (popkeep fetch): the store answers at once
+            self._store.alert_told(alert, cleared, now)
+        else:
+            await self._astore.alert_told(alert, cleared, now)
 
 
 def _owed(alerts: list[Alert]) -> list[tuple[Alert, bool]]:

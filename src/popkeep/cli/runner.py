@@ -24,6 +24,7 @@ from popkeep.errors import ConfigError, PopkeepError
 
 if TYPE_CHECKING:
     from popkeep.app import App
+    from popkeep.collector import AccountResult
 
 T = TypeVar("T")
 
@@ -163,6 +164,42 @@ class Progress:
             say("\r" + " " * 79 + "\r", err=True, end="")
 
 
+def tell_alerts(app: App, results: Sequence[AccountResult]) -> None:
+    """After the passes of ``popkeep fetch``: the alerts of docs/alerts.md, as the service
+    raises them. Settling needs no event loop (one small query per account, two after a
+    failed pass); a loop starts only when a notice is owed. A failure is logged, never
+    the fetch's: the notice stays owed for the next run."""
+    if not app.config.service.alerts or not results:
+        return
+    from popkeep.alerts import quiet
+
+    try:
+        settled = [(app.config.accounts[r.summary.account], r) for r in results]
+        if all(quiet(r.summary, a.retention) and not app.store.open_alerts(a.name)
+               for a, r in settled):  # fmt: skip
+            return  # the usual poll: nothing raised, nothing to clear, nothing loaded
+        alerts = app.alerts()
+        due = [(account, owed) for account, r in settled
+               if (owed := alerts.settle(account, r))]  # fmt: skip
+    except PopkeepError as exc:
+        logging.getLogger(__name__).warning("alerts not settled (next run tries): %s", exc)
+        return
+    if due:
+        import asyncio
+
+        async def tell() -> None:
+            for account, owed in due:
+                try:
+                    await alerts.tell(account, owed)
+                except PopkeepError as exc:
+                    logging.getLogger(__name__).warning(
+                        "account %s: alert not delivered (next run tries again): %s",
+                        account.name, exc,
+                    )
+
+        asyncio.run(tell())
+
+
 def fetch(accounts: Sequence[str], config_path: Path, as_json: bool, quiet: bool = False) -> int:
     """``popkeep fetch``: fetch, deliver, apply retention; print; return the exit code.
 
@@ -179,6 +216,7 @@ def fetch(accounts: Sequence[str], config_path: Path, as_json: bool, quiet: bool
             from popkeep.cli.quick.poll import poll
 
             results = poll(app, accounts, progress)
+            tell_alerts(app, results)
         finally:
             if progress is not None:
                 progress.clear()
