@@ -84,7 +84,7 @@ def test_version_1_database_migrates_and_uids_by_state_reads_an_index(tmp_path: 
     conn.close()
     store = SQLiteStore.open(path)
     try:
-        assert store.schema_version == SCHEMA_VERSION == 5
+        assert store.schema_version == SCHEMA_VERSION == 6
         assert store.uids_by_state("a") == {MessageState.DELIVERED: ["u1"]}
         old = store.messages("a")["u1"]  # v5: collected before identities were recorded
         assert (old.size, old.listed_size, old.digest) == (5, None, None)

@@ -153,8 +153,9 @@ def test_adopt_copies_receipts_hash_and_first_retrieved(store: StateStore) -> No
     store.record_delivered("a", [delivered("old")], SINKS, T0)
     original = store.messages("a")["old"]
     store.mark_gone("a", ["old"], T0 + timedelta(days=1))
-    store.adopt("a", "new", original, 123)
+    store.adopt("a", "new", original, 123, 125)
     new = store.messages("a")["new"]
+    assert (new.listed_size, new.digest) == (125, original.digest)
     assert new.state is MessageState.DELIVERED  # listed on the server, content delivered
     assert new.size == 123
     assert new.sha256 == original.sha256
@@ -199,6 +200,18 @@ def test_retire_frees_the_uid_and_keeps_the_old_record(store: StateStore) -> Non
     store.record_delivered("a", [delivered("u1", sha="e" * 64)], SINKS, t1)  # the new message
     assert store.messages("a")["u1"].sha256 == "e" * 64
     assert store.retire("a", [], t1) == {}
+
+
+def test_live_octets_sum_what_list_said_of_the_messages_on_the_server(store: StateStore) -> None:
+    assert store.live_octets("a") == (0, 0)
+    rows = [delivered(u)._replace(listed_size=n) for u, n in (("u1", 10), ("u2", 20), ("u3", 40))]
+    store.record_delivered("a", [*rows, delivered("u4", ("maildir",))], SINKS, T0)  # u4: SEEN
+    store.mark_gone("a", ["u3"], T0)
+    assert store.live_octets("a") == (30, 1)  # u4 has no listed size recorded
+    store.record_listed_sizes("a", {"u1": 12, "u4": 5})
+    assert store.live_octets("a") == (37, 0)
+    assert store.messages("a")["u1"].listed_size == 12
+    store.record_listed_sizes("a", {})
 
 
 def test_a_uid_is_never_a_retired_key() -> None:

@@ -284,12 +284,12 @@ class Pipeline:
                 fresh.append((entry, message))
         return fresh, repeats
 
-    def _adopt(self, run: RunState, repeats: list[tuple[str, str, int]]) -> None:
+    def _adopt(self, run: RunState, flow: _Flow, repeats: list[tuple[str, str, int]]) -> None:
         for uid, sha256, size in repeats:
             original = self._store.find_by_hash(run.job.name, sha256)
             if original is None or not original.sinks:
                 continue  # its first copy failed to deliver: fetched again next run
-            self._store.adopt(run.job.name, uid, original, size)
+            self._store.adopt(run.job.name, uid, original, size, flow.sizes.get(uid))
             run.adopted += 1
 
     async def _commit(self, run: RunState, flow: _Flow) -> None:
@@ -307,7 +307,7 @@ class Pipeline:
         flow.handles = {name: [] for name in flow.stagers}
         flow.taken = flow.uncommitted_bytes = 0
         flow.last_commit = self._clock.monotonic()
-        self._adopt(run, repeats)
+        self._adopt(run, flow, repeats)
         run.done += taken
         self._report(run, flow)
 

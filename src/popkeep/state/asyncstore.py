@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
@@ -131,8 +131,17 @@ class AsyncStore:
     async def forget_refusals(self, account: str, uids: Sequence[str] = ()) -> int:
         return await self._call(self.store.forget_refusals, account, uids)
 
-    async def adopt(self, account: str, uid: str, original: StoredMessage, size: int) -> None:
-        await self._call(self.store.adopt, account, uid, original, size)
+    async def adopt(
+        self, account: str, uid: str, original: StoredMessage, size: int,
+        listed_size: int | None = None,
+    ) -> None:
+        await self._call(self.store.adopt, account, uid, original, size, listed_size)
+
+    async def live_octets(self, account: str) -> tuple[int, int]:
+        return await self._call(self.store.live_octets, account)
+
+    async def record_listed_sizes(self, account: str, sizes: Mapping[str, int]) -> None:
+        await self._call(self.store.record_listed_sizes, account, sizes)
 
     async def retire(self, account: str, uids: Sequence[str], now: datetime) -> dict[str, str]:
         return await self._call(self.store.retire, account, uids, now)

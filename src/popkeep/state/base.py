@@ -17,7 +17,7 @@ store directly. The lock is taken before any loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import NamedTuple, Protocol
@@ -192,10 +192,25 @@ class StateStore(AccountLocks, Protocol):
         tries those messages again. Returns how many were forgotten."""
         ...
 
-    def adopt(self, account: str, uid: str, original: StoredMessage, size: int) -> None:
+    def adopt(
+        self, account: str, uid: str, original: StoredMessage, size: int,
+        listed_size: int | None = None,
+    ) -> None:
         """Register ``uid`` as the same content as ``original`` (provider re-keyed its
-        mailbox): receipts, sha256 and first_retrieved_at are copied; the new uid is
-        DELIVERED when the copied receipts cover the original's sinks, else SEEN."""
+        mailbox): receipts, sha256, header digest and first_retrieved_at are copied;
+        ``listed_size`` is what LIST gives for ``uid``; the new uid is DELIVERED when
+        the copied receipts cover the original's sinks, else SEEN."""
+        ...
+
+    def live_octets(self, account: str) -> tuple[int, int]:
+        """(the sum of ``listed_size`` over the account's SEEN and DELIVERED messages,
+        how many of those have none recorded): what STAT should report when the
+        server holds exactly these messages, unchanged."""
+        ...
+
+    def record_listed_sizes(self, account: str, sizes: Mapping[str, int]) -> None:
+        """uid → the size LIST gives now, for messages checked to be the ones
+        collected (their header digest matched) whose size the server changed."""
         ...
 
     def retire(self, account: str, uids: Sequence[str], now: datetime) -> dict[str, str]:

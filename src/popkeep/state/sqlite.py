@@ -19,7 +19,7 @@ import os
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -487,7 +487,10 @@ class SQLiteStore:
         )
         return fresh
 
-    def adopt(self, account: str, uid: str, original: StoredMessage, size: int) -> None:
+    def adopt(
+        self, account: str, uid: str, original: StoredMessage, size: int,
+        listed_size: int | None = None,
+    ) -> None:
         """Register ``uid`` as the same content as ``original``: receipts, sha256 and
         first_retrieved_at are copied. Since ``uid`` is listed on the server now, its
         state is DELIVERED if the content was ever delivered everywhere
@@ -497,9 +500,11 @@ class SQLiteStore:
         with self._transaction("adopt a message") as cur:
             cur.execute(
                 """INSERT OR REPLACE INTO messages
-                   (account, uid, size, sha256, state, first_retrieved_at)
-                   VALUES (?, ?, ?, ?, ?, ?)""",
-                (account, uid, size, original.sha256, state.value, first),
+                   (account, uid, size, sha256, state, first_retrieved_at, listed_size,
+                    header_digest)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                (account, uid, size, original.sha256, state.value, first, listed_size,
+                 original.digest),
             )
             cur.execute(
                 """INSERT OR REPLACE INTO receipts (account, uid, sink, ref, delivered_at)
@@ -508,6 +513,26 @@ class SQLiteStore:
                 (uid, account, original.uid),
             )
             cur.execute(_REFRESH_SINKS, (account, uid))
+
+    def live_octets(self, account: str) -> tuple[int, int]:
+        """One scan of the ``messages_live_sizes`` index (schema 6)."""
+        with self._reading("sum sizes") as conn:
+            total, missing = conn.execute(
+                "SELECT coalesce(sum(listed_size), 0), count(*) - count(listed_size)"
+                " FROM messages INDEXED BY messages_live_sizes"
+                " WHERE account = ? AND state IN ('seen', 'delivered')",
+                (account,),
+            ).fetchone()
+        return int(total), int(missing)
+
+    def record_listed_sizes(self, account: str, sizes: Mapping[str, int]) -> None:
+        if not sizes:
+            return
+        with self._transaction("record listed sizes") as cur:
+            cur.executemany(
+                "UPDATE messages SET listed_size = ? WHERE account = ? AND uid = ?",
+                [(size, account, uid) for uid, size in sizes.items()],
+            )
 
     def retire(self, account: str, uids: Sequence[str], now: datetime) -> dict[str, str]:
         """Move each uid's record, receipts and refusals to :func:`retired_key` (see

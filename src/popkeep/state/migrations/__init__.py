@@ -130,8 +130,17 @@ _V5: tuple[str, ...] = (
     "ALTER TABLE messages ADD COLUMN header_digest TEXT",
 )
 
+#: Version 6: a partial covering index for ``live_octets`` (the LIST sizes of the
+#: messages on the server, summed), which every poll reads: a scan of the live rows
+#: only, no row look-ups. Partial, so no other query picks it instead of
+#: ``messages_by_state`` (whose order ``uids_by_state`` keeps).
+_V6: tuple[str, ...] = (
+    "CREATE INDEX messages_live_sizes ON messages (account, state, listed_size)"
+    " WHERE state IN ('seen', 'delivered')",
+)
+
 #: ``MIGRATIONS[i]``: the statements taking schema version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 
 #: The schema version this popkeep writes.
 SCHEMA_VERSION = len(MIGRATIONS)
