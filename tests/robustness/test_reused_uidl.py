@@ -167,3 +167,46 @@ def test_without_top_the_listed_size_tells_a_new_message_apart(hostile: Hostile)
     _reused(case, uid, new)
     assert len(box) == 0
     assert not [line for s in case.server.sessions for line in s.lines if line.startswith(b"TOP")]
+
+
+def _lines(case: Case, verb: bytes, session: int = -1) -> list[bytes]:
+    return [line for line in case.server.sessions[session].lines if line.startswith(verb)]
+
+
+def test_keep_mode_tells_a_new_message_under_a_uidl_reused_between_polls_by_stat(
+    hostile: Hostile,
+) -> None:
+    """Keep mode, the old message deleted elsewhere and its UIDL given to new mail of
+    another size before popkeep saw it go: STAT's octets no longer add up, so the
+    poll LISTs, TOPs the message whose size moved, and fetches it."""
+    case = hostile(small_mailbox(4))
+    case.configure()
+    box = case.server.mailbox
+    assert case.fetch()[0] == 0
+    uid = box.uids[1]
+    new = same_size_stranger(box.message(uid)).replace(b"\r\n\r\n", b"\r\nX: 1\r\n\r\n", 1)
+    box.reuse_uid(uid, new)
+    code, err = case.fetch()
+    assert code == 0, err
+    _reused(case, uid, new)
+    _warned(err)
+    assert len(box) == 4  # keep mode: nothing deleted
+
+
+def test_keep_mode_learns_the_size_a_server_gave_a_message_it_marked(hostile: Hostile) -> None:
+    """A server adding ``Status: RO`` to a message it served: the poll after sees the
+    octets move, TOP shows the same header, the new size is recorded; nothing is
+    fetched again, and the poll after that sends no LIST and no TOP."""
+    case = hostile(small_mailbox(3))
+    case.configure()
+    box = case.server.mailbox
+    assert case.fetch()[0] == 0
+    uid = box.uids[0]
+    box.reuse_uid(uid, box.message(uid).replace(b"\r\n\r\n", b"\r\nStatus: RO\r\n\r\n", 1))
+    code, err = case.fetch()
+    assert (code, err) == (0, [])
+    assert len(_lines(case, b"TOP")) == 1 and len(case.stored()) == 3
+    code, err = case.fetch()
+    assert (code, err) == (0, [])
+    assert not _lines(case, b"TOP") and not _lines(case, b"LIST")
+    assert not case.query("SELECT uid FROM messages WHERE uid LIKE '% retired %'")

@@ -152,6 +152,7 @@ class Collector:
         def read() -> None:
             try:
                 got.append(self._read_state(run.job.name))
+                run.live_octets = self._live_octets(run.job.name)
             except BaseException as exc:  # re-raised below, in the pass
                 failed.append(exc)
 
@@ -172,6 +173,12 @@ class Collector:
         """The account's state, read and indexed in a worker thread (see _connect)."""
         pending = frozenset(i.key for i in self._store.pending_intents(account))
         return pending, self._index(self._store.uids_by_state(account))
+
+    def _live_octets(self, account: str) -> int | None:
+        """What STAT should say if the server holds exactly the live messages, as
+        collected (see :meth:`_sizes_moved`); None when some lack a recorded size."""
+        total, unrecorded = self._store.live_octets(account)
+        return None if unrecorded else total
 
     @staticmethod
     def _index(by_state: dict[MessageState, list[str]]) -> _Known:
@@ -205,7 +212,10 @@ class Collector:
         run.server_count, run.server_octets = listing.messages, listing.octets
         run.listed = len(listed)
         self._reconcile(run, listed)
-        return listed, self._todo(run, listed)
+        todo = self._todo(run, listed)
+        if not todo and self._sizes_moved(run, listed):
+            todo = await self._check_sizes(run, session, listed)
+        return listed, todo
 
     # -- diff -----------------------------------------------------------------------
 
@@ -230,6 +240,7 @@ class Collector:
         run.gone = len(vanished)
         if pending or vanished:
             run.by_state, run.states, run.alive = self._index(self._store.uids_by_state(account))
+            run.live_octets = None  # summed before these changes
         reappeared = self._reappeared(run, listed)
         if reappeared:
             self._retire(run, reappeared)
@@ -262,6 +273,50 @@ class Collector:
         )
         run.by_state, run.states, run.alive = self._index(self._store.uids_by_state(account))
         run.known = None
+
+    @staticmethod
+    def _sizes_moved(run: RunState, listed: Set[str]) -> bool:
+        """On a poll listing exactly the live messages: does STAT's octet count differ
+        from the sum of their sizes as LIST gave them when collected? Then some
+        message's size changed under its UIDL (RFC 1939 §5: STAT counts the octets
+        LIST counts). Costs nothing on the wire: STAT is sent anyway."""
+        return (
+            run.live_octets is not None
+            and len(run.alive) == len(listed)
+            and run.live_octets != run.server_octets
+        )
+
+    async def _check_sizes(
+        self, run: RunState, session: SourceSession, listed: Set[str]
+    ) -> list[str]:
+        """STAT says some size changed (see :meth:`_sizes_moved`): LIST, and for each
+        message whose size moved, ``TOP n 0``. A header digest as collected means the
+        same message (a server adding ``Status:`` to a message it served): its new
+        size is recorded, so the next poll adds up again. Anything else (no TOP: the
+        size decides) is a new message under a reused UIDL: retired, and returned
+        to be fetched. docs/guarantees.md, point 10."""
+        account = run.job.name
+        messages = self._store.messages(account)
+        moved = [
+            m.key for m in await session.describe(list(listed))
+            if messages[m.key].listed_size != m.size
+        ]
+        if not moved:
+            log.info("account %s: STAT's octets (%d) are not the sum of LIST's sizes "
+                     "(%s)", account, run.server_octets, run.live_octets)
+            return []
+        changed: list[str] = []
+        same: dict[str, int] = {}
+        for message in await session.describe(moved, identify=True):
+            digest = messages[message.key].digest
+            if digest is not None and message.identity == digest:
+                same[message.key] = message.size
+            else:
+                changed.append(message.key)
+        self._store.record_listed_sizes(account, same)
+        if changed:
+            self._retire(run, sorted(changed))
+        return sorted(changed)
 
     @staticmethod
     def _todo(run: RunState, listed: Set[str]) -> list[str]:

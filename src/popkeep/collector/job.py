@@ -73,6 +73,7 @@ class RunState:
         "job",
         "known",
         "listed",
+        "live_octets",
         "pending_keys",
         "server_count",
         "server_octets",
@@ -93,6 +94,9 @@ class RunState:
         #: full records, loaded only when partial receipts matter (see Pipeline.held_by)
         self.known: dict[str, StoredMessage] | None = None
         self.listed = 0
+        #: the sum of the live messages' sizes as LIST gave them when collected (what
+        #: STAT should say if nothing changed); None when unknown
+        self.live_octets: int | None = None
         self.delivered = 0
         self.delivered_bytes = 0
         self.adopted = 0
