@@ -18,6 +18,7 @@ from popkeep.service.metrics import Metrics
 from popkeep.testing.certs import TestCerts
 from popkeep.testing.server import ScriptedPOP3Server
 
+from ..integration import helpers
 from ..integration.helpers import server_config
 from .fakes import FakeView, state
 from .test_web import NO_PROXY
@@ -72,3 +73,37 @@ def test_serve_without_its_extra_is_one_line_naming_it(
 
 def test_the_extra_is_found_when_installed() -> None:
     require_extra()
+
+
+def test_popkeep_serve_without_its_extra_stops_before_any_poll(
+    tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = server_config(tmp_path, server, certs)
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    assert main(["-c", str(config), "serve"]) == 78
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'popkeep[serve]'" in err[0]
+    assert server.sessions == []
+
+
+def test_status_before_the_first_pass_of_a_new_install(tmp_path: Path) -> None:
+    """No state database yet: the API creates it and shows nothing planned (not a 500)."""
+    config = helpers.write_config(tmp_path, port=1, user="taro", password="pw")
+    app = load_app(config)
+
+    async def ask() -> dict[str, object]:
+        metrics = Metrics(app.config.accounts.values())
+        async with status_api(FakeView([state("isp")]), app, metrics, "127.0.0.1:0") as handle:
+            def get() -> bytes:
+                with NO_PROXY.open(handle.url + "/api/status", timeout=5) as r:
+                    body: bytes = r.read()
+                    return body
+
+            return dict(json.loads(await asyncio.to_thread(get)))
+
+    try:
+        doc = asyncio.run(ask())
+    finally:
+        app.close()
+    assert doc["accounts"][0]["upcoming_deletions"]["count"] == 0  # type: ignore[index]

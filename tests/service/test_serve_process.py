@@ -22,6 +22,9 @@ from ..fixtures.dovecot import Dovecot
 from ..integration.helpers import dovecot_config, maildir_messages, server_config
 
 MESSAGES = 3000
+#: the status API on a free port: 8025, the default, may be taken on a shared machine
+LISTEN = 'listen = "127.0.0.1:0"\n'
+LOCAL_API = "\n[service]\n" + LISTEN
 
 
 def _digest(data: bytes) -> str:
@@ -58,6 +61,7 @@ def test_sigterm_mid_fetch_exits_at_once_and_the_next_fetch_completes_without_du
     batch = list(realistic_mailbox(MESSAGES, seed=17))
     dovecot.add_messages(dovecot_user, batch)
     config = dovecot_config(dovecot, tmp_path, dovecot_user)
+    config.write_text(config.read_text() + LOCAL_API)
     maildir = tmp_path / "Maildir"
     proc = _serve(config)
     try:
@@ -89,7 +93,7 @@ def test_sighup_with_a_broken_config_keeps_serving_and_a_good_one_is_used_at_onc
 ) -> None:
     config = server_config(tmp_path, server, certs)  # type: ignore[arg-type]
     good = config.read_text()
-    config.write_text(good + '\n[service]\ninterval = "1h"\n')
+    config.write_text(good + '\n[service]\ninterval = "1h"\n' + LISTEN)
     proc = _serve(config)
     try:
         assert server.wait_for_sessions(1, timeout=30)
@@ -101,7 +105,7 @@ def test_sighup_with_a_broken_config_keeps_serving_and_a_good_one_is_used_at_onc
         assert "still polling by the configuration loaded before" in line
         assert proc.poll() is None
         config.write_text(good.replace('delete_after = "never"', 'delete_after = "30d"')
-                          + '\n[service]\ninterval = "1h"\n')
+                          + '\n[service]\ninterval = "1h"\n' + LISTEN)
         proc.send_signal(signal.SIGHUP)
         assert server.wait_for_sessions(2, timeout=30), "the changed account was not polled"
         proc.send_signal(signal.SIGTERM)

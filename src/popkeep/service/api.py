@@ -86,6 +86,7 @@ async def status_api(
     from popkeep.service.metrics import CONTENT_TYPE
     from popkeep.service.web import build_app, serving
 
+    app.store  # noqa: B018 (opened, so created and migrated, before a read-only reader)
     reader = ScheduleReader(app)
     token = control.new_token()
     web = build_app(view, token=token, upcoming=reader.upcoming,

@@ -45,14 +45,25 @@ def reload_from(service: Service, path: Path) -> bool:
 
 
 async def serve(app: App, path: Path, observers: Sequence[PassObserver] = ()) -> None:
-    """Poll ``app``'s accounts until SIGTERM or SIGINT; SIGHUP reloads ``path``."""
-    service = Service(app, observers=observers)
+    """Poll ``app``'s accounts until SIGTERM or SIGINT; SIGHUP reloads ``path``.
+
+    The status API and /metrics (docs/status-api.md) listen on ``[service] listen``
+    meanwhile; ConfigError (exit 78) before any poll when the ``serve`` extra is
+    missing or that address is not loopback or cannot be bound."""
+    from popkeep.service.api import require_extra, status_api
+
+    require_extra()  # before metrics.py imports prometheus_client
+    from popkeep.service.metrics import Metrics
+
+    metrics = Metrics(app.config.accounts.values())
+    service = Service(app, observers=[*observers, metrics])
     loop = asyncio.get_running_loop()
     for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, _stopping, service, sig)
     loop.add_signal_handler(signal.SIGHUP, reload_from, service, path)
     try:
-        await service.run()
+        async with status_api(service, app, metrics, app.config.service.listen):
+            await service.run()
     finally:
         for sig in (*_STOP_SIGNALS, signal.SIGHUP):
             loop.remove_signal_handler(sig)
