@@ -28,6 +28,7 @@ from ..integration.helpers import account_toml, fetch, save_config
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 AUTH_FAILS = Misbehaviour(auth_error=b"[AUTH] invalid user name or password")
+DOWN = Misbehaviour(greeting=b"-ERR [SYS/TEMP] down for maintenance")
 
 
 def write(base: Path, server: ScriptedPOP3Server, certs: TestCerts,
@@ -81,7 +82,7 @@ def fail_for(service: Service, clock: FakeClock, hours: int) -> None:
     for _ in range(hours):
         clock.advance(timedelta(hours=1))
         [result] = service.poll()
-        assert result.summary.outcome == "AuthError"
+        assert result.summary.outcome != "ok"
 
 
 def test_failing_13_hours_raises_one_alert_and_success_one_recovery(
@@ -93,7 +94,7 @@ def test_failing_13_hours_raises_one_alert_and_success_one_recovery(
     try:
         [first] = service.poll()
         assert first.summary.delivered == 12 and kinds(maildir) == []
-        server.misbehave = AUTH_FAILS
+        server.misbehave = DOWN
         fail_for(service, clock, 12)  # failing since T0+1h: 11 h at the 12th failure
         assert kinds(maildir) == []
         fail_for(service, clock, 1)  # 12 h: alert_after reached
@@ -114,7 +115,7 @@ def test_failing_13_hours_raises_one_alert_and_success_one_recovery(
     assert raised["To"] == "taro@localhost"
     assert raised["Auto-Submitted"] == "auto-generated"
     body = raised.get_content()
-    assert "invalid user name or password" in body and "popkeep check isp" in body
+    assert "down for maintenance" in body and "popkeep check isp" in body
     assert server.password not in body
     assert cleared["Subject"] == 'popkeep: account "isp" works again'
     assert raised["Message-ID"] != cleared["Message-ID"]
@@ -126,7 +127,7 @@ def test_japanese_alert_renders_and_headers_are_rfc2047(
     clock = FakeClock(T0)
     config = write(tmp_path, server, certs, 'language = "ja"\nalert_after = "2h"')
     service = Service(config, clock)
-    server.misbehave = AUTH_FAILS
+    server.misbehave = DOWN
     try:
         fail_for(service, clock, 3)
     finally:
@@ -204,7 +205,7 @@ def test_a_notice_interrupted_before_its_record_is_not_delivered_twice(
     clock = FakeClock(T0)
     service = Service(write(tmp_path, server, certs, 'alert_after = "1h"'), clock)
     crash = _Crashing(service.app.store)
-    server.misbehave = AUTH_FAILS
+    server.misbehave = DOWN
     maildir = tmp_path / "Maildir"
     try:
         fail_for(service, clock, 2)  # raised and delivered; its record "crashed"
@@ -274,9 +275,9 @@ def test_popkeep_fetch_raises_and_clears_alerts_too(
     store.record_run(RunSummary("isp", then, then, "TransportError", "connection refused"))
     store.close()
     maildir = tmp_path / "Maildir"
-    server.misbehave = AUTH_FAILS
+    server.misbehave = DOWN
     code, data = fetch(config, capsys)
-    assert code == 77 and kinds(maildir) == ["failing; raised"]
+    assert code != 0 and kinds(maildir) == ["failing; raised"]
     code, data = fetch(config, capsys)
     assert kinds(maildir) == ["failing; raised"]
     server.misbehave = Misbehaviour()
@@ -285,3 +286,30 @@ def test_popkeep_fetch_raises_and_clears_alerts_too(
     assert kinds(maildir) == ["failing; raised", "failing; cleared"]
     [raised, _] = alerts_in(maildir)
     assert then.strftime("%Y-%m-%d %H:%M UTC") in raised["Subject"]
+
+
+def test_a_refused_sign_in_is_told_at_once_and_once(
+    server: ScriptedPOP3Server, certs: TestCerts, tmp_path: Path
+) -> None:
+    """The service holds an account whose sign-in is refused (no more passes until the
+    config changes), so waiting for alert_after would never tell: signin is at once."""
+    clock = FakeClock(T0)
+    service = Service(write(tmp_path, server, certs), clock)
+    maildir = tmp_path / "Maildir"
+    server.misbehave = AUTH_FAILS
+    try:
+        fail_for(service, clock, 1)
+        assert kinds(maildir) == ["signin; raised"]
+        fail_for(service, clock, 13)  # a cron poll goes on trying: no second, no "failing"
+        assert kinds(maildir) == ["signin; raised"]
+        server.misbehave = Misbehaviour()
+        clock.advance(timedelta(minutes=5))
+        service.poll()
+    finally:
+        service.close()
+    assert kinds(maildir) == ["signin; raised", "signin; cleared"]
+    raised, _ = alerts_in(maildir)
+    assert raised["Subject"] == 'popkeep: a sign-in for "isp" was refused'
+    body = raised.get_content()
+    assert "invalid user name or password" in body and "popkeep check isp" in body
+    assert server.password not in body

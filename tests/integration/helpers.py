@@ -97,8 +97,11 @@ def fetch(
 
 
 def maildir_messages(maildir: Path) -> list[bytes]:
+    """The collected messages in new/ and cur/: not popkeep's own alert notices
+    (docs/alerts.md), which a failing run may add."""
     files = [p for d in ("new", "cur") for p in (maildir / d).iterdir()]
-    return [p.read_bytes() for p in files]
+    messages = [p.read_bytes() for p in files]
+    return [m for m in messages if b"\nX-Popkeep-Alert: " not in m.split(b"\n\n", 1)[0]]
 
 
 def digests(messages: list[bytes]) -> list[str]:

@@ -132,9 +132,16 @@ def test_message_deleted_elsewhere_is_reported_gone(
     assert (code, data["gone"], data["delivered"], data["listed"]) == (0, 1, 0, 4)
 
 
-def _assert_nothing_happened(dovecot: Dovecot, user: str, base: Path, count: int) -> None:
+def _assert_nothing_happened(
+    dovecot: Dovecot, user: str, base: Path, count: int, alerts: tuple[str, ...] = ()
+) -> None:
+    """Nothing collected, nothing deleted; in the Maildir only these alert notices
+    (``X-Popkeep-Alert`` values, docs/alerts.md)."""
     maildir = base / "Maildir" / "new"
-    assert not maildir.exists() or not any(maildir.iterdir())
+    found = [p.read_bytes() for p in maildir.iterdir()] if maildir.exists() else []
+    told = [m.split(b"\nX-Popkeep-Alert: ", 1)[1].split(b"\n", 1)[0].strip().decode()
+            for m in found if b"\nX-Popkeep-Alert: " in m]  # fmt: skip
+    assert len(found) == len(told) and tuple(told) == alerts
     assert dovecot.message_count(user) == count
 
 
@@ -148,7 +155,7 @@ def test_wrong_password_is_one_clear_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 77
     assert len(err) == 1 and err[0].startswith("isp: FAILED:") and "password" in err[0]
-    _assert_nothing_happened(dovecot, dovecot_user, tmp_path, 3)
+    _assert_nothing_happened(dovecot, dovecot_user, tmp_path, 3, ("signin; raised",))
 
 
 def test_wrong_certificate_fails_before_the_password(

@@ -14,10 +14,10 @@ from typing import Literal, NamedTuple
 
 from popkeep.model import RetentionPolicy, RunSummary
 
-Condition = Literal["failing", "quota", "skipped"]
+Condition = Literal["signin", "failing", "quota", "skipped"]
 
 #: every condition, in the order notices about one pass are written
-CONDITIONS: tuple[Condition, ...] = ("failing", "quota", "skipped")
+CONDITIONS: tuple[Condition, ...] = ("signin", "failing", "quota", "skipped")
 
 
 class Active(NamedTuple):
@@ -34,6 +34,8 @@ class Facts(NamedTuple):
     warnings: Sequence[str] = ()
     #: start of the current failure streak (store runs), None when the pass was ok
     failing_since: datetime | None = None
+    #: the server refused the sign-in (AuthError): the service holds the account
+    signin_refused: bool = False
 
 
 #: condition → Active (holds) or None (clear); a condition left out is unknown this pass
@@ -64,13 +66,25 @@ def _ok(summary: RunSummary) -> bool:
     return summary.outcome == "ok"
 
 
+def _signin(facts: Facts, policy: RetentionPolicy, after: timedelta, now: datetime) -> _Answer:
+    """The server refused the sign-in: at once, not after ``alert_after`` — the service
+    stops polling such an account until its config changes (a wrong password must not
+    get it locked), so no later pass would tell. A successful pass clears it."""
+    summary = facts.summary
+    if facts.signin_refused:
+        return Active(facts.failing_since or now, summary.error or summary.outcome)
+    return None if _ok(summary) else _UNKNOWN
+
+
 def _failing(facts: Facts, policy: RetentionPolicy, after: timedelta, now: datetime) -> _Answer:
     """Failed passes for longer than ``alert_after`` (counted from the streak's first
-    failed run); a successful pass clears it."""
+    failed run); a successful pass clears it. A refused sign-in is ``signin``'s."""
     summary = facts.summary
     if _ok(summary):
         return None
     since = facts.failing_since
+    if facts.signin_refused:
+        return _UNKNOWN
     if since is None or now - since < after:
         return _UNKNOWN  # failing, not yet for long: an active alert stays, none is raised
     return Active(since, summary.error or summary.outcome)
@@ -108,4 +122,6 @@ def _mb(octets: int) -> str:
 
 
 _Rule = Callable[[Facts, RetentionPolicy, timedelta, datetime], _Answer]
-_RULES: dict[Condition, _Rule] = {"failing": _failing, "quota": _quota, "skipped": _skipped}
+_RULES: dict[Condition, _Rule] = {
+    "signin": _signin, "failing": _failing, "quota": _quota, "skipped": _skipped,
+}

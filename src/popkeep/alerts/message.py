@@ -31,6 +31,41 @@ _SIGN_JA = "\n-- \npopkeep。通知を止めるには設定の [service] に ale
 
 #: (language, condition, cleared) → words. Fields: account, since, at, details.
 TEXTS: dict[tuple[Language, Condition, bool], Text] = {
+    ("en", "signin", False): Text(
+        'popkeep: a sign-in for "{account}" was refused',
+        "A server refused popkeep's sign-in for account \"{account}\" (since {since}):\n\n"
+        "    {details}\n\n"
+        "popkeep stops polling this account so that the provider does not lock it for\n"
+        "repeated wrong passwords. Nothing is lost: new mail waits on the server.\n\n"
+        "What to do: correct the user name or password (or password_command) of the\n"
+        "server named above, the account's or a sink's, in popkeep's config; check\n"
+        "it with\n\n    popkeep check {account}\n\n"
+        "and, if popkeep serve is running, run `popkeep check-now {account}`.\n"
+        "You will get another message when signing in works again.\n",
+    ),
+    ("en", "signin", True): Text(
+        'popkeep: signing in to "{account}" works again',
+        "popkeep signs in to account \"{account}\" again (since {at}; it was refused\n"
+        "since {since}). Mail that waited on the server is being delivered. Nothing to do.\n",
+    ),
+    ("ja", "signin", False): Text(
+        "popkeep: 「{account}」のログインが拒否されました",
+        "アカウント「{account}」について、サーバーが popkeep のログインを拒否しました\n"
+        "({since} から):\n\n"
+        "    {details}\n\n"
+        "誤ったパスワードの繰り返しでアカウントがロックされないよう、popkeep はこの\n"
+        "アカウントの受信を止めています。メールは失われず、サーバーで待っています。\n\n"
+        "対処方法: 上に示されたサーバー (アカウントか配送先) のユーザー名かパスワード\n"
+        "(または password_command) を popkeep の設定で直し、次のコマンドで確認してください。\n\n"
+        "    popkeep check {account}\n\n"
+        "popkeep serve が動いていれば `popkeep check-now {account}` も実行してください。\n"
+        "ログインできるようになったら、もう一度お知らせします。\n",
+    ),
+    ("ja", "signin", True): Text(
+        "popkeep: 「{account}」にまたログインできるようになりました",
+        "アカウント「{account}」にまたログインできるようになりました ({at}。{since} から\n"
+        "拒否されていました)。サーバーで待っていたメールを配送します。対処は不要です。\n",
+    ),
     ("en", "failing", False): Text(
         'popkeep: account "{account}" has been failing since {since}',
         "popkeep has not been able to collect mail from account \"{account}\" since {since}.\n"

@@ -25,7 +25,7 @@ from popkeep.alerts import conditions
 from popkeep.clock import Clock
 from popkeep.collector.job import AccountResult
 from popkeep.config.schema import AccountConfig, ServiceConfig
-from popkeep.errors import AlreadyRunning, PopkeepError
+from popkeep.errors import AlreadyRunning, AuthError, PopkeepError
 from popkeep.sinks.base import Delivery, Sink, delivery_key
 from popkeep.spool import SpooledMessage
 from popkeep.state.base import Alert, StateStore
@@ -88,7 +88,8 @@ class Alerts:
             return []
         store, summary = self._store, result.summary
         since = store.failing_since(account.name) if summary.outcome != "ok" else None
-        facts = conditions.Facts(summary, result.warnings, since)
+        refused = isinstance(result.error, AuthError)
+        facts = conditions.Facts(summary, result.warnings, since, refused)
         now = self._clock.now()
         after = timedelta(seconds=self._settings.alert_after)
         verdict = conditions.evaluate(facts, account.retention, after, now)
