@@ -20,6 +20,7 @@ from popkeep.model import MessageState, RetentionPolicy
 from popkeep.sinks.maildir import MaildirSink
 from popkeep.sources.base import ListedMessage, Listing, SessionFactory, SourceSession
 from popkeep.spool import SpooledMessage, SpoolFactory, SpoolWriter
+from popkeep.state.asyncstore import AsyncStore
 from popkeep.state.sqlite import SQLiteStore
 from popkeep.transport.base import TLSInfo
 
@@ -94,7 +95,7 @@ def test_the_collector_drives_a_source_of_opaque_keys(tmp_path: Path) -> None:
     source = FolderSource(box, refuse=["7/10"])
     store = SQLiteStore.open(tmp_path / "state.db")
     try:
-        collector = Collector(store, SystemClock())
+        collector = Collector(AsyncStore(store), SystemClock())
         job = _pass(tmp_path, source, RetentionPolicy(delete_after=timedelta(0)))
         result = asyncio.run(collector.run(job))
         assert result.error is None, result.error
@@ -133,7 +134,7 @@ def test_a_refused_retrieval_names_keys_not_numbers(tmp_path: Path) -> None:
     source = Refusing({"a": _message(1), "b": _message(2)})
     store = SQLiteStore.open(tmp_path / "state.db")
     try:
-        result = asyncio.run(Collector(store, SystemClock()).run(
+        result = asyncio.run(Collector(AsyncStore(store), SystemClock()).run(
             _pass(tmp_path, source, RetentionPolicy())))
         assert isinstance(result.error, MessageError)
         assert store.uids_by_state("folder")[MessageState.DELIVERED] == ["b"]

@@ -353,10 +353,15 @@ class App:
             if connect is not None:
                 factories = {name: connect(name, f) for name, f in factories.items()}
             from popkeep.collector import Collector
+            from popkeep.state.asyncstore import AsyncStore
 
             jobs = [self.job(account, connect=factories[account.name]) for account in accounts]
-            collector = Collector(self.store, self.clock, progress)
-            yield Passes(collector, jobs, [self._already_running(name) for name in skipped])
+            store = AsyncStore(self.store)  # the passes' one way to the store
+            try:
+                collector = Collector(store, self.clock, progress)
+                yield Passes(collector, jobs, [self._already_running(name) for name in skipped])
+            finally:
+                store.close()  # its thread, if a loop started one; the store stays open
 
     def _check_sink_paths(self, accounts: Sequence[AccountConfig]) -> None:
         """CannotCreate (exit 73) before any lock or login when a sink of ``accounts``

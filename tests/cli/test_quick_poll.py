@@ -13,6 +13,7 @@ from popkeep.cli.quick import poll as quickpoll
 from popkeep.clock import SystemClock
 from popkeep.collector import AccountResult, Collector
 from popkeep.model import RetentionPolicy
+from popkeep.state.asyncstore import AsyncStore
 from popkeep.state.sqlite import SQLiteStore
 
 from ..test_sources import FolderSource, _message, _pass
@@ -90,7 +91,7 @@ def test_a_pass_with_nothing_to_do_ends_without_a_loop_and_one_with_work_goes_on
     source = FolderSource({"7/1": _message(1)})
     store = SQLiteStore.open(tmp_path / "state.db")
     try:
-        collector = Collector(store, SystemClock())
+        collector = Collector(AsyncStore(store), SystemClock())
         policy = RetentionPolicy(delete_after=timedelta(0))
         begun = quickpoll._begin(collector.run(_pass(tmp_path, source, policy)))
         assert isinstance(begun, quickpoll._Suspended)  # work: stopped before the sinks

@@ -31,6 +31,7 @@ from popkeep.app import App
 from popkeep.clock import SystemClock
 from popkeep.collector import AccountJob, Collector
 from popkeep.config.load import load_config
+from popkeep.state.asyncstore import AsyncStore
 from popkeep.state.sqlite import SQLiteStore
 from popkeep.testing.mailbox import Mailbox
 from popkeep.testing.mailgen import realistic_mailbox
@@ -128,7 +129,7 @@ def _pass(config: Path, wrap: Callable[[SQLiteStore], Any],
     job = job._replace(batch_messages=2, commit_messages=2, stage_messages=1,
                               commit_seconds=1e9, sinks=[wrap_sink(s) for s in job.sinks])
     try:
-        result = asyncio.run(Collector(store, SystemClock()).run(job))
+        result = asyncio.run(Collector(AsyncStore(store), SystemClock()).run(job))
         assert result.error is None, result.error
         return store, False
     except Crash:

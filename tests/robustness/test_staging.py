@@ -25,6 +25,7 @@ from popkeep.sinks.base import Delivery, Staged
 from popkeep.sinks.maildir import MaildirSink
 from popkeep.sinks.mbox import MboxSink
 from popkeep.spool import Spool
+from popkeep.state.asyncstore import AsyncStore
 from popkeep.state.sqlite import SQLiteStore
 from popkeep.testing.mailbox import Mailbox
 from popkeep.testing.mailgen import big_message, realistic_mailbox
@@ -70,7 +71,7 @@ def _run(config: Path, tune: Callable[[AccountJob], AccountJob],
             spool(app.spool("isp"), job)
         job = tune(job)
         report = None if progress is None else (lambda _a, done, _t, _b: progress.append(done))
-        return asyncio.run(Collector(store, SystemClock(), report).run(job))
+        return asyncio.run(Collector(AsyncStore(store), SystemClock(), report).run(job))
     finally:
         store.close()
 

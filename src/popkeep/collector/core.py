@@ -45,7 +45,7 @@ from popkeep.collector.job import (
 from popkeep.errors import PopkeepError, TransportError
 from popkeep.model import MessageState, RunSummary, ServerStat
 from popkeep.sources.base import ListedMessage, SourceSession
-from popkeep.state.base import StateStore
+from popkeep.state.asyncstore import AsyncStore
 
 if TYPE_CHECKING:
     from popkeep.collector.pipeline import Pipeline
@@ -63,10 +63,17 @@ def _checkpoint() -> Generator[None, None, None]:
 
 
 class Collector:
-    """Runs passes; one instance may serve many accounts (sequentially or concurrently)."""
+    """Runs passes; one instance may serve many accounts (sequentially or concurrently).
+
+    Every store call from the pass goes through ``store`` (docs/architecture.md,
+    "Calling the store from async code"): inside a running loop it runs on the
+    store's thread, never on the loop; driven without a loop it runs at once. Only
+    the state read on its own plain thread (:meth:`_read_state`,
+    :meth:`_live_octets`) calls ``store.store`` directly.
+    """
 
     def __init__(
-        self, store: StateStore, clock: Clock, progress: ProgressCallback | None = None
+        self, store: AsyncStore, clock: Clock, progress: ProgressCallback | None = None
     ) -> None:
         self._store = store
         self._clock = clock
@@ -99,15 +106,15 @@ class Collector:
                 await session.close()
         except PopkeepError as exc:
             error = exc
-        return self._result(run, started, error)
+        return await self._result(run, started, error)
 
-    def _result(
+    async def _result(
         self, run: RunState, started: datetime, error: PopkeepError | None
     ) -> AccountResult:
         if error is not None:  # the caller reports it (popkeep fetch: one FAILED line)
             log.info("account %s: %s", run.job.name, error)
         summary = self._summary(run, started, error)
-        self._store.record_run(summary)
+        await self._store.record_run(summary)
         return AccountResult(summary, error, run.warnings)
 
     async def _deliver(
@@ -115,7 +122,7 @@ class Collector:
     ) -> None:
         """Fetch ``todo``, deliver, retain, commit. Sinks are opened only when there is
         something to fetch or delete (a failed sink blocks every deletion)."""
-        if self._idle(run, listed, todo):
+        if await self._idle(run, listed, todo):
             await session.commit()
             return
         job = run.job
@@ -170,14 +177,17 @@ class Collector:
         return session
 
     def _read_state(self, account: str) -> tuple[frozenset[str], _Known]:
-        """The account's state, read and indexed in a worker thread (see _connect)."""
-        pending = frozenset(i.key for i in self._store.pending_intents(account))
-        return pending, self._index(self._store.uids_by_state(account))
+        """The account's state, read and indexed in a worker thread (see _connect): the
+        synchronous store itself, called from no loop."""
+        store = self._store.store
+        pending = frozenset(i.key for i in store.pending_intents(account))
+        return pending, self._index(store.uids_by_state(account))
 
     def _live_octets(self, account: str) -> int | None:
         """What STAT should say if the server holds exactly the live messages, as
-        collected (see :meth:`_sizes_moved`); None when some lack a recorded size."""
-        total, unrecorded = self._store.live_octets(account)
+        collected (see :meth:`_sizes_moved`); None when some lack a recorded size. Read
+        in the worker thread of _connect, like :meth:`_read_state`."""
+        total, unrecorded = self._store.store.live_octets(account)
         return None if unrecorded else total
 
     @staticmethod
@@ -211,7 +221,7 @@ class Collector:
         listed = listing.keys
         run.server_count, run.server_octets = listing.messages, listing.octets
         run.listed = len(listed)
-        self._reconcile(run, listed)
+        await self._reconcile(run, listed)
         todo = self._todo(run, listed)
         if not todo and self._sizes_moved(run, listed):
             todo = await self._check_sizes(run, session, listed)
@@ -219,7 +229,7 @@ class Collector:
 
     # -- diff -----------------------------------------------------------------------
 
-    def _reconcile(self, run: RunState, listed: Set[str]) -> None:
+    async def _reconcile(self, run: RunState, listed: Set[str]) -> None:
         """Settle what changed on the server since the last run (message states:
         docs/architecture.md).
 
@@ -229,21 +239,22 @@ class Collector:
         account, now = run.job.name, self._clock.now()
         pending = run.by_state.get(MessageState.DELETE_PENDING, [])
         # A DELE whose QUIT reply we never saw: still listed means it did not happen.
-        self._store.revert_delete_pending(account, [u for u in pending if u in listed])
-        self._store.mark_deleted(account, [u for u in pending if u not in listed], now)
+        await self._store.revert_delete_pending(account, [u for u in pending if u in listed])
+        await self._store.mark_deleted(account, [u for u in pending if u not in listed], now)
         # Set difference in C over the live uids only: no Python loop per known uid, and
         # the GONE/DELETED history of years of polls costs nothing.
         vanished = sorted(run.alive.difference(listed))
         if vanished:
             log.info("account %s: %d messages gone (deleted elsewhere)", account, len(vanished))
-            self._store.mark_gone(account, vanished, now)
+            await self._store.mark_gone(account, vanished, now)
         run.gone = len(vanished)
         if pending or vanished:
-            run.by_state, run.states, run.alive = self._index(self._store.uids_by_state(account))
+            by_state = await self._store.uids_by_state(account)
+            run.by_state, run.states, run.alive = self._index(by_state)
             run.live_octets = None  # summed before these changes
         reappeared = self._reappeared(run, listed)
         if reappeared:
-            self._retire(run, reappeared)
+            await self._retire(run, reappeared)
 
     @staticmethod
     def _reappeared(run: RunState, listed: Set[str]) -> list[str]:
@@ -256,13 +267,13 @@ class Collector:
             return []
         return sorted(uid for uid in listed - run.alive if uid in run.states)
 
-    def _retire(self, run: RunState, uids: list[str]) -> None:
+    async def _retire(self, run: RunState, uids: list[str]) -> None:
         """``uids`` now name new messages: their old records move aside (the store's
         ``retire``: history and content hash kept) and the uids are unknown, so this
         pass fetches and delivers them, and never deletes or skips them on the old
         message's record. Reported as a warning of the run."""
         account = run.job.name
-        self._store.retire(account, uids, self._clock.now())
+        await self._store.retire(account, uids, self._clock.now())
         log.warning(
             "account %s: the server reused the UIDL of %d message(s) collected before "
             "for new mail (RFC 1939 §7); fetching them as new messages", account, len(uids),
@@ -271,7 +282,7 @@ class Collector:
             f"the server reused {len(uids)} UIDL(s) for new messages; fetched as new "
             "(docs/guarantees.md, sources: POP3)"
         )
-        run.by_state, run.states, run.alive = self._index(self._store.uids_by_state(account))
+        run.by_state, run.states, run.alive = self._index(await self._store.uids_by_state(account))
         run.known = None
 
     @staticmethod
@@ -296,7 +307,7 @@ class Collector:
         size decides) is a new message under a reused UIDL: retired, and returned
         to be fetched. docs/guarantees.md, point 10."""
         account = run.job.name
-        messages = self._store.messages(account)
+        messages = await self._store.messages(account)
         moved = [
             m.key for m in await session.describe(list(listed))
             if messages[m.key].listed_size != m.size
@@ -313,9 +324,9 @@ class Collector:
                 same[message.key] = message.size
             else:
                 changed.append(message.key)
-        self._store.record_listed_sizes(account, same)
+        await self._store.record_listed_sizes(account, same)
         if changed:
-            self._retire(run, sorted(changed))
+            await self._retire(run, sorted(changed))
         return sorted(changed)
 
     @staticmethod
@@ -357,34 +368,34 @@ class Collector:
         """Delete what the policy chose, then commit; believe it only when the source
         confirms (POP3: QUIT +OK). ``listed``: the uids this session listed."""
         job = run.job
-        doomed = [] if run.sink_failed else self._doomed(run, listed)
+        doomed = [] if run.sink_failed else await self._doomed(run, listed)
         if not doomed:
             await session.commit()
             return
         now = self._clock.now()
-        self._store.mark_delete_pending(job.name, doomed, now)
+        await self._store.mark_delete_pending(job.name, doomed, now)
         try:
             refused = set(await session.delete(doomed))
         except PopkeepError:
             # No QUIT was sent, so the server entered no UPDATE state (RFC 1939 §6):
             # the DELEs are void. (A kill right here is settled by the next _reconcile.)
-            self._store.revert_delete_pending(job.name, doomed)
+            await self._store.revert_delete_pending(job.name, doomed)
             raise
         if refused:
             # Typically expunged by another client (or by the server finishing an
             # earlier, killed session) since our UIDL: not ours to count. The next
             # run's reconcile sees whether it is still listed.
             kept = [uid for uid in doomed if uid in refused]
-            self._store.revert_delete_pending(job.name, kept)
+            await self._store.revert_delete_pending(job.name, kept)
             doomed = [uid for uid in doomed if uid not in refused]
             run.warnings.append(
                 f"the server refused DELE of {len(kept)} message(s); rechecked next run"
             )
         if await session.commit():
-            self._store.mark_deleted(job.name, doomed, self._clock.now())
+            await self._store.mark_deleted(job.name, doomed, self._clock.now())
             run.deleted = len(doomed)
         else:
-            self._store.revert_delete_pending(job.name, doomed)
+            await self._store.revert_delete_pending(job.name, doomed)
             raise TransportError(
                 "the server did not confirm QUIT after DELE (RFC 1939 §6): "
                 "nothing counts as deleted; the deletions will be retried"
@@ -405,10 +416,10 @@ class Collector:
         message may have the old one's size. Only these messages are asked: a poll
         deleting nothing asks nothing. Messages collected before popkeep recorded
         either are not checked."""
-        doomed = [] if run.sink_failed else self._doomed(run, listed)
+        doomed = [] if run.sink_failed else await self._doomed(run, listed)
         if not doomed:
             return todo
-        messages = self._store.messages(run.job.name)
+        messages = await self._store.messages(run.job.name)
         recorded = [
             uid for uid in doomed
             if messages[uid].listed_size is not None or messages[uid].digest is not None
@@ -425,18 +436,18 @@ class Collector:
                 changed.append(message.key)
         if not changed:
             return todo
-        self._retire(run, sorted(changed))
+        await self._retire(run, sorted(changed))
         return [*todo, *changed]
 
-    def _idle(self, run: RunState, listed: Set[str], todo: list[str]) -> bool:
+    async def _idle(self, run: RunState, listed: Set[str], todo: list[str]) -> bool:
         """Nothing to fetch and nothing due for deletion: the pass ends with a commit."""
-        return not todo and not self._doomed(run, listed)
+        return not todo and not await self._doomed(run, listed)
 
-    def _doomed(self, run: RunState, listed: Set[str]) -> list[str]:
+    async def _doomed(self, run: RunState, listed: Set[str]) -> list[str]:
         job = run.job
         if job.policy.delete_after is None and job.policy.server_quota is None:
             return []  # "never" and no quota: decide() would keep everything
-        messages = self._store.messages(job.name)
+        messages = await self._store.messages(job.name)
         on_server = [m for uid, m in messages.items() if uid in listed]
         stat = ServerStat(run.server_count, run.server_octets)
         required = frozenset(sink_names(job))

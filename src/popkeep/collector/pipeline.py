@@ -29,7 +29,8 @@ from popkeep.model import MessageState, Receipt
 from popkeep.sinks.base import Delivery, Sink, Staged, StagingSink, delivery_key, staging
 from popkeep.sources.base import ListedMessage, SourceSession
 from popkeep.spool import SpooledMessage
-from popkeep.state.base import Delivered, Intent, Refusal, StateStore
+from popkeep.state.asyncstore import AsyncStore
+from popkeep.state.base import Delivered, Intent, Refusal
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class Pipeline:
     """Delivers what one pass fetches; one instance serves every pass of a collector."""
 
     def __init__(
-        self, store: StateStore, clock: Clock, progress: ProgressCallback | None = None
+        self, store: AsyncStore, clock: Clock, progress: ProgressCallback | None = None
     ) -> None:
         self._store = store
         self._clock = clock
@@ -121,7 +122,8 @@ class Pipeline:
             return
         job = run.job
         flow = self._flow(job)
-        wanted, flow.refused = skip_refused(self._store, run, wanted, self.held_by)
+        await self._load_known(run, wanted)
+        wanted, flow.refused = await skip_refused(self._store, run, wanted, self.held_by)
         if not wanted:
             return
         by_key = {entry.key: entry for entry in wanted}
@@ -144,7 +146,7 @@ class Pipeline:
                     if flow.received:
                         step = asyncio.ensure_future(self._step(run, flow))
         except MessageAborted as exc:
-            self._aborted(run, flow, exc)
+            await self._aborted(run, flow, exc)
             raise
         finally:
             try:
@@ -221,7 +223,7 @@ class Pipeline:
     ) -> None:
         """Dedup ``group``, then hand the fresh messages to every staging sink."""
         job = run.job
-        fresh, repeats = self._split_known_content(run, flow, group)
+        fresh, repeats = await self._split_known_content(run, flow, group)
         flow.taken += len(group)
         flow.repeats.extend(repeats)
         deliveries = [
@@ -259,7 +261,7 @@ class Pipeline:
             await stager.discard(flow.handles[sink.name])
             flow.handles[sink.name] = []
 
-    def _split_known_content(
+    async def _split_known_content(
         self, run: RunState, flow: _Flow, group: list[tuple[ListedMessage, SpooledMessage]]
     ) -> tuple[list[tuple[ListedMessage, SpooledMessage]], list[tuple[str, str, int]]]:
         """Dedup by content: (messages to deliver, (uid, sha256, size) to adopt afterwards).
@@ -270,11 +272,11 @@ class Pipeline:
         """
         fresh: list[tuple[ListedMessage, SpooledMessage]] = []
         repeats: list[tuple[str, str, int]] = []
-        known = self._store.known_hashes(run.job.name, [m.sha256 for _, m in group])
+        known = await self._store.known_hashes(run.job.name, [m.sha256 for _, m in group])
         for entry, message in group:
             original = None
             if message.sha256 in known:
-                original = self._store.find_by_hash(run.job.name, message.sha256)
+                original = await self._store.find_by_hash(run.job.name, message.sha256)
             if message.sha256 in flow.hashes or (
                 original is not None and original.uid != entry.key and original.sinks
             ):
@@ -284,12 +286,14 @@ class Pipeline:
                 fresh.append((entry, message))
         return fresh, repeats
 
-    def _adopt(self, run: RunState, flow: _Flow, repeats: list[tuple[str, str, int]]) -> None:
+    async def _adopt(
+        self, run: RunState, flow: _Flow, repeats: list[tuple[str, str, int]]
+    ) -> None:
         for uid, sha256, size in repeats:
-            original = self._store.find_by_hash(run.job.name, sha256)
+            original = await self._store.find_by_hash(run.job.name, sha256)
             if original is None or not original.sinks:
                 continue  # its first copy failed to deliver: fetched again next run
-            self._store.adopt(run.job.name, uid, original, size, flow.sizes.get(uid))
+            await self._store.adopt(run.job.name, uid, original, size, flow.sizes.get(uid))
             run.adopted += 1
 
     async def _commit(self, run: RunState, flow: _Flow) -> None:
@@ -307,7 +311,7 @@ class Pipeline:
         flow.handles = {name: [] for name in flow.stagers}
         flow.taken = flow.uncommitted_bytes = 0
         flow.last_commit = self._clock.monotonic()
-        self._adopt(run, flow, repeats)
+        await self._adopt(run, flow, repeats)
         run.done += taken
         self._report(run, flow)
 
@@ -331,7 +335,7 @@ class Pipeline:
             d.uid: Intent(job.name, d.uid, d.key, d.message.sha256, d.message.size, names)
             for d in deliveries
         }
-        self._store.journal(list(intents.values()))
+        await self._store.journal(list(intents.values()))
         receipts = {d.uid: list(flow.found.get(d.uid, ())) for d in deliveries}
         unsure: list[Intent] = []
         refused: set[str] = set()
@@ -345,7 +349,7 @@ class Pipeline:
             for delivery, receipt in outcome.done:
                 receipts[delivery.uid].append(receipt)
             for delivery, refusal in outcome.refused:
-                self._refused(run, flow, sink, delivery, refusal)
+                await self._refused(run, flow, sink, delivery, refusal)
                 refused.add(delivery.uid)
             if outcome.error is not None:
                 await self._fail(run, flow, sink, outcome.error)
@@ -358,18 +362,18 @@ class Pipeline:
             )
             for d in deliveries
         ]
-        self._store.record_delivered(job.name, delivered, names, self._clock.now())
+        await self._store.record_delivered(job.name, delivered, names, self._clock.now())
         if unsure:
             # The sink may have stored the message it was handling when it failed (a
             # timeout after the server committed): keep the intent, so the next run
             # asks the sink (Sink.find) before delivering it again.
-            self._store.journal(unsure)
+            await self._store.journal(unsure)
         if not run.failed_sinks:
             done = [d for d in deliveries if d.uid not in refused]
             run.delivered += len(done)
             run.delivered_bytes += sum(d.message.size for d in done)
 
-    def _refused(
+    async def _refused(
         self, run: RunState, flow: _Flow, sink: Sink, delivery: Delivery, error: MessageRefused
     ) -> None:
         """``sink`` refused one message for good: reported and remembered (see .refusals)."""
@@ -377,9 +381,9 @@ class Pipeline:
         size = flow.sizes.get(delivery.uid, message.size)
         refusal = Refusal(delivery.uid, sink.name, size, message.sha256, str(error),
                           self._clock.now())
-        remember(self._store, run, refusal, error)
+        await remember(self._store, run, refusal, error)
 
-    def _aborted(self, run: RunState, flow: _Flow, error: MessageAborted) -> None:
+    async def _aborted(self, run: RunState, flow: _Flow, error: MessageAborted) -> None:
         """The source cut one message mid-transfer (never-ending, or larger than listed
         and than max_message_size): remembered as refused by every sink, so later runs
         leave it on the server, report it, and fetch the messages after it; ``popkeep
@@ -390,7 +394,7 @@ class Pipeline:
         reason = f"{error} although listed with {size} (it never ends, or its size is a lie)"
         now = self._clock.now()
         refusals = [Refusal(error.key, s.name, size, "", reason, now) for s in run.job.sinks]
-        self._store.record_refusals(run.job.name, refusals)
+        await self._store.record_refusals(run.job.name, refusals)
         run.skipped += 1
 
     def _owed(
@@ -485,11 +489,17 @@ class Pipeline:
         for _, message in flow.received:
             message.close()
 
-    def held_by(self, run: RunState, uid: str) -> frozenset[str]:
-        """Sinks already holding ``uid`` (partial receipts of a SEEN message)."""
-        if run.states.get(uid) is not MessageState.SEEN:
+    async def _load_known(self, run: RunState, wanted: list[ListedMessage]) -> None:
+        """Read the account's messages into ``run.known`` when a wanted one is SEEN (some
+        sinks may hold it already: :meth:`held_by`); a pass of new mail reads nothing."""
+        if run.known is None and any(run.states.get(m.key) is MessageState.SEEN for m in wanted):
+            run.known = await self._store.messages(run.job.name)
+
+    @staticmethod
+    def held_by(run: RunState, uid: str) -> frozenset[str]:
+        """Sinks already holding ``uid`` (partial receipts of a SEEN message; read by
+        :meth:`_load_known` before the fetch)."""
+        if run.states.get(uid) is not MessageState.SEEN or run.known is None:
             return frozenset()
-        if run.known is None:
-            run.known = self._store.messages(run.job.name)
         known = run.known.get(uid)
         return known.sinks if known is not None else frozenset()

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from popkeep.collector.job import RunState, sink_names
 from popkeep.errors import MessageRefused
 from popkeep.sources.base import ListedMessage
-from popkeep.state.base import Refusal, StateStore
+from popkeep.state.asyncstore import AsyncStore
+from popkeep.state.base import Refusal
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,8 @@ log = logging.getLogger(__name__)
 Refused = dict[str, frozenset[str]]
 
 
-def skip_refused(
-    store: StateStore,
+async def skip_refused(
+    store: AsyncStore,
     run: RunState,
     wanted: list[ListedMessage],
     held_by: Callable[[RunState, str], frozenset[str]],
@@ -40,7 +41,7 @@ def skip_refused(
     Reports each remembered refusal in the run's warnings. ``held_by(run, uid)``:
     sinks already holding the uid.
     """
-    remembered = store.refusals(run.job.name)
+    remembered = await store.refusals(run.job.name)
     if not remembered:
         return wanted, {}
     names = frozenset(sink_names(run.job))
@@ -65,12 +66,14 @@ def skip_refused(
     return kept, refused
 
 
-def remember(store: StateStore, run: RunState, refusal: Refusal, error: MessageRefused) -> None:
+async def remember(
+    store: AsyncStore, run: RunState, refusal: Refusal, error: MessageRefused
+) -> None:
     """A sink refused a message this run: warn, and store it so later runs skip it."""
     log.warning("account %s: sink %s: %s", run.job.name, refusal.sink, error)
     run.skipped += 1
     _warn(run, refusal.uid, refusal.size, refusal.sink, refusal.reason)
-    store.record_refusals(run.job.name, [refusal])
+    await store.record_refusals(run.job.name, [refusal])
 
 
 def _warn(
