@@ -19,6 +19,7 @@ from popkeep.errors import ConfigError, MessageError
 from popkeep.model import MessageState, RetentionPolicy
 from popkeep.sinks.maildir import MaildirSink
 from popkeep.sources.base import ListedMessage, Listing, SessionFactory, SourceSession
+from popkeep.sources.pop3 import StreamOpener
 from popkeep.spool import SpooledMessage, SpoolFactory, SpoolWriter
 from popkeep.state.asyncstore import AsyncStore
 from popkeep.state.sqlite import SQLiteStore
@@ -156,9 +157,11 @@ def test_the_account_type_picks_the_source(
     real = app.SOURCE_BUILDERS["pop3"]
     built: list[object] = []
 
-    def fake(account: AccountConfig, spool: SpoolFactory) -> SessionFactory:
+    def fake(
+        account: AccountConfig, spool: SpoolFactory, opener: StreamOpener | None
+    ) -> SessionFactory:
         built.append(spool)
-        return real(account, spool)
+        return real(account, spool, opener)
 
     monkeypatch.setitem(app.SOURCE_BUILDERS, "pop3", fake)
     the_app = app.App(config)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from popkeep.model import RunSummary, ServerStat, StoredMessage
     from popkeep.sinks.base import Sink
     from popkeep.sources.base import SessionFactory, SourceSession
-    from popkeep.sources.pop3 import SessionSettings
+    from popkeep.sources.pop3 import SessionSettings, StreamOpener
     from popkeep.spool import SpoolFactory
     from popkeep.state.base import AccountLocks, Refusal, StateStore
     from popkeep.transport.base import TLSInfo
@@ -100,8 +100,10 @@ def build_sink(cfg: SinkConfig) -> Sink:
 
 # -- sources ---------------------------------------------------------------------------
 
-#: ``(account, spool) → session factory``: one per ``[[account]] type``
-SourceBuilder = Callable[[AccountConfig, "SpoolFactory"], "SessionFactory"]
+#: ``(account, spool, opener) → session factory``: one per ``[[account]] type``. A
+#: network source opens its streams with ``opener`` (None: transport.tcp's, on the
+#: running loop; the cron edge passes its own, ``transport.loopless``).
+SourceBuilder = Callable[[AccountConfig, "SpoolFactory", "StreamOpener | None"], "SessionFactory"]
 
 
 def _pop3_settings(account: AccountConfig, password: str) -> SessionSettings:
@@ -126,7 +128,9 @@ def _pop3_settings(account: AccountConfig, password: str) -> SessionSettings:
     )
 
 
-def _pop3(account: AccountConfig, spool: SpoolFactory) -> SessionFactory:
+def _pop3(
+    account: AccountConfig, spool: SpoolFactory, opener: StreamOpener | None
+) -> SessionFactory:
     """Connect + authenticate a POP3 source for ``account`` (password resolved late).
 
     Its modules load here, in the caller's thread, before ``connect`` may run on a
@@ -135,6 +139,7 @@ def _pop3(account: AccountConfig, spool: SpoolFactory) -> SessionFactory:
     from popkeep.transport.base import TLSSettings  # noqa: F401
     from popkeep.transport.tcp import open_stream
 
+    opens = opener or open_stream
     server = account.server
     if server.user is None or server.secret is None:  # config.load requires both
         raise ConfigError(f'account "{account.name}": no user or password source')
@@ -143,7 +148,7 @@ def _pop3(account: AccountConfig, spool: SpoolFactory) -> SessionFactory:
     async def connect() -> SourceSession:
         password = secret.resolve()
         MASK.add(password)
-        return await POP3Source.connect(_pop3_settings(account, password), open_stream, spool)
+        return await POP3Source.connect(_pop3_settings(account, password), opens, spool)
 
     return connect
 
@@ -155,14 +160,17 @@ SOURCE_BUILDERS: dict[str, SourceBuilder] = {
 }
 
 
-def build_source(account: AccountConfig, spool: SpoolFactory) -> SessionFactory:
-    """The session factory for ``account``'s type; its messages spool through ``spool``."""
+def build_source(
+    account: AccountConfig, spool: SpoolFactory, opener: StreamOpener | None = None
+) -> SessionFactory:
+    """The session factory for ``account``'s type; its messages spool through ``spool``,
+    its streams open with ``opener`` (see :data:`SourceBuilder`)."""
     builder = SOURCE_BUILDERS.get(account.type)
     if builder is None:
         known = ", ".join(SOURCE_BUILDERS)
         raise ConfigError(f'account "{account.name}": unknown type {account.type!r} '
                           f"(known: {known})")
-    return builder(account, spool)
+    return builder(account, spool, opener)
 
 
 # -- the store ---------------------------------------------------------------------------
@@ -284,9 +292,12 @@ class App:
         """The spool factory of ``account``'s source (one per account and app)."""
         return self._spools.setdefault(account, Spool())
 
-    def source(self, account: AccountConfig) -> SessionFactory:
-        """The session factory of ``account``'s source, spooling through :meth:`spool`."""
-        return build_source(account, self.spool(account.name))
+    def source(
+        self, account: AccountConfig, opener: StreamOpener | None = None
+    ) -> SessionFactory:
+        """The session factory of ``account``'s source, spooling through :meth:`spool`
+        (``opener``: see :data:`SourceBuilder`)."""
+        return build_source(account, self.spool(account.name), opener)
 
     def job(self, account: AccountConfig, connect: SessionFactory | None = None) -> AccountJob:
         """The account's job; ``connect`` replaces :meth:`source` (a session opened
@@ -337,6 +348,7 @@ class App:
         progress: ProgressCallback | None = None,
         *,
         connect: Callable[[str, SessionFactory], SessionFactory] | None = None,
+        opener: StreamOpener | None = None,
     ) -> Iterator[Passes]:
         """The passes to run for ``names`` (all enabled accounts when none), while
         their locks are held.
@@ -346,10 +358,11 @@ class App:
         AlreadyRunning: two collectors of one mailbox could both deliver a message
         before either records it. ``connect(account, factory)``, called for each
         account as soon as its lock is held and before the collector, the sinks or
-        the store are loaded, may replace the account's session factory.
+        the store are loaded, may replace the account's session factory. ``opener``:
+        how the sources open their streams (see :data:`SourceBuilder`).
         """
         with self._locked(names) as (accounts, skipped):
-            factories = {a.name: self.source(a) for a in accounts}
+            factories = {a.name: self.source(a, opener) for a in accounts}
             if connect is not None:
                 factories = {name: connect(name, f) for name, f in factories.items()}
             from popkeep.collector import Collector

@@ -30,7 +30,8 @@ from popkeep.model import ServerStat
 from popkeep.sources.pop3 import POP3Session, SessionSettings
 from popkeep.spool import SpoolWriter
 from popkeep.transport.base import TLSSettings
-from popkeep.transport.tcp import TCPStream, open_stream, open_tcp, system_ca_dir
+from popkeep.transport.loopless import LooplessStream, open_stream
+from popkeep.transport.tcp import TCPStream, open_tcp, system_ca_dir
 
 from .miniserver import MiniServer
 
@@ -467,7 +468,7 @@ def test_corrupt_tls_record_on_the_loop_is_a_tls_error(certs: tuple[Cert, Cert])
         theirs.sendall(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)  # application data, bad MAC
 
     async def main() -> bytes:
-        stream = TCPStream(ours, 5)
+        stream = await TCPStream.on_loop(ours, 5)
         await stream._handshake(TLSSettings("localhost", ca_file=good.cert))
         got = b""
         try:
@@ -494,7 +495,7 @@ def test_a_connection_lost_to_any_error_is_a_transport_error() -> None:
     event-loop side may hand over), the reader gets a TransportError, never the raw
     exception: the collector only expects popkeep's errors."""
     ours, theirs = socket.socketpair()
-    stream = TCPStream(ours, 5)
+    stream = LooplessStream(ours, 5)
     try:
         stream.lost(RuntimeError("callback failed"))
         with pytest.raises(TransportError, match="connection lost: callback failed"):

@@ -14,7 +14,7 @@ from popkeep.cli.quick.poll import drive
 from popkeep.errors import NetworkTimeout, TLSMismatch
 from popkeep.sources.pop3 import POP3Session, SessionSettings
 from popkeep.transport.base import TLSSettings
-from popkeep.transport.tcp import open_stream
+from popkeep.transport.loopless import open_stream  # on the loop: transport.tcp's
 
 from ..fixtures.dovecot import Dovecot
 

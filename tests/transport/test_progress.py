@@ -15,7 +15,8 @@ import pytest
 
 from popkeep.cli.quick.poll import drive
 from popkeep.errors import LimitExceeded
-from popkeep.transport.tcp import Progress, TCPStream, open_tcp
+from popkeep.transport.loopless import open_tcp_loopless as open_tcp  # on a loop: tcp's
+from popkeep.transport.tcp import Progress, TCPStream
 
 RECORDS = [  # (octets, seconds waited) read in turn → whether the rule is broken
     ([(10, 5.0), (10, 0.4), (10, 0.4)], False),  # think time before the first octet is free

@@ -12,7 +12,7 @@ needs it.
 
 With no running loop (a pass driven by hand, ``popkeep.cli.quick.poll``) its
 awaits never suspend: each call runs at once, in the caller's thread, the same
-contract as a TCP stream opened with no loop (``transport.tcp``). This module
+contract as the cron edge's TCP stream opened with no loop (``transport.loopless``). This module
 imports neither asyncio nor a thread pool until a call inside a loop needs them,
 so a cron poll that ends without a loop never loads them.
 

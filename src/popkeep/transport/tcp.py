@@ -1,24 +1,22 @@
-"""TCP (and TLS) :class:`~popkeep.transport.base.Stream`: blocking sockets until an
-event loop needs it, asyncio from then on.
+"""TCP (and TLS) :class:`~popkeep.transport.base.Stream` on the running event loop.
 
 Owns: connecting with a timeout, implicit TLS and in-place upgrade (STLS),
 certificate verification and pinning, read timeouts, and translating OSError /
 ssl.SSLError / TimeoutError into popkeep transport errors at this boundary.
 Must not: know POP3, retry, or log secrets.
 
-**Two modes, one stream.** Opened while no event loop runs (a ``popkeep fetch``
-poll looks at every account before it starts one), the stream does blocking
-socket I/O: its ``async`` methods then never suspend, so a caller may drive them
-to completion without a loop (``popkeep fetch`` does: ``cli.quick.poll``), and a poll
-with nothing new never imports asyncio (a fifth to a quarter of such a poll's
-instructions; bench/README.md, "Round 5"). The first operation inside a running loop moves the same
-socket onto that loop (once; never back). Opened inside a running loop, the
-stream is on the loop from the start.
+**asyncio only.** :func:`open_tcp` connects inside the running loop and the
+socket is carried by an asyncio transport (:mod:`.onloop`). The socket's I/O goes
+through a few methods (``_fill``, ``_await_handshake_data``, ``_send``,
+``_send_raw``, ``_consumed``, ``_close_socket``): the cron edge's stream, which
+starts with blocking calls while no loop runs and moves onto the first loop it
+meets, overrides them in a module of its own that only ``popkeep.cli.quick``
+imports (``transport/loopless.py``; an import-linter contract).
 
-**TLS is ours over memory buffers** (``ssl.SSLObject`` + ``MemoryBIO``), the same
-code in both modes, so a session can change mode after its handshake (asyncio
-cannot adopt an ``ssl.SSLSocket``). An upgrade (STLS) first drops plaintext
-already buffered (CVE-2021-39272 class injection).
+**TLS is ours over memory buffers** (``ssl.SSLObject`` + ``MemoryBIO``), so a
+stream's TLS does not depend on who carries its bytes (asyncio cannot adopt an
+``ssl.SSLSocket``). An upgrade (STLS) first drops plaintext already buffered
+(CVE-2021-39272 class injection).
 
 Verification: without a pin, the system CAs (or ``ca_file`` alone) verify the
 chain and the host name. With ``fingerprint`` set, the SHA-256 of the server's
@@ -52,7 +50,6 @@ from popkeep.errors import (
 from popkeep.transport.base import TLSInfo, TLSSettings
 
 if TYPE_CHECKING:
-    import asyncio
     import ssl
 
     from popkeep.transport.onloop import OnLoop
@@ -124,20 +121,6 @@ def _map_errors(doing: str) -> Iterator[None]:
         if ssl is not None and isinstance(exc, ssl.SSLError):
             raise TLSError(f"TLS failed while {doing}: {exc}") from exc
         raise ConnectError(f"network error while {doing}: {exc}") from exc
-
-
-def running_loop() -> asyncio.AbstractEventLoop | None:
-    """The event loop running in this thread, if any (without importing asyncio)."""
-    # None until asyncio is imported (and while another thread is still importing it:
-    # no loop can run in this thread before that import ends).
-    current = getattr(sys.modules.get("asyncio"), "get_running_loop", None)
-    if current is None:
-        return None
-    try:
-        loop: asyncio.AbstractEventLoop = current()
-    except RuntimeError:
-        return None
-    return loop
 
 
 class _Chunks:
@@ -367,12 +350,14 @@ def tls_info(ssl_object: ssl.SSLObject, settings: TLSSettings) -> TLSInfo:
 
 
 class TCPStream:
-    """A :class:`Stream` over one TCP connection, optionally TLS (see the module docstring)."""
+    """A :class:`Stream` over one TCP connection, optionally TLS (see the module docstring).
+
+    Made by :func:`open_tcp`, which puts its socket on the running loop."""
 
     def __init__(
         self, sock: socket.socket, read_timeout: float, progress: Progress | None = None
     ) -> None:
-        self._sock = sock  # blocking mode; handed to the event loop's transport by _join_loop
+        self._sock = sock
         self._read_timeout = read_timeout
         self._progress = progress or Progress(PROGRESS_MIN_RATE, PROGRESS_WINDOW)
         self._buffer = _Chunks()  # plaintext received, not yet read
@@ -381,7 +366,24 @@ class TCPStream:
         self._error: BaseException | None = None
         self._tls: _TLS | None = None
         self._info: TLSInfo | None = None
-        self._loop: OnLoop | None = None  # set once the stream is on an event loop
+        self._loop: OnLoop | None = None  #: the loop side carrying the socket (open_tcp)
+
+    @classmethod
+    async def on_loop(
+        cls, sock: socket.socket, read_timeout: float, progress: Progress | None = None
+    ) -> TCPStream:
+        """A stream over the connected ``sock``, carried by the running loop (the socket
+        is closed if that fails). Raises ConnectError."""
+        from popkeep.transport.onloop import OnLoop
+
+        stream = cls(sock, read_timeout, progress)
+        try:
+            with _map_errors("joining the event loop"):
+                stream._loop = await OnLoop.adopt(stream, sock)
+        except BaseException:
+            sock.close()
+            raise
+        return stream
 
     @property
     def tls(self) -> TLSInfo | None:
@@ -407,11 +409,47 @@ class TCPStream:
         if reply:
             self._send_raw(reply)
 
+    # -- the socket's I/O (overridden by transport.loopless) --------------------------------
+
+    def _carrier(self) -> OnLoop:
+        """The loop side carrying the socket; TransportError if there is none."""
+        if self._loop is None:
+            raise TransportError("connection is not on an event loop")
+        return self._loop
+
+    async def _join_loop(self) -> None:
+        """Before any I/O: the stream is on the running loop already (open_tcp)."""
+
     def _send_raw(self, raw: bytes) -> None:
+        """Queue ``raw`` for the wire without waiting."""
+        self._carrier().write(raw)
+
+    async def _send(self, raw: bytes) -> None:
+        """Send ``raw``, waiting (up to the read timeout) while the peer is not reading."""
+        carrier = self._carrier()
+        carrier.write(raw)
+        await carrier.drained(self._read_timeout)
+
+    async def _fill(self, timeout: float) -> None:
+        """Wait until there is plaintext or the end (TimeoutError after ``timeout`` s)."""
+        await self._carrier().fill(self, timeout)
+
+    def _consumed(self) -> None:
+        """Plaintext was handed out: the carrier may read again."""
         if self._loop is not None:
-            self._loop.write(raw)
+            self._loop.consumed(len(self._buffer))
+
+    async def _await_handshake_data(self, timeout: float) -> None:
+        """Wait for the peer's next handshake bytes (fed to TLS by :meth:`received`)."""
+        await self._carrier().handshake_data(timeout)
+        if self._eof:  # connection lost: nothing more will come
+            raise ConnectionResetError("the server closed the connection")
+
+    async def _close_socket(self) -> None:
+        if self._loop is not None:
+            await self._loop.close()
         else:
-            self._sock.sendall(raw)
+            self._sock.close()
 
     # -- Stream ---------------------------------------------------------------------------
 
@@ -423,15 +461,11 @@ class TCPStream:
             await self._join_loop()
             began = time.monotonic()
             with _map_errors("reading"):
-                if self._loop is not None:
-                    await self._loop.fill(self, timeout)
-                else:
-                    self._fill_blocking(timeout)
+                await self._fill(timeout)
             waited = time.monotonic() - began
         if self._buffer:
             data = self._buffer.take(max_bytes)
-            if self._loop is not None:
-                self._loop.consumed(len(self._buffer))
+            self._consumed()
             self._progress.record(len(data), waited)
             return data
         error = self._error
@@ -442,15 +476,6 @@ class TCPStream:
                 raise error
         return b""
 
-    def _fill_blocking(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not self._buffer and not self._eof:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            self._sock.settimeout(remaining)
-            self.received(self._sock.recv(READ_CHUNK))
-
     async def write(self, data: bytes) -> None:
         if self._closed or self._error is not None:
             raise TransportError("connection is closed")
@@ -458,12 +483,7 @@ class TCPStream:
         self._progress.restart()
         raw = self._tls.encrypt(data) if self._tls is not None else data
         with _map_errors("writing"):
-            if self._loop is not None:
-                self._loop.write(raw)
-                await self._loop.drained(self._read_timeout)
-            else:
-                self._sock.settimeout(self._read_timeout)
-                self._sock.sendall(raw)
+            await self._send(raw)
         if self._error is not None:
             raise TransportError(f"connection lost: {self._error}") from self._error
 
@@ -500,16 +520,7 @@ class TCPStream:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError
-                if self._loop is not None:
-                    await self._loop.handshake_data(remaining)
-                    if self._eof:  # connection lost: nothing more will come
-                        raise ConnectionResetError("the server closed the connection")
-                else:
-                    self._sock.settimeout(remaining)
-                    raw = self._sock.recv(READ_CHUNK)
-                    if not raw:
-                        raise ConnectionResetError("the server closed the connection")
-                    tls.feed(raw)
+                await self._await_handshake_data(remaining)
             self._send_raw(tls.outgoing())
         self._info = tls_info(tls.obj, settings)
         if tls.decrypt(self._buffer):  # whatever arrived with the last handshake record
@@ -524,18 +535,7 @@ class TCPStream:
         with contextlib.suppress(Exception):
             if self._tls is not None and self._tls.done and not self._eof:
                 self._send_raw(self._tls.close())
-        if self._loop is not None:
-            await self._loop.close()
-        else:
-            self._sock.close()
-
-    async def _join_loop(self) -> None:
-        """Inside a running event loop, move onto it (from blocking mode; once)."""
-        if self._loop is None and running_loop() is not None:
-            from popkeep.transport.onloop import OnLoop
-
-            with _map_errors("joining the event loop"):
-                self._loop = await OnLoop.adopt(self, self._sock)
+        await self._close_socket()
 
     # -- called by the event-loop side ----------------------------------------------------
 
@@ -560,26 +560,28 @@ async def open_tcp(
     read_timeout: float,
     progress: Progress | None = None,
 ) -> TCPStream:
-    """Connect to ``host:port``; with ``tls``, handshake at once (implicit TLS, port 995).
+    """Connect to ``host:port`` on the running loop; with ``tls``, handshake at once
+    (implicit TLS, port 995).
 
     ``progress``: the progress rule, by default :data:`PROGRESS_MIN_RATE` octets/s
-    over :data:`PROGRESS_WINDOW` seconds of waiting.
-
-    Without a running event loop the connection is made with blocking calls (and
-    this coroutine never suspends). Raises ConnectError, NetworkTimeout or TLSError
-    (wrong certificate or pin).
+    over :data:`PROGRESS_WINDOW` seconds of waiting. Raises ConnectError,
+    NetworkTimeout or TLSError (wrong certificate or pin).
     """
-    with _map_errors(f"connecting to {host}:{port}"):
-        if running_loop() is None:
-            # An ASCII name as bytes: getaddrinfo then skips loading the IDNA codec.
-            name = host.encode("ascii") if host.isascii() else host
-            sock = socket.create_connection((name, port), timeout=connect_timeout)  # type: ignore[arg-type]
-        else:
-            from popkeep.transport.onloop import connect
+    from popkeep.transport.onloop import connect
 
-            sock = await connect(host, port, connect_timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        stream = TCPStream(sock, read_timeout, progress)
+    with _map_errors(f"connecting to {host}:{port}"):
+        sock = await connect(host, port, connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except BaseException:
+            sock.close()
+            raise
+    stream = await TCPStream.on_loop(sock, read_timeout, progress)
+    return await secure(stream, tls)
+
+
+async def secure(stream: TCPStream, tls: TLSSettings | None) -> TCPStream:
+    """``stream`` after its implicit-TLS handshake (none without ``tls``); closed if it fails."""
     if tls is not None:
         try:
             await stream._handshake(tls)

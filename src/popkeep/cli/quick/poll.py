@@ -149,7 +149,9 @@ def poll(
             logins.callback(ahead.discard)  # a failed start-up closes what it opened
             return ahead
 
-        with app.passes(names, progress, connect=early) as passes:
+        from popkeep.transport.loopless import open_stream  # blocking until a loop runs
+
+        with app.passes(names, progress, connect=early, opener=open_stream) as passes:
             begun = _begin_all([passes.collector.run(job) for job in passes.jobs])
             suspended = [b for b in begun if isinstance(b, _Suspended)]
             if suspended:
@@ -190,8 +192,9 @@ class OpenedAhead:
         self._thread.start()
 
     def _open(self, name: str) -> None:
-        # Opened while no event loop runs in this thread: the stream does blocking
-        # I/O, so the factory's coroutine never suspends (transport.tcp).
+        # Opened while no event loop runs in this thread: the stream poll() passes
+        # down does blocking I/O, so the factory's coroutine never suspends
+        # (transport.loopless).
         try:
             with logs.account(name):
                 session = drive(self._factory())
