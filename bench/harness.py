@@ -262,11 +262,15 @@ def noop(bench: Bench, scenario: str, tls: str) -> None:
     """Second run when nothing is new: prime each tool's state, then time it again and again."""
     corpus = corpora(bench.args.quick)[scenario]
     fill(bench, corpus)
+    tools_here = selected_tools(bench, scenario)
     workdirs: dict[str, Path | None] = {}
-    for tool in selected_tools(bench, scenario):
+    for tool in tools_here:
         workdirs[tool.name] = prime(bench, tool, tls, corpus, scenario)
     for index in range(1, bench.args.runs + 1):
-        for tool in selected_tools(bench, scenario):
+        # Each round starts with another tool, as in bulk(): none always goes first
+        # (right after the previous round's last poll, or the priming).
+        turn = (index - 1) % len(tools_here)
+        for tool in tools_here[turn:] + tools_here[:turn]:
             workdir = workdirs[tool.name]
             if workdir is None:
                 continue

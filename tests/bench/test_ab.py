@@ -62,3 +62,26 @@ def test_ab_section_gives_new_over_old_and_over_raw_in_milliseconds() -> None:
     assert "| instructions, version (callgrind) | 130.0 M | 124.0 M | 1.048 |" in text
     assert "(load 0.2–0.4)" in text
     assert report.ab_section([r for r in records if r.tool != "popkeep-old"], startup) == ""
+
+
+def test_no_op_rounds_start_with_another_tool_each_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """As in the bulk runs: neither build is always the first poll after the priming."""
+    order: list[str] = []
+
+    def timed(bench: object, tool: tools.Tool, *rest: object) -> harness.Record:
+        order.append(tool.name)
+        return record(tool.name, 0.1, 0)
+
+    monkeypatch.setattr(harness, "fill", lambda bench, corpus: None)
+    monkeypatch.setattr(harness, "prime", lambda *a: tmp_path)
+    monkeypatch.setattr(harness, "timed_run", timed)
+    monkeypatch.setattr(harness, "server_for", lambda *a: None)
+    monkeypatch.setattr(harness.measure, "remove_tree", lambda path: None)
+    monkeypatch.setenv("POPKEEP_OLD_BIN", "")
+    args = harness.parse_args(["--tools", "popkeep,raw", "--old-bin", "/old", "--runs", "3"])
+    bench = harness.Bench(args, None, {"m20k": None})  # type: ignore[arg-type,dict-item]
+    harness.noop(bench, "noop", "plain")
+    assert order == ["popkeep", "popkeep-old", "raw", "popkeep-old", "raw", "popkeep",
+                     "raw", "popkeep", "popkeep-old"]  # fmt: skip
