@@ -1,4 +1,5 @@
-"""Listing parsers: strict, and only RemoteProtocolError on bad input."""
+"""Listing parsers: listings keep their consistent entries and count the rest; single
+replies raise only RemoteProtocolError on bad input."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from hypothesis import strategies as st
 from popkeep.errors import RemoteProtocolError
 from popkeep.model import ServerStat
 from popkeep.pop3.listing import (
+    ODD_UID_PREFIX,
+    UidIndex,
     UidIndexBuilder,
     index_uids,
     parse_capa,
@@ -19,6 +22,7 @@ from popkeep.pop3.listing import (
     parse_stat,
     parse_uid_index,
     parse_uidl,
+    uid_key,
 )
 
 
@@ -29,56 +33,75 @@ def test_capa() -> None:
 
 
 def test_uidl_list_stat() -> None:
-    assert parse_uidl(b"1 whqtswO00WBw418f9t5JxYwZ\r\n2 QhdPYR:00WBw1Ph7x7\n") == [
-        (1, "whqtswO00WBw418f9t5JxYwZ"), (2, "QhdPYR:00WBw1Ph7x7")]
-    assert parse_list(b"1 120\r\n2 200 extra info\r\n") == [(1, 120), (2, 200)]
-    assert parse_uidl(b"") == [] and parse_list(b"") == []
+    assert parse_uidl(b"1 whqtswO00WBw418f9t5JxYwZ\r\n2 QhdPYR:00WBw1Ph7x7\n") == ([
+        (1, "whqtswO00WBw418f9t5JxYwZ"), (2, "QhdPYR:00WBw1Ph7x7")], 0)
+    assert parse_list(b"1 120\r\n2 200 extra info\r\n") == {1: 120, 2: 200}
+    assert parse_uidl(b"") == ([], 0) and parse_list(b"") == {}
     assert parse_stat("2 320") == ServerStat(2, 320)
     assert parse_stat("2 320 messages") == ServerStat(2, 320)
 
 
+ODD = [b"u" * 71, b"caf\xc3\xa9", b"a\x7f", b"a b", b" abc", b"../x;rm -rf ~|$(id)"]
+
+
+@pytest.mark.parametrize("uid", ODD)
+def test_odd_uidls_are_data_with_a_stable_printable_key(uid: bytes) -> None:
+    (number, key), = parse_uidl(b"7 " + uid + b"\r\n")[0]
+    assert number == 7 and key == uid_key(uid) and key.startswith(ODD_UID_PREFIX)
+    assert key.isprintable() and key.isascii() and len(key) < 80
+    assert key == uid_key(bytes(uid))  # the same octets: the same key, every session
+    assert uid_key(uid + b"!") != key
+
+
+def test_valid_uidls_are_their_own_keys_and_never_collide_with_odd_ones() -> None:
+    for uid in (b"x" * 70, b"!~", b"uidl-sha256"):
+        assert uid_key(uid) == uid.decode()
+    assert " " not in uid_key(b"x" * 70) and " " in uid_key(b"x" * 71)
+
+
 @pytest.mark.parametrize("data", [
-    b"1\r\n", b"1 a b\r\n", b"x abc\r\n", b"0 abc\r\n", b"-1 abc\r\n",
-    b"1 " + b"u" * 71 + b"\r\n", b"1 caf\xc3\xa9\r\n", b"1 a\x7f\r\n",
-    b"1 a\r\n1 b\r\n", b"\r\n", b"1  abc\r\n", b"99999999999999 a\r\n",
+    b"1\r\n", b"x abc\r\n", b"0 abc\r\n", b"-1 abc\r\n", b"\r\n", b"1 \r\n",
+    b"99999999999999 a\r\n", b"\xb2 a\r\n",
 ])
-def test_uidl_rejects(data: bytes) -> None:
-    with pytest.raises(RemoteProtocolError):
-        parse_uidl(data)
-    with pytest.raises(RemoteProtocolError):
-        parse_uid_index(data)
+def test_unparsable_uidl_lines_are_counted_not_raised(data: bytes) -> None:
+    assert parse_uidl(b"5 good\r\n" + data) == ([(5, "good")], 1)
+    assert parse_uid_index(b"5 good\r\n" + data, 5) == UidIndex({"good": 5}, {}, 1)
 
 
-def test_uid_index_bulk_path_matches_the_strict_one() -> None:
+def test_uid_index_keeps_only_the_consistent_entries() -> None:
+    body = b"1 a\r\n2 b\r\n2 c\r\n3 s\r\n4 s\r\n9 z\r\nbad\r\n5 e\r\n"
+    index = parse_uid_index(body, 5)
+    # 2 listed twice (both lines out), 9 beyond STAT's 5, "bad" unparsable: 4 skipped
+    assert index == UidIndex({"a": 1, "e": 5}, {"s": [3, 4]}, 4)
+
+
+def test_uid_index_bulk_path_matches_the_line_by_line_one() -> None:
     body = b"".join(b"%d u%05d\r\n" % (n, 7 * n % 1000) for n in range(1, 500))
     for data in (body, b"".join(reversed(body.splitlines(True))), body.replace(b"\r\n", b"\n")):
-        fast = parse_uid_index(data)
-        assert list(fast.items()) == list(index_uids(parse_uidl(data)).items())
-        assert list(fast.values()) == sorted(fast.values())
-    with pytest.raises(RemoteProtocolError, match="share the unique-id"):
-        parse_uid_index(b"1 a\r\n2 b\r\n3 a\r\n")
+        fast = parse_uid_index(data, 499)
+        assert list(fast.keys.items()) == list(index_uids(*parse_uidl(data)[:1], 499).keys.items())
+        assert list(fast.keys.values()) == sorted(fast.keys.values())
+    assert parse_uid_index(b"1 a\r\n2 b\r\n3 a\r\n", 3) == UidIndex({"b": 2}, {"a": [1, 3]}, 0)
+    assert parse_uid_index(body, 498).skipped == 1  # number 499 beyond STAT's count
 
 
-def _fed(pieces: list[bytes]) -> dict[str, int]:
+def _fed(pieces: list[bytes], count: int = 1000) -> UidIndex:
     index = UidIndexBuilder()
     for piece in pieces:
         index.feed(piece)
-    return index.result()
+    return index.result(count)
 
 
 def test_uid_index_fed_in_pieces_of_whole_lines_matches_one_body() -> None:
     lines = [b"%d u%05d\r\n" % (n, 7 * n % 1000) for n in range(1, 500)]
     for cut in (1, 7, 100, 499):
         pieces = [b"".join(lines[i : i + cut]) for i in range(0, len(lines), cut)]
-        assert list(_fed(pieces).items()) == list(parse_uid_index(b"".join(lines)).items())
-    assert _fed([]) == {}
-    # What only shows across pieces still fails, naming what is wrong.
-    with pytest.raises(RemoteProtocolError, match="share the unique-id"):
-        _fed([b"1 a\r\n", b"2 b\r\n", b"3 a\r\n"])
-    with pytest.raises(RemoteProtocolError):
-        _fed([b"1 a\r\n", b"1 b\r\n"])  # one message number twice
-    with pytest.raises(RemoteProtocolError):
-        _fed([b"1 a\r\n", b"2 a b\r\n"])  # a malformed line in a later piece
+        assert _fed(pieces) == parse_uid_index(b"".join(lines), 1000)
+    assert _fed([]) == UidIndex({}, {}, 0)
+    # What only shows across pieces is still found.
+    assert _fed([b"1 a\r\n", b"2 b\r\n", b"3 a\r\n"]).shared == {"a": [1, 3]}
+    assert _fed([b"1 a\r\n", b"1 b\r\n"]) == UidIndex({}, {}, 2)  # one number twice
+    assert _fed([b"1 a\r\n", b"2 a b\r\n"]).keys == {"a": 1, uid_key(b"a b"): 2}
 
 
 def test_scan_line() -> None:
@@ -92,9 +115,8 @@ def test_scan_line() -> None:
 @pytest.mark.parametrize(
     "data", [b"1\r\n", b"1 x\r\n", b"a 1\r\n", b"1 1\r\n1 2\r\n", b"1 \xb2\r\n"]
 )
-def test_list_rejects(data: bytes) -> None:
-    with pytest.raises(RemoteProtocolError):
-        parse_list(data)
+def test_list_leaves_inconsistent_lines_out(data: bytes) -> None:
+    assert parse_list(b"9 90\r\n" + data) == {9: 90}
 
 
 @pytest.mark.parametrize("text", ["", "2", "x 3", "2 ²", "-1 5"])
@@ -105,8 +127,7 @@ def test_stat_rejects(text: str) -> None:
 
 @given(st.binary(max_size=300))
 def test_parsers_never_crash(data: bytes) -> None:
-    for parse in (parse_uidl, parse_uid_index, parse_list, parse_capa):
-        with contextlib.suppress(RemoteProtocolError):
-            parse(data)
+    parse_uidl(data), parse_list(data), parse_capa(data)  # never raise
+    parse_uid_index(data, 10)
     with contextlib.suppress(RemoteProtocolError):
         parse_stat(data.decode("utf-8", "replace"))

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from popkeep.cli import main
+from popkeep.pop3.listing import ODD_UID_PREFIX
 from popkeep.testing import misbehaviour as mb
 from popkeep.testing.mailbox import Mailbox
 
@@ -178,12 +179,15 @@ def test_message_that_never_ends_is_cut_by_the_session_timeout(hostile: Hostile)
 # -- unique-ids ---------------------------------------------------------------------------
 
 
-def test_two_messages_with_the_same_uidl_are_refused(hostile: Hostile) -> None:
+def test_two_messages_with_the_same_uidl_leave_the_others_collected(hostile: Hostile) -> None:
     case = hostile(duplicate_uidl=True)
     case.configure(delete_after="0s")
     code, err = case.fetch()
-    case.assert_failed_cleanly(code, err, "share the unique-id")
-    assert case.stored() == {}
+    assert code == 0, err
+    assert any("isp" in line and "2 entries" in line for line in err), err
+    case.assert_safe()
+    assert len(case.stored()) == 3  # messages 3..5; 1 and 2 are neither fetched nor deleted
+    assert len(case.server.mailbox) == 2
     case.resume()
 
 
@@ -229,23 +233,86 @@ def test_uidls_with_slashes_and_dots_never_become_paths(hostile: Hostile) -> Non
     assert not (case.base / "etc").exists()
 
 
-@pytest.mark.parametrize("uid", [b"x" * 75, "ünï-cödé".encode()], ids=["long", "non-ascii"])
-def test_invalid_uidls_are_refused(hostile: Hostile, uid: bytes) -> None:
-    case = hostile(weird_uidls=(uid,))
-    case.configure()
+ODD_UIDLS = (b"x" * 75, "ünï-cödé".encode(), b"a b", b"$(touch pwned);|`id`", b"C:\\x\\..")
+
+
+def test_odd_uidls_are_data_fetched_stored_and_keyed_stably(hostile: Hostile) -> None:
+    case = hostile(weird_uidls=ODD_UIDLS)
+    case.configure(delete_after="never")
     code, err = case.fetch()
-    case.assert_failed_cleanly(code, err, "invalid unique-id")
-    assert case.stored() == {}
-    case.resume()
+    assert code == 0, err
+    assert len(case.stored()) == 5  # none refused, the mailbox not refused
+    keys = case.query("SELECT uid FROM messages")
+    odd = [k for k in keys if k.startswith(ODD_UID_PREFIX)]
+    assert len(odd) == 4 and all(k.isprintable() and k.isascii() for k in keys)
+    for _ in range(2):  # the same octets give the same keys: nothing fetched again
+        code, err = case.fetch()
+        assert code == 0, err
+    assert sorted(case.query("SELECT uid FROM messages")) == sorted(keys)
+    assert case.query("SELECT sum(delivered) FROM runs") == [5]
+    assert not (case.base / "pwned").exists() and not (case.base / "x").exists()
+    case.assert_safe()
 
 
-def test_malformed_listing_lines(hostile: Hostile) -> None:
+def test_malformed_listing_lines_are_skipped_and_reported(hostile: Hostile) -> None:
+    # UIDL lines 2 and 5 do not parse (3 and 4 do, with odd unique-ids); every
+    # ``LIST n`` reply is garbage: no message has a size it can be fetched by.
     case = hostile(malformed_listings=True)
     case.configure(delete_after="0s")
     code, err = case.fetch()
-    case.assert_failed_cleanly(code, err, "UIDL", "two")
-    assert case.stored() == {}
+    assert code == 0, err
+    warnings = [line for line in err if "warning" in line]
+    assert len(warnings) == 2 and all("account isp" in w and w.isprintable() for w in warnings)
+    assert " 2 entries" in warnings[0] and " 3 message(s)" in warnings[1]
+    case.assert_safe()
+    assert case.stored() == {} and case.server.mailbox.deleted == []
     case.resume()
+
+
+@pytest.mark.parametrize(
+    ("mis", "skipped", "untouched"),
+    [
+        ({"extra_uidl_lines": (b"9 ghost",)}, 1, None),  # a number beyond STAT's count
+        ({"extra_uidl_lines": (b"3 again",)}, 2, 3),  # message 3 listed twice: both lines
+        ({"extra_uidl_lines": (b"junk", b"4", b"0 zero")}, 3, None),  # unparsable lines
+        ({"list_omits": frozenset({2})}, 1, 2),  # in UIDL, not in LIST
+    ],
+    ids=["beyond-stat", "number-twice", "unparsable", "not-in-list"],
+)
+def test_inconsistent_listing_entries_are_never_retrieved_or_deleted(
+    hostile: Hostile, mis: dict[str, Any], skipped: int, untouched: int | None
+) -> None:
+    case = hostile(**mis)
+    uids = case.server.mailbox.uids
+    case.configure(delete_after="0s")
+    code, err = case.fetch()
+    assert code == 0, err
+    (warning,) = [line for line in err if "warning" in line]
+    assert "account isp" in warning and f" {skipped} " in warning, warning
+    (session,) = case.server.sessions
+    sent = {line for line in session.lines if line[:4] in (b"RETR", b"DELE")}
+    if untouched is None:
+        assert not case.server.mailbox.uids
+    else:
+        assert case.server.mailbox.uids == [uids[untouched - 1]]
+        assert not sent & {b"RETR %d" % untouched, b"DELE %d" % untouched}
+    assert all(int(line.split()[1]) <= 5 for line in sent)
+    case.assert_safe()
+    case.resume()
+
+
+def test_a_known_message_missing_from_an_inconsistent_listing_is_not_gone(
+    hostile: Hostile,
+) -> None:
+    case = hostile()
+    case.configure(delete_after="never")
+    assert case.fetch()[0] == 0
+    case.server.misbehave = mb.Misbehaviour(extra_uidl_lines=(b"3 again",))
+    code, err = case.fetch()
+    assert code == 0, err
+    # message 3 is not in this listing, but the listing is incomplete: not "gone"
+    assert case.query("SELECT count(*) FROM messages WHERE state = 'gone'") == [0]
+    assert case.query("SELECT count(*) FROM messages WHERE state = 'delivered'") == [5]
 
 
 # -- response codes ----------------------------------------------------------------------

@@ -221,29 +221,41 @@ class Collector:
         listed = listing.keys
         run.server_count, run.server_octets = listing.messages, listing.octets
         run.listed = len(listed)
-        await self._reconcile(run, listed)
-        todo = self._todo(run, listed)
-        if not todo and self._sizes_moved(run, listed):
+        if listing.skipped:
+            run.skipped += listing.skipped
+            run.warnings.append(
+                f"account {run.job.name}: {listing.skipped} entries of the server's listing "
+                "are inconsistent (unparsable, a message number twice or beyond STAT's "
+                "count, one unique-id for several messages); those messages were neither "
+                "fetched nor deleted"
+            )
+        complete = not listing.skipped
+        await self._reconcile(run, listed, complete)
+        todo = self._todo(run, listed, complete)
+        if complete and not todo and self._sizes_moved(run, listed):
             todo = await self._check_sizes(run, session, listed)
         return listed, todo
 
     # -- diff -----------------------------------------------------------------------
 
-    async def _reconcile(self, run: RunState, listed: Set[str]) -> None:
+    async def _reconcile(self, run: RunState, listed: Set[str], complete: bool = True) -> None:
         """Settle what changed on the server since the last run (message states:
         docs/architecture.md).
 
         ``listed``: the uids this session listed. Afterwards every live
-        (SEEN or DELIVERED) uid is listed: those that vanished are GONE.
+        (SEEN or DELIVERED) uid is listed: those that vanished are GONE. Not when
+        the listing is not ``complete`` (entries the server got wrong were left
+        out): a message missing from it may still be there, so nothing is GONE.
         """
         account, now = run.job.name, self._clock.now()
         pending = run.by_state.get(MessageState.DELETE_PENDING, [])
         # A DELE whose QUIT reply we never saw: still listed means it did not happen.
         await self._store.revert_delete_pending(account, [u for u in pending if u in listed])
-        await self._store.mark_deleted(account, [u for u in pending if u not in listed], now)
+        if complete:
+            await self._store.mark_deleted(account, [u for u in pending if u not in listed], now)
         # Set difference in C over the live uids only: no Python loop per known uid, and
         # the GONE/DELETED history of years of polls costs nothing.
-        vanished = sorted(run.alive.difference(listed))
+        vanished = sorted(run.alive.difference(listed)) if complete else []
         if vanished:
             log.info("account %s: %d messages gone (deleted elsewhere)", account, len(vanished))
             await self._store.mark_gone(account, vanished, now)
@@ -330,10 +342,10 @@ class Collector:
         return sorted(changed)
 
     @staticmethod
-    def _todo(run: RunState, listed: Set[str]) -> list[str]:
+    def _todo(run: RunState, listed: Set[str], complete: bool = True) -> list[str]:
         """The listed uids that still need delivering: unknown ones, and SEEN ones."""
         seen = run.by_state.get(MessageState.SEEN, ())
-        if len(run.alive) == len(listed):
+        if complete and len(run.alive) == len(listed):
             # Every live uid is listed (see _reconcile), so a listing as long as the
             # live set is that set: nothing unknown, only the SEEN ones are due.
             return list(seen)
@@ -348,6 +360,13 @@ class Collector:
         """``todo`` as the source describes it (in its order), minus the messages too
         large to take. Only they are described: a poll with nothing new asks nothing."""
         described = await session.describe(todo) if todo else []
+        if len(described) < len(todo):
+            missing = len(todo) - len(described)
+            run.skipped += missing
+            run.warnings.append(
+                f"account {run.job.name}: the server's LIST does not tell the size of "
+                f"{missing} message(s) consistently; left on the server, tried next run"
+            )
         limit = run.job.max_message_size
         wanted: list[ListedMessage] = []
         for message in described:

@@ -1,14 +1,21 @@
 """Pure parsers for the bodies and texts of CAPA, UIDL, LIST and STAT.
 
-Owns: turning server listings into typed values, strictly: anything that is
-not what RFC 1939 / RFC 2449 allow raises RemoteProtocolError (never
+Owns: turning server listings into typed values, and sorting a listing a server
+got wrong into what may be acted on and what may not: a UIDL or LIST line that
+does not parse, a message number listed twice or beyond STAT's count is left out
+and counted, never raised on (docs/guarantees.md, "sources: POP3"); a unique-id
+RFC 1939 §7 does not allow is data, keyed by :func:`uid_key`. Single replies
+(STAT, ``LIST n``) that do not parse raise RemoteProtocolError (never
 IndexError / ValueError / UnicodeError). Must not: do I/O or keep state.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import Counter
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from popkeep.errors import RemoteProtocolError
 from popkeep.model import ServerStat
@@ -60,56 +67,74 @@ def _valid_uid(token: bytes) -> bool:
     return 1 <= len(token) <= MAX_UID and all(0x21 <= b <= 0x7E for b in token)
 
 
-def parse_uidl(data: bytes) -> list[tuple[int, str]]:
-    """UIDL body (RFC 1939 §7) → [(number, uid)], in the server's order.
+#: Prefix of the key of a unique-id RFC 1939 §7 does not allow: it holds a space,
+#: which no valid unique-id does, so such keys never collide with a plain one.
+ODD_UID_PREFIX = "uidl-sha256 "
 
-    Each line is exactly "number SP unique-id". Raises RemoteProtocolError on a
-    malformed line, an invalid unique-id, or a message number listed twice.
+
+def uid_key(uid: bytes) -> str:
+    """The key popkeep stores a message under, given its unique-id as sent.
+
+    A valid unique-id (1..70 octets in 0x21..0x7E, RFC 1939 §7) is its own key, as
+    text. Any other (longer, non-ASCII, with spaces or control bytes) is data, not
+    refused: its key is :data:`ODD_UID_PREFIX` + the sha256 (hex) of its octets,
+    printable, bounded, and the same in every session where the server sends the
+    same octets. Keys are never used in a path, a header or a command.
     """
-    if _UIDL_BODY.fullmatch(data):
-        tokens = data.decode("ascii").split()
-        numbers = list(map(int, tokens[0::2]))
-        if len(set(numbers)) == len(numbers):
-            return list(zip(numbers, tokens[1::2], strict=True))
+    if _valid_uid(uid):
+        return uid.decode("ascii")
+    return ODD_UID_PREFIX + hashlib.sha256(uid).hexdigest()
+
+
+def parse_uidl(data: bytes) -> tuple[list[tuple[int, str]], int]:
+    """UIDL body (RFC 1939 §7) → ([(number, key)] in the server's order, lines skipped).
+
+    A line is "number SP unique-id"; everything after the first space is the
+    unique-id, made a key by :func:`uid_key`. A line without a valid message number
+    or without a unique-id is skipped and counted, never raised on: one bad line
+    does not refuse the mailbox. Checks across lines are :func:`index_uids`'.
+    """
     out: list[tuple[int, str]] = []
-    seen: set[int] = set()
+    skipped = 0
     for line in _body_lines(data):
-        fields = line.split(b" ")
-        if len(fields) != 2:
-            raise RemoteProtocolError(f"UIDL: malformed line {line[:80]!r}")
-        number = _number(fields[0], "UIDL message number", 1)
-        if not _valid_uid(fields[1]):
-            raise RemoteProtocolError(f"UIDL: invalid unique-id {fields[1][:80]!r}")
-        if number in seen:
-            raise RemoteProtocolError(f"UIDL: message {number} listed twice")
-        seen.add(number)
-        out.append((number, fields[1].decode("ascii")))
-    return out
+        number, space, uid = line.partition(b" ")
+        if not (space and uid and _plausible(number)) or int(number) < 1:
+            skipped += 1
+        else:
+            out.append((int(number), uid_key(uid)))
+    return out, skipped
 
 
-def parse_list(data: bytes) -> list[tuple[int, int]]:
-    """LIST body (RFC 1939 §5 scan listings) → [(number, octets)].
+def parse_list(data: bytes) -> dict[int, int]:
+    """LIST body (RFC 1939 §5 scan listings) → {number: octets}, in the server's order.
 
-    Anything after the size is allowed and ignored (RFC 1939 §5). Raises
-    RemoteProtocolError on a malformed line or a message number listed twice.
+    Anything after the size is allowed and ignored (RFC 1939 §5). Lines that do not
+    parse, and every line of a message number listed twice, are left out: the
+    caller treats a message without a size as not described (never fetched or
+    deleted on that listing).
     """
     if _LIST_BODY.fullmatch(data):
         values = list(map(int, data.split()))
         numbers = values[0::2]
         if len(set(numbers)) == len(numbers):
-            return list(zip(numbers, values[1::2], strict=True))
-    out: list[tuple[int, int]] = []
-    seen: set[int] = set()
+            return dict(zip(numbers, values[1::2], strict=True))
+    sizes: dict[int, int] = {}
+    twice: set[int] = set()
     for line in _body_lines(data):
         fields = line.split()
-        if len(fields) < 2:
-            raise RemoteProtocolError(f"LIST: malformed line {line[:80]!r}")
-        number = _number(fields[0], "LIST message number", 1)
-        if number in seen:
-            raise RemoteProtocolError(f"LIST: message {number} listed twice")
-        seen.add(number)
-        out.append((number, _number(fields[1], "LIST size")))
-    return out
+        if len(fields) < 2 or not all(_plausible(f) for f in fields[:2]):
+            continue
+        number = int(fields[0])
+        if number in sizes:
+            twice.add(number)
+        sizes[number] = int(fields[1])
+    for number in twice:
+        del sizes[number]
+    return sizes
+
+
+def _plausible(token: bytes) -> bool:
+    return token.isdigit() and len(token) <= MAX_NUMBER_DIGITS
 
 
 def parse_stat(text: str) -> ServerStat:
@@ -135,33 +160,45 @@ def parse_scan_line(text: str, number: int) -> int:
     return _number(fields[1].encode("utf-8"), "LIST size")
 
 
-def index_uids(uidl: list[tuple[int, str]]) -> dict[str, int]:
-    """UIDL pairs → {unique-id: message number}, in message-number order.
+class UidIndex(NamedTuple):
+    """A UIDL listing sorted out: what may be acted on, and what may not.
 
-    Raises RemoteProtocolError when two different messages share one unique-id:
-    RFC 1939 §7 forbids it, and collecting such a mailbox could deliver one
-    message under the other's identity or delete the wrong one, so the run
-    stops instead.
+    A message is in it only when its line parsed, its number is listed once and is
+    within STAT's count (RFC 1939 §5: messages are numbered 1..count).
     """
-    ordered = sorted(uidl)
-    by_uid = {uid: number for number, uid in ordered}
-    if len(by_uid) != len(ordered):
-        owner: dict[str, int] = {}
-        for number, uid in ordered:
-            if uid in owner:
-                raise RemoteProtocolError(
-                    f"messages {owner[uid]} and {number} share the unique-id {uid!r}"
-                )
-            owner[uid] = number
-    return by_uid
+
+    keys: dict[str, int]  #: key → message number, in number order: one message per key
+    #: key → the numbers of the messages sharing it (RFC 1939 §7 forbids it; servers
+    #: do it): not in ``keys``; the source tells them apart or leaves them alone
+    shared: dict[str, list[int]]
+    skipped: int  #: lines left out: unparsable, a number listed twice, beyond the count
 
 
-def parse_uid_index(data: bytes) -> dict[str, int]:
-    """UIDL body → {unique-id: message number} in number order: :func:`index_uids` of
-    :func:`parse_uidl`, built in bulk for a well-formed listing (the no-op poll's path)."""
+def index_uids(pairs: list[tuple[int, str]], count: int, skipped: int = 0) -> UidIndex:
+    """(number, key) pairs of :func:`parse_uidl` → the :class:`UidIndex` of a mailbox
+    of ``count`` messages (STAT). ``skipped``: lines already left out by the parser.
+
+    A message number listed twice is left out entirely (which line is right cannot
+    be told); so is a number beyond ``count``.
+    """
+    times = Counter(number for number, _ in pairs)
+    owners: dict[str, list[int]] = {}
+    for number, key in sorted(pairs):
+        if times[number] > 1 or number > count:
+            skipped += 1
+            continue
+        owners.setdefault(key, []).append(number)
+    keys = {key: numbers[0] for key, numbers in owners.items() if len(numbers) == 1}
+    shared = {key: numbers for key, numbers in owners.items() if len(numbers) > 1}
+    return UidIndex(keys, shared, skipped)
+
+
+def parse_uid_index(data: bytes, count: int) -> UidIndex:
+    """UIDL body → :class:`UidIndex`: :func:`index_uids` of :func:`parse_uidl`, built
+    in bulk for a well-formed listing (the no-op poll's path)."""
     index = UidIndexBuilder()
     index.feed(data)
-    return index.result()
+    return index.result(count)
 
 
 class UidIndexBuilder:
@@ -169,8 +206,8 @@ class UidIndexBuilder:
 
     The bulk of the work (validation, split, ``int``) is done per piece, while the
     rest of a 20,000-line listing is still on its way; :meth:`result` only builds
-    the dict. Anything unusual falls back to the line-by-line parser, which names
-    the offending line or unique-id.
+    the dict. Anything unusual falls back to the line-by-line parser, which keeps
+    the consistent entries and counts the rest.
     """
 
     __slots__ = ("_bulk", "_by_uid", "_numbers", "_parts")
@@ -192,13 +229,16 @@ class UidIndexBuilder:
         else:
             self._bulk = False
 
-    def result(self) -> dict[str, int]:
+    def result(self, count: int) -> UidIndex:
+        """The index of a mailbox of ``count`` messages (STAT)."""
         numbers, by_uid = self._numbers, self._by_uid
         if self._bulk and len(by_uid) == len(numbers):  # else a unique-id repeats
             if not numbers or numbers == list(range(numbers[0], numbers[0] + len(numbers))):
-                return by_uid  # consecutive numbers (the usual 1..n): unique and in order
-            if len(set(numbers)) == len(numbers):
+                if not numbers or numbers[-1] <= count:
+                    return UidIndex(by_uid, {}, 0)  # consecutive (the usual 1..n), in order
+            elif len(set(numbers)) == len(numbers) and max(numbers) <= count:
                 if numbers == sorted(numbers):
-                    return by_uid
-                return dict(sorted(by_uid.items(), key=lambda item: item[1]))
-        return index_uids(parse_uidl(b"".join(self._parts)))
+                    return UidIndex(by_uid, {}, 0)
+                return UidIndex(dict(sorted(by_uid.items(), key=lambda item: item[1])), {}, 0)
+        pairs, skipped = parse_uidl(b"".join(self._parts))
+        return index_uids(pairs, count, skipped)

@@ -29,6 +29,10 @@ class Listing(NamedTuple):
     messages: int  #: in the mailbox (POP3: STAT, RFC 1939 §5; not ``count``: a tuple method)
     octets: int  #: their total size, as the server counts it
     keys: Set[str]  #: every message's key, in the source's order; no key twice
+    #: entries of the listing left out because the server got them wrong (unparsable,
+    #: a message number twice or beyond the count, a key it could not tell apart):
+    #: their messages are neither fetched nor deleted, and the listing is incomplete
+    skipped: int = 0
 
 
 class ListedMessage(NamedTuple):
@@ -66,7 +70,9 @@ class SourceSession(Protocol):
     ) -> list[ListedMessage]:
         """The facts about ``keys`` (listed by :meth:`list_mailbox`), in retrieval order;
         with ``identify``, their :attr:`ListedMessage.identity` too where the source
-        can tell (it may cost a round of requests: ask only for messages acted on)."""
+        can tell (it may cost a round of requests: ask only for messages acted on).
+        A message the source cannot describe consistently is left out (the caller
+        neither fetches nor deletes it on this listing)."""
         ...
 
     def retrieve(self, keys: Sequence[str]) -> AsyncIterator[tuple[str, SpooledMessage]]:

@@ -61,6 +61,7 @@ from popkeep.pop3.codec import (
 )
 from popkeep.pop3.codec import apop_digest as _apop_digest
 from popkeep.pop3.listing import (
+    UidIndex,
     UidIndexBuilder,
     parse_capa,
     parse_list,
@@ -385,12 +386,13 @@ class POP3Session:
             raise server_error("STAT", event)
         return parse_stat(event.text)
 
-    async def uids(self) -> dict[str, int]:
-        """UIDL (RFC 1939 §7) → {unique-id: message number}, in message-number order.
+    async def uids(self, count: int) -> UidIndex:
+        """UIDL (RFC 1939 §7) of a mailbox of ``count`` messages (STAT) → its
+        :class:`~popkeep.pop3.listing.UidIndex`: the consistent entries by key, the
+        keys several messages share, and how many lines were left out.
 
         Raises ServerRefused when the server lacks UIDL (without unique-ids popkeep
-        cannot tell messages apart across sessions), RemoteProtocolError on a
-        malformed listing or a unique-id shared by two messages.
+        cannot tell messages apart across sessions).
         """
         await self._drain()
         await self._send(Command("UIDL"))
@@ -399,7 +401,7 @@ class POP3Session:
         if refused is not None:
             raise ServerRefused(f"{self._settings.host} does not support UIDL "
                                 f"(RFC 1939 §7): {_describe(refused)}")
-        return index.result()
+        return index.result(count)
 
     async def sizes(self, numbers: Sequence[int], count: int) -> dict[int, int]:
         """Sizes (octets, as LIST reports them) of ``numbers``, of ``count`` messages in all.
@@ -407,7 +409,9 @@ class POP3Session:
         A few messages are asked one ``LIST n`` each (pipelined where the server
         offers PIPELINING), so a poll with little new mail does not transfer and
         parse the scan listing of the whole mailbox; many are asked with one LIST.
-        Raises RemoteProtocolError when a message asked about is not listed.
+        A message whose size the server does not tell consistently (not listed,
+        listed twice, an unparsable line, -ERR to ``LIST n``) is left out of the
+        result: never fetched or deleted on that listing.
         """
         await self._drain()
         if self._pipelining:
@@ -421,11 +425,8 @@ class POP3Session:
         scan = await self._collect()
         if isinstance(scan, Err):
             raise server_error("LIST", scan)
-        listed = dict(parse_list(scan))
-        missing = [n for n in numbers if n not in listed]
-        if missing:
-            raise RemoteProtocolError(f"LIST does not list message(s) {missing[:10]}")
-        return {n: listed[n] for n in numbers}
+        listed = parse_list(scan)
+        return {n: listed[n] for n in numbers if n in listed}
 
     async def _sizes_one_by_one(self, numbers: Sequence[int]) -> dict[int, int]:
         window = self._settings.pipeline_window if self._pipelining else 1
@@ -436,12 +437,15 @@ class POP3Session:
             for number in batch:
                 event = await self._event()
                 if isinstance(event, Err):
-                    raise RemoteProtocolError(
-                        f"LIST {number} refused although UIDL listed it: {_describe(event)}"
-                    )
+                    logger.info("LIST %d refused although UIDL listed it: %s",
+                                number, _describe(event))
+                    continue
                 if not isinstance(event, Ok):
                     raise RemoteProtocolError(f"unexpected {event!r} in reply to LIST {number}")
-                sizes[number] = parse_scan_line(event.text, number)
+                try:
+                    sizes[number] = parse_scan_line(event.text, number)
+                except RemoteProtocolError as exc:
+                    logger.info("%s", exc)
         return sizes
 
     @property
@@ -700,24 +704,28 @@ class POP3Source:
         return self._session.capabilities
 
     async def list_mailbox(self) -> Listing:
-        """STAT, then UIDL (RFC 1939 §5, §7)."""
+        """STAT, then UIDL (RFC 1939 §5, §7). Entries of the listing that are not
+        consistent are left out and counted in :attr:`Listing.skipped`."""
         stat = await self._session.stat()
-        self._numbers = await self._session.uids()
-        return Listing(stat.messages, stat.octets, self._numbers.keys())
+        index = await self._session.uids(stat.messages)
+        self._numbers = index.keys
+        skipped = index.skipped + sum(map(len, index.shared.values()))
+        return Listing(stat.messages, stat.octets, self._numbers.keys(), skipped)
 
     async def describe(
         self, keys: Sequence[str], *, identify: bool = False
     ) -> list[ListedMessage]:
         """Sizes from LIST, in message-number order (the order RETR streams best);
         with ``identify``, each message's header digest from ``TOP n 0`` as its
-        identity (None where the server has no TOP or refused it)."""
+        identity (None where the server has no TOP or refused it). A message whose
+        size the server does not tell consistently is left out."""
         numbers = sorted(self._numbers[key] for key in keys)
         sizes = await self._session.sizes(numbers, len(self._numbers)) if numbers else {}
         digests = await self._session.header_digests(numbers) if identify else {}
         key_of = {self._numbers[key]: key for key in keys}
         return [
             ListedMessage(key_of[number], sizes[number], digests.get(number))
-            for number in numbers
+            for number in numbers if number in sizes
         ]
 
     async def retrieve(self, keys: Sequence[str]) -> AsyncIterator[tuple[str, SpooledMessage]]:

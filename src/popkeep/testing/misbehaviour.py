@@ -51,6 +51,10 @@ class Misbehaviour:
     weird_uidls: tuple[bytes, ...] = ()  #: shown instead of the uids of messages 1, 2, …
     malformed_listings: bool = False  #: LIST and UIDL lines after the first are garbage
     endless_listing: bool = False  #: LIST and UIDL responses never end
+    #: raw lines added at the end of the UIDL listing ("9 ghost", "3 again", "junk")
+    extra_uidl_lines: tuple[bytes, ...] = ()
+    #: message numbers LIST leaves out (and answers ``LIST n`` for with -ERR)
+    list_omits: frozenset[int] = frozenset()
     list_size_delta: int = 0  #: LIST/STAT sizes are off by this many octets
     drop_in_retr: tuple[int, int] | None = None  #: (message, octets sent) then close
     huge_line_in_retr: int | None = None  #: RETR of this message sends a line without newline

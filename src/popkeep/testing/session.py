@@ -254,26 +254,35 @@ class Session:
         return await self.ok(b"%d %d" % (len(live), octets))
 
     async def list_(self, arg: bytes) -> bool:
-        return await self.listing(arg, lambda n, e: b"%d" % shown_size(self.mis, e.size))
+        return await self.listing(arg, lambda n, e: b"%d" % shown_size(self.mis, e.size),
+                                  omit=self.mis.list_omits)
 
     async def uidl(self, arg: bytes) -> bool:
         if self.mis.no_uidl:
             return await self.err(b"unknown command")
         session = self.record.number
-        return await self.listing(arg, lambda n, e: shown_uid(self.mis, n, e.uid, session))
+        return await self.listing(arg, lambda n, e: shown_uid(self.mis, n, e.uid, session),
+                                  extra=self.mis.extra_uidl_lines)
 
-    async def listing(self, arg: bytes, value: Callable[[int, MailboxEntry], bytes]) -> bool:
+    async def listing(
+        self, arg: bytes, value: Callable[[int, MailboxEntry], bytes],
+        omit: frozenset[int] = frozenset(), extra: tuple[bytes, ...] = (),
+    ) -> bool:
         if arg.strip():
             picked = self.pick(arg)
             if isinstance(picked, bytes):
                 return await self.err(picked)
             number, entry = picked
+            if number in omit:
+                return await self.err(b"no such message")
             if self.mis.malformed_listings:
                 return await self.ok(b"garbage")
             return await self.ok(b"%d %s" % (number, value(number, entry)))
         if self.mis.endless_listing:
             return await self.listing_endless()
-        lines = [listing_line(self.mis, i, n, value(n, e)) for i, (n, e) in enumerate(self.live())]
+        lines = [listing_line(self.mis, i, n, value(n, e))
+                 for i, (n, e) in enumerate(self.live()) if n not in omit]
+        lines += [line + b"\r\n" for line in extra]
         await self.send(b"+OK listing follows\r\n" + b"".join(lines) + b".\r\n")
         return False
 
