@@ -75,9 +75,21 @@ def test_import_request_shape_and_labels(api: tuple[FakeGmail, str]) -> None:
     assert [json.loads(r["body"])["name"] for r in created] == ["ISP/New"]
     (imp,) = [r for r in state.requests if r["path"].endswith("/import")]
     assert imp["query"] == {"uploadType": ["multipart"], "internalDateSource": ["dateHeader"],
-                            "neverMarkSpam": ["true"], "processForCalendar": ["false"]}
+                            "neverMarkSpam": ["false"], "processForCalendar": ["false"]}
     meta = imp["body"].split(b"\r\n\r\n", 1)[1].split(b"\r\n", 1)[0]
     assert json.loads(meta) == {"labelIds": ["INBOX", "Label_1", "Label_3"]}
+
+
+def test_never_mark_spam_skips_the_spam_classification(api: tuple[FakeGmail, str]) -> None:
+    """Issue 18 item 5: imports go through Gmail's spam classifier unless the sink
+    says ``never_mark_spam = true``; the converted config reaches the request."""
+    state, endpoint = api
+    config = gmail_sink({"name": "g", "oauth_token_command": "true",
+                         "never_mark_spam": True, "api_endpoint": endpoint}, "c")
+    assert config.never_mark_spam
+    asyncio.run(sink(endpoint, never_mark_spam=config.never_mark_spam).deliver([make()]))
+    (imp,) = [r for r in state.requests if r["path"].endswith("/import")]
+    assert imp["query"]["neverMarkSpam"] == ["true"]
 
 
 def test_429_then_200_and_500_then_200(api: tuple[FakeGmail, str]) -> None:
@@ -193,7 +205,8 @@ def test_token_written_private(tmp_path: Path) -> None:
 def test_config_converter() -> None:
     got = gmail_sink({"type": "gmail", "name": "g", "token_file": "~/t.json",
                       "labels": ["INBOX", "ISP"], "process_for_calendar": True}, "c")
-    assert got.labels == ("INBOX", "ISP") and got.process_for_calendar and got.never_mark_spam
+    assert got.labels == ("INBOX", "ISP") and got.process_for_calendar
+    assert not got.never_mark_spam  # Gmail's spam classification by default (issue 18 item 5)
     assert got.token_file is not None and "~" not in str(got.token_file)
     with pytest.raises(ConfigError, match="exactly one of token_file, oauth_token_command"):
         gmail_sink({"name": "g"}, "c")

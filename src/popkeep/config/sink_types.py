@@ -114,7 +114,9 @@ class GmailSinkConfig(NamedTuple):
 
     name: str
     labels: tuple[str, ...] = ("INBOX", "UNREAD")
-    never_mark_spam: bool = True
+    #: False (the default): imported mail goes through Gmail's spam classification, as
+    #: mail Gmail received itself (and its retired POP fetcher) did; True skips it
+    never_mark_spam: bool = False
     process_for_calendar: bool = False
     internal_date_source: GmailDate = "dateHeader"
     token_file: Path | None = None  #: authorized-user JSON written by ``popkeep auth``
@@ -260,7 +262,7 @@ def gmail_sink(table: Mapping[str, object], where: str) -> GmailSinkConfig:
     return GmailSinkConfig(
         name=keys.need("name", cv.to_name),
         labels=keys.get("labels", cv.string_list, ("INBOX", "UNREAD")),
-        never_mark_spam=keys.get("never_mark_spam", cv.to_bool, True),
+        never_mark_spam=keys.get("never_mark_spam", cv.to_bool, False),
         process_for_calendar=keys.get("process_for_calendar", cv.to_bool, False),
         internal_date_source=keys.get(
             "internal_date_source", cv.choice(_GMAIL_DATES), _GMAIL_DATES[0]

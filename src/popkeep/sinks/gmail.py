@@ -12,7 +12,7 @@ The import request (https://developers.google.com/gmail/api/reference/rest/v1/us
 
     POST {api}/upload/gmail/v1/users/me/messages/import
          ?uploadType=multipart&internalDateSource=dateHeader
-         &neverMarkSpam=true&processForCalendar=false
+         &neverMarkSpam=false&processForCalendar=false
     Authorization: Bearer <token>
     Content-Type: multipart/related; boundary=…
       part 1: application/json  {"labelIds": [...]}
