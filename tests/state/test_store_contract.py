@@ -17,6 +17,7 @@ from popkeep.model import MessageState, Receipt, RunSummary
 from popkeep.state.base import (
     AccountTotals,
     Alert,
+    Collected,
     Delivered,
     DeliveredRecord,
     Intent,
@@ -212,6 +213,28 @@ def test_live_octets_sum_what_list_said_of_the_messages_on_the_server(store: Sta
     assert store.live_octets("a") == (37, 0)
     assert store.messages("a")["u1"].listed_size == 12
     store.record_listed_sizes("a", {})
+
+
+def test_mark_collected_records_delivered_messages_without_content(store: StateStore) -> None:
+    store.record_delivered("a", [delivered("u1", sha="e" * 64)], SINKS, T0)
+    t1, then = T0 + timedelta(days=3), T0 - timedelta(days=40)
+    entries = [Collected("u1"), Collected("u2", then), Collected("u3", None, 1234),
+               Collected("u2", t1)]  # a uid twice: its first entry counts
+    assert store.mark_collected("a", entries, SINKS, "imported from fetchmail", t1) == 2
+    msgs = store.messages("a")
+    assert msgs["u1"].sha256 == "e" * 64 and msgs["u1"].first_retrieved_at == T0  # kept
+    u2, u3 = msgs["u2"], msgs["u3"]
+    assert (u2.state, u2.first_retrieved_at, u2.sinks) == (
+        MessageState.DELIVERED, then, frozenset(SINKS))
+    assert (u2.sha256, u2.size, u2.listed_size) == (None, 0, None)
+    assert (u3.first_retrieved_at, u3.size, u3.listed_size) == (t1, 1234, 1234)
+    assert sorted(store.uids_by_state("a")[MessageState.DELIVERED]) == ["u1", "u2", "u3"]
+    assert "u2" not in store.messages("b")
+    assert store.mark_collected("a", entries, SINKS, "again", t1) == 0
+    assert store.mark_collected("a", [], SINKS, "nothing", t1) == 0
+    store.mark_gone("a", ["u2"], t1)
+    assert store.mark_collected("a", [Collected("u2")], SINKS, "gone stays", t1) == 0
+    assert store.messages("a")["u2"].state is MessageState.GONE
 
 
 def test_a_uid_is_never_a_retired_key() -> None:

@@ -34,6 +34,7 @@ from popkeep.model import MessageState, RunSummary, StoredMessage
 from popkeep.state.base import (
     AccountTotals,
     Alert,
+    Collected,
     Delivered,
     DeliveredRecord,
     Intent,
@@ -136,6 +137,12 @@ class AsyncStore:
         listed_size: int | None = None,
     ) -> None:
         await self._call(self.store.adopt, account, uid, original, size, listed_size)
+
+    async def mark_collected(
+        self, account: str, collected: Sequence[Collected], sinks: Sequence[str],
+        source: str, now: datetime,
+    ) -> int:
+        return await self._call(self.store.mark_collected, account, collected, sinks, source, now)
 
     async def live_octets(self, account: str) -> tuple[int, int]:
         return await self._call(self.store.live_octets, account)

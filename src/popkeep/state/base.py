@@ -47,6 +47,18 @@ class Delivered(NamedTuple):
     digest: str | None = None  #: its header digest (StoredMessage.digest)
 
 
+class Collected(NamedTuple):
+    """A message already collected by other means: by the mail client popkeep takes
+    over from (``popkeep import-state``), or in the user's words (``popkeep
+    baseline``). :meth:`StateStore.mark_collected` records it as delivered without
+    fetching it."""
+
+    uid: str  #: its key: the server's unique-id (RFC 1939 §7), as a listing gives it
+    #: when it was first collected (the retention clock); None: when it is marked
+    first_retrieved_at: datetime | None = None
+    listed_size: int | None = None  #: the size LIST gives for it, when known
+
+
 class Refusal(NamedTuple):
     """A sink refused this message for good (``MessageRefused``): not retried by
     later runs until the user asks (``popkeep retry``). ``size`` tells a message
@@ -200,6 +212,19 @@ class StateStore(AccountLocks, Protocol):
         mailbox): receipts, sha256, header digest and first_retrieved_at are copied;
         ``listed_size`` is what LIST gives for ``uid``; the new uid is DELIVERED when
         the copied receipts cover the original's sinks, else SEEN."""
+        ...
+
+    def mark_collected(
+        self, account: str, collected: Sequence[Collected], sinks: Sequence[str],
+        source: str, now: datetime,
+    ) -> int:
+        """One transaction: each uid of ``collected`` the account has no record of
+        becomes DELIVERED without being fetched, with a receipt for each of ``sinks``
+        whose ref is ``source`` (what vouches for it, e.g. ``"imported from
+        fetchmail"``), so retention treats it like any message delivered everywhere;
+        ``first_retrieved_at`` as given, else ``now``; its size is ``listed_size``
+        (0 when unknown) and it has no content hash. A uid the account knows already
+        (in any state) keeps its record. Returns how many were marked."""
         ...
 
     def live_octets(self, account: str) -> tuple[int, int]:

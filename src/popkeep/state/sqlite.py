@@ -30,6 +30,7 @@ from popkeep.model import MessageState, RunSummary, StoredMessage
 from popkeep.state.base import (
     AccountTotals,
     Alert,
+    Collected,
     Delivered,
     DeliveredRecord,
     Intent,
@@ -458,17 +459,8 @@ class SQLiteStore:
         leaves them (state, first_retrieved_at, sinks); returns those uids."""
         counts = Counter(d.uid for d in delivered)
         candidates = [d.uid for d in delivered if counts[d.uid] == 1]  # repeats: general path
-        existing: set[str] = set()
-        for start in range(0, len(candidates), 400):  # stay under SQLite's parameter limit
-            chunk = candidates[start : start + 400]
-            marks = ",".join("?" * len(chunk))  # placeholders only: values are bound
-            # Receipts too: a row's sinks column must list every receipt it has.
-            query = (
-                f"SELECT uid FROM messages WHERE account = ? AND uid IN ({marks})"  # noqa: S608
-                f" UNION SELECT uid FROM receipts WHERE account = ? AND uid IN ({marks})"
-            )
-            existing.update(row[0] for row in cur.execute(query, (account, *chunk) * 2))
-        fresh = set(candidates) - existing
+        # Receipts too: a row's sinks column must list every receipt it has.
+        fresh = set(candidates) - SQLiteStore._known_uids(cur, account, candidates)
         rows = []
         for d in delivered:
             if d.uid in fresh:
@@ -513,6 +505,52 @@ class SQLiteStore:
                 (uid, account, original.uid),
             )
             cur.execute(_REFRESH_SINKS, (account, uid))
+
+    def mark_collected(
+        self, account: str, collected: Sequence[Collected], sinks: Sequence[str],
+        source: str, now: datetime,
+    ) -> int:
+        """See :meth:`StateStore.mark_collected`: rows of known uids are left alone."""
+        if not collected:
+            return 0
+        stamp = _encode_time(now)
+        names = sorted(set(sinks))  # BINARY order = code points, as record_delivered
+        with self._transaction("mark messages collected") as cur:
+            known = self._known_uids(cur, account, list({c.uid for c in collected}))
+            fresh: dict[str, Collected] = {}
+            for entry in collected:
+                if entry.uid not in known:
+                    fresh.setdefault(entry.uid, entry)
+            cur.executemany(
+                """INSERT INTO messages
+                   (account, uid, size, state, first_retrieved_at, sinks, listed_size)
+                   VALUES (?, ?, ?, 'delivered', ?, ?, ?)""",
+                [
+                    (account, c.uid, c.listed_size or 0,
+                     _encode_time(c.first_retrieved_at) if c.first_retrieved_at else stamp,
+                     _SEP.join(names) or None, c.listed_size)
+                    for c in fresh.values()
+                ],
+            )
+            cur.executemany(
+                _UPSERT_RECEIPT,
+                [(account, uid, sink, source, stamp) for uid in fresh for sink in names],
+            )
+        return len(fresh)
+
+    @staticmethod
+    def _known_uids(cur: sqlite3.Cursor, account: str, uids: list[str]) -> set[str]:
+        """Which of ``uids`` the account has a message row or a receipt for."""
+        known: set[str] = set()
+        for start in range(0, len(uids), 400):  # stay under SQLite's parameter limit
+            chunk = uids[start : start + 400]
+            marks = ",".join("?" * len(chunk))  # placeholders only: values are bound
+            query = (
+                f"SELECT uid FROM messages WHERE account = ? AND uid IN ({marks})"  # noqa: S608
+                f" UNION SELECT uid FROM receipts WHERE account = ? AND uid IN ({marks})"
+            )
+            known.update(row[0] for row in cur.execute(query, (account, *chunk) * 2))
+        return known
 
     def live_octets(self, account: str) -> tuple[int, int]:
         """One scan of the ``messages_live_sizes`` index (schema 6)."""
