@@ -462,6 +462,34 @@ class App:
         self.store.forget_refusals(account, tuple(uids))
         return chosen
 
+    def import_state(
+        self, account: str, client: str, data: bytes,
+        host: str | None = None, user: str | None = None,
+    ) -> tuple[int, int]:
+        """Mark the messages another POP3 client collected as collected for
+        ``account`` (``popkeep import-state``): ``data`` is that client's state file
+        (:data:`popkeep.state.foreign.READERS`), whose list for ``user`` at ``host``
+        (default: the account's) is taken. Each message becomes DELIVERED to every
+        sink of the account without being fetched, its retention clock from the
+        file's first-retrieval time where it has one, else now; messages the store
+        knows already keep their record. Under the account's lock (AlreadyRunning
+        while a fetch holds it). Returns (how many were marked, how many the list held).
+        """
+        from popkeep.state.foreign import READERS, entries_of
+
+        (config,) = self.accounts([account])
+        entries = entries_of(
+            READERS[client](data), host or config.server.host, user or config.server.user or ""
+        )
+        store = self.store
+        with store.lock(account) as held:
+            if not held:
+                raise AlreadyRunning(f"account {account!r} is being collected by another process")
+            marked = store.mark_collected(
+                account, entries, config.sinks, f"imported from {client}", self.clock.now()
+            )
+        return marked, len({entry.uid for entry in entries})
+
     def status(self) -> list[AccountStatus]:
         """Per account: its last run and the store's counts (two indexed queries each)."""
         rows = []

@@ -17,6 +17,7 @@ _COMMANDS = {
     "check-now": "popkeep.cli.service:check_now",
     "demo": "popkeep.cli.demo:demo",
     "fetch": "popkeep.cli.commands:fetch",
+    "import-state": "popkeep.cli.migrate:import_state",
     "install-service": "popkeep.cli.serve:install_service",
     "plan": "popkeep.cli.plan:plan",
     "retry": "popkeep.cli.retry:retry",
