@@ -15,6 +15,7 @@ from popkeep.pop3.listing import (
     ODD_UID_PREFIX,
     UidIndex,
     UidIndexBuilder,
+    identity_key,
     index_uids,
     parse_capa,
     parse_list,
@@ -57,6 +58,16 @@ def test_valid_uidls_are_their_own_keys_and_never_collide_with_odd_ones() -> Non
     for uid in (b"x" * 70, b"!~", b"uidl-sha256"):
         assert uid_key(uid) == uid.decode()
     assert " " not in uid_key(b"x" * 70) and " " in uid_key(b"x" * 71)
+
+
+def test_identity_keys_never_collide_with_unique_ids_or_each_other() -> None:
+    d = "ab" * 32
+    assert identity_key(d, 120) == f"header-sha256 {d} 120"
+    assert identity_key(d, 120, 2) == f"header-sha256 {d} 120 #2"
+    assert identity_key(d, 120, uid="u-1") == f"u-1 header-sha256 {d} 120"
+    keys = {identity_key(d, size, n, uid) for size in (1, 2) for n in (1, 2, 3)
+            for uid in (None, "u-1", uid_key(b"x" * 80))}
+    assert len(keys) == 18 and all(" " in key for key in keys)
 
 
 @pytest.mark.parametrize("data", [

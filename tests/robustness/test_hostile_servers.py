@@ -21,6 +21,7 @@ from popkeep.cli import main
 from popkeep.pop3.listing import ODD_UID_PREFIX
 from popkeep.testing import misbehaviour as mb
 from popkeep.testing.mailbox import Mailbox
+from popkeep.testing.misbehaviour import Misbehaviour
 
 from .conftest import PASSWORD, Case, digest, small_mailbox
 
@@ -179,8 +180,58 @@ def test_message_that_never_ends_is_cut_by_the_session_timeout(hostile: Hostile)
 # -- unique-ids ---------------------------------------------------------------------------
 
 
-def test_two_messages_with_the_same_uidl_leave_the_others_collected(hostile: Hostile) -> None:
+def test_two_messages_under_one_uidl_are_both_delivered_and_deleted(hostile: Hostile) -> None:
+    """RFC 1939 §7 forbids two messages with one unique-id; a server that does it gets
+    both collected (told apart by TOP n 0 and LIST size), each deleted as itself."""
     case = hostile(duplicate_uidl=True)
+    case.configure(delete_after="0s")
+    code, err = case.fetch()
+    assert code == 0, err
+    assert not err, err  # nothing skipped, nothing to warn about
+    case.assert_safe()
+    assert len(case.stored()) == 5
+    assert len(case.server.mailbox) == 0
+    shared = case.query("SELECT uid FROM messages WHERE uid LIKE 'duplicated-uid %'")
+    assert len(shared) == 2 and all(" header-sha256 " in key for key in shared)
+
+
+def test_two_messages_under_one_uidl_are_kept_and_never_delivered_twice(
+    hostile: Hostile,
+) -> None:
+    case = hostile(duplicate_uidl=True)
+    case.configure(delete_after="never")
+    assert case.fetch() == (0, [])
+    assert len(case.stored()) == 5
+    served = len(case.server.sessions[-1].retrieved)
+    code, err = case.fetch()
+    assert (code, err) == (0, [])
+    assert not case.server.sessions[-1].retrieved  # recognised: nothing fetched again
+    case.server.misbehave = Misbehaviour()  # the server lists each uid once again
+    assert case.fetch() == (0, [])
+    case.assert_safe()
+    assert len(case.stored()) == 5  # fetched again under their own uids, not delivered
+    assert served == 5
+
+
+def test_two_alike_messages_under_one_uidl_are_both_delivered(hostile: Hostile) -> None:
+    """Same header, same size, another body: the header digest and size cannot tell
+    them apart, the occurrence in the listing does (docs/guarantees.md)."""
+    head = b"From: a@example.com\r\nSubject: twins\r\nMessage-ID: <twin@x>\r\n\r\n"
+    box = small_mailbox()
+    twins = Mailbox.from_messages([head + b"body A\r\n", head + b"body B\r\n",
+                                   *(box.message(uid) for uid in box.uids)])
+    case = hostile(twins, duplicate_uidl=True)
+    case.configure(delete_after="never")
+    assert case.fetch() == (0, [])
+    assert case.fetch() == (0, [])
+    case.assert_safe()
+    assert len(case.stored()) == 7
+    keys = sorted(case.query("SELECT uid FROM messages WHERE uid LIKE 'duplicated-uid %'"))
+    assert keys[1] == keys[0] + " #2"
+
+
+def test_two_messages_under_one_uidl_without_top_are_left_alone(hostile: Hostile) -> None:
+    case = hostile(duplicate_uidl=True, no_top=True)
     case.configure(delete_after="0s")
     code, err = case.fetch()
     assert code == 0, err

@@ -86,6 +86,30 @@ def uid_key(uid: bytes) -> str:
     return ODD_UID_PREFIX + hashlib.sha256(uid).hexdigest()
 
 
+#: Prefix of the key of a message identified by its header, not by a unique-id of
+#: its own (see :func:`identity_key`); it holds a space, like :data:`ODD_UID_PREFIX`.
+IDENTITY_PREFIX = "header-sha256 "
+
+
+def identity_key(digest: str, size: int, occurrence: int = 1, uid: str | None = None) -> str:
+    """The key of a message told apart by its header digest (``TOP n 0``,
+    :func:`popkeep.headers.header_digest`) and its LIST size rather than by a unique-id
+    of its own: ``[<uid> ]header-sha256 <digest> <size>``, and `` #<occurrence>`` for
+    the second and later messages with the same digest and size in one listing
+    (counted in message-number order).
+
+    ``uid``: the unique-id several messages of the listing share (RFC 1939 §7 forbids
+    it; servers do it), else None (a server without UIDL). The key is the same in
+    every session where the message is (and, for a later occurrence, the messages
+    like it before it are) still there; it never equals a valid unique-id (it holds
+    a space) or an :func:`uid_key` of one.
+    """
+    key = f"{IDENTITY_PREFIX}{digest} {size}"
+    if uid is not None:
+        key = f"{uid} {key}"
+    return key if occurrence == 1 else f"{key} #{occurrence}"
+
+
 def parse_uidl(data: bytes) -> tuple[list[tuple[int, str]], int]:
     """UIDL body (RFC 1939 §7) → ([(number, key)] in the server's order, lines skipped).
 

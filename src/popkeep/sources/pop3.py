@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Literal, NamedTuple
 
@@ -63,6 +63,7 @@ from popkeep.pop3.codec import apop_digest as _apop_digest
 from popkeep.pop3.listing import (
     UidIndex,
     UidIndexBuilder,
+    identity_key,
     parse_capa,
     parse_list,
     parse_scan_line,
@@ -709,8 +710,37 @@ class POP3Source:
         stat = await self._session.stat()
         index = await self._session.uids(stat.messages)
         self._numbers = index.keys
-        skipped = index.skipped + sum(map(len, index.shared.values()))
+        skipped = index.skipped
+        if index.shared:
+            told, untold = await self._tell_apart(index.shared, stat.messages)
+            self._numbers = dict(sorted({**index.keys, **told}.items(), key=lambda kv: kv[1]))
+            skipped += untold
         return Listing(stat.messages, stat.octets, self._numbers.keys(), skipped)
+
+    async def _tell_apart(
+        self, shared: Mapping[str, list[int]], count: int
+    ) -> tuple[dict[str, int], int]:
+        """Keys for the messages that share a unique-id (RFC 1939 §7 forbids it;
+        servers do it): each one's :func:`~popkeep.pop3.listing.identity_key` from
+        its ``TOP n 0`` header digest and LIST size, so each is fetched, stored and
+        deleted as itself, and recognised in later sessions. Returns (key → message
+        number, how many could not be told apart: no size or no TOP for them, left
+        out of the listing)."""
+        numbers = sorted(n for group in shared.values() for n in group)
+        sizes = await self._session.sizes(numbers, count)
+        digests = await self._session.header_digests(numbers)
+        keys: dict[str, int] = {}
+        untold = 0
+        for uid, group in shared.items():
+            seen: Counter[tuple[str, int]] = Counter()
+            for number in sorted(group):
+                if number not in sizes or number not in digests:
+                    untold += 1
+                    continue
+                seen[digests[number], sizes[number]] += 1
+                identity = (digests[number], sizes[number])
+                keys[identity_key(*identity, seen[identity], uid=uid)] = number
+        return keys, untold
 
     async def describe(
         self, keys: Sequence[str], *, identify: bool = False
