@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from popkeep.testing.mailgen import same_size_stranger
+from popkeep.testing.misbehaviour import Misbehaviour
 
 from .conftest import Case, digest, small_mailbox
 
@@ -210,3 +211,27 @@ def test_keep_mode_learns_the_size_a_server_gave_a_message_it_marked(hostile: Ho
     assert (code, err) == (0, [])
     assert not _lines(case, b"TOP") and not _lines(case, b"LIST")
     assert not case.query("SELECT uid FROM messages WHERE uid LIKE '% retired %'")
+
+
+def test_a_reused_uidl_in_an_incomplete_listing_is_still_fetched(hostile: Hostile) -> None:
+    """A listing with an entry left out (message 3 listed twice) as long as the live
+    set, one of its uids a reused one: the uid count alone would say "nothing
+    changed", and the new message under the reused UIDL would wait for a complete
+    listing that a broken server may never send. It is fetched now; the message left
+    out is neither gone nor touched."""
+    case = hostile()
+    case.configure()
+    box = case.server.mailbox
+    assert case.fetch()[0] == 0
+    uid = box.uids[1]
+    box.remove(uid)
+    assert case.fetch()[0] == 0  # gone
+    new = b"From: a@example.com\r\nSubject: reused\r\nMessage-ID: <reused@x>\r\n\r\nhi\r\n"
+    box.reuse_uid(uid, new)
+    case.server.misbehave = Misbehaviour(extra_uidl_lines=(b"3 again",))
+    code, err = case.fetch()
+    assert code == 0, err
+    _reused(case, uid, new)
+    _warned(err)
+    third = box.uids[2]
+    assert case.query(f"SELECT state FROM messages WHERE uid = '{third}'") == ["delivered"]

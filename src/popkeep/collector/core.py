@@ -264,18 +264,20 @@ class Collector:
             by_state = await self._store.uids_by_state(account)
             run.by_state, run.states, run.alive = self._index(by_state)
             run.live_octets = None  # summed before these changes
-        reappeared = self._reappeared(run, listed)
+        reappeared = self._reappeared(run, listed, complete)
         if reappeared:
             await self._retire(run, reappeared)
 
     @staticmethod
-    def _reappeared(run: RunState, listed: Set[str]) -> list[str]:
+    def _reappeared(run: RunState, listed: Set[str], complete: bool = True) -> list[str]:
         """Listed uids the store knows as DELETED or GONE: the old message left the
         server, so the server gave its UIDL to a new one (RFC 1939 §7 allows that).
 
         Free on a poll where every listed uid is live (see :meth:`_todo`); otherwise a
-        set difference in C and a look-up per uid not live (new mail, mostly)."""
-        if len(run.alive) == len(listed):
+        set difference in C and a look-up per uid not live (new mail, mostly). Not
+        free when the listing is not ``complete``: then a live uid may be missing
+        from it, so a listing as long as the live set may still hold a reused uid."""
+        if complete and len(run.alive) == len(listed):
             return []
         return sorted(uid for uid in listed - run.alive if uid in run.states)
 
