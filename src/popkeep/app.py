@@ -108,6 +108,8 @@ SourceBuilder = Callable[[AccountConfig, "SpoolFactory", "StreamOpener | None"],
 
 def _pop3_settings(account: AccountConfig, password: str) -> SessionSettings:
     """The POP3 session settings of ``account`` (with the password already resolved)."""
+    from datetime import timedelta
+
     from popkeep.sources.pop3 import SessionSettings
     from popkeep.transport.base import TLSSettings
 
@@ -125,6 +127,7 @@ def _pop3_settings(account: AccountConfig, password: str) -> SessionSettings:
         session_timeout=account.session_timeout,
         max_message_size=account.max_message_size,
         pipeline_window=account.pipeline,
+        keeps_mail=account.retention.delete_after != timedelta(0),
     )
 
 

@@ -261,14 +261,65 @@ def test_uidls_that_change_every_session_are_adopted_not_redelivered(hostile: Ho
     assert case.query("SELECT sum(adopted) FROM runs") == [10]
 
 
-def test_no_uidl_is_a_clear_refusal(hostile: Hostile) -> None:
-    case = hostile(no_uidl=True)
-    case.configure()
+def test_without_uidl_delete_now_collects_everything_once(hostile: Hostile) -> None:
+    """UIDL is optional (RFC 1939 §7): collecting and deleting in one session needs
+    no key that lasts; a session whose deletions did not take effect is followed by
+    one that fetches again and adopts, never delivering twice."""
+    case = hostile(no_uidl=True, drop_before_quit_reply=True)
+    case.configure(delete_after="0s")
     code, err = case.fetch()
-    case.assert_failed_cleanly(code, err, "UIDL")
+    assert code != 0 and len(case.server.mailbox) == 5  # QUIT unanswered: nothing deleted
+    case.assert_safe()
+    assert len(case.stored()) == 5
+    case.server.misbehave = Misbehaviour(no_uidl=True)
+    code, err = case.fetch()
+    assert code == 0, err
+    case.assert_safe()
+    assert len(case.stored()) == 5 and len(case.server.mailbox) == 0
+    assert case.query("SELECT sum(adopted) FROM runs") == [5]
+
+
+def test_without_uidl_keep_mode_recognises_messages_by_their_header(hostile: Hostile) -> None:
+    case = hostile(no_uidl=True)
+    case.configure(delete_after="never")
+    assert case.fetch() == (0, [])
+    assert len(case.stored()) == 5
+    assert case.fetch() == (0, [])
+    assert not case.server.sessions[-1].retrieved  # TOP told them; nothing fetched again
+    new = b"From: a@example.com\r\nSubject: later\r\nMessage-ID: <later@x>\r\n\r\nhi\r\n"
+    box = case.server.mailbox
+    box.add(new)
+    case.by_uid = {uid: digest(box.message(uid)) for uid in box.uids}
+    assert case.fetch() == (0, [])
+    assert case.server.sessions[-1].retrieved == [case.server.mailbox.uids[-1]]
+    case.assert_safe()
+    assert len(case.stored()) == 6 and len(case.server.mailbox) == 6
+    keys = case.query("SELECT uid FROM messages")
+    assert all(key.startswith("header-sha256 ") for key in keys), keys
+
+
+def test_without_uidl_two_alike_messages_are_both_kept_once(hostile: Hostile) -> None:
+    """Same header and size, another body: the occurrence in the listing tells them apart."""
+    head = b"From: a@example.com\r\nSubject: twins\r\nMessage-ID: <twin@x>\r\n\r\n"
+    case = hostile(Mailbox.from_messages([head + b"body A\r\n", head + b"body B\r\n"]),
+                   no_uidl=True)
+    case.configure(delete_after="never")
+    assert case.fetch() == (0, [])
+    assert case.fetch() == (0, [])
+    case.assert_safe()
+    assert len(case.stored()) == 2
+    keys = sorted(case.query("SELECT uid FROM messages"))
+    assert keys[1] == keys[0] + " #2"
+
+
+def test_without_uidl_or_top_keep_mode_is_refused_in_one_line(hostile: Hostile) -> None:
+    case = hostile(no_uidl=True, no_top=True)
+    case.configure(delete_after="14d")
+    code, err = case.fetch()
+    case.assert_failed_cleanly(code, err, "neither UIDL nor TOP", 'delete_after = "0s"')
     assert code == 77  # permanent: retrying will not help
     assert case.stored() == {}
-    case.resume()
+    assert not case.server.sessions[-1].retrieved
 
 
 def test_uidls_with_slashes_and_dots_never_become_paths(hostile: Hostile) -> None:

@@ -24,6 +24,7 @@ QUIT (so the server deletes nothing) and returns False.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -106,6 +107,10 @@ class SessionSettings(NamedTuple):
     max_line: int = 1 << 20
     max_message_size: int | None = None
     pipeline_window: int = 64
+    #: whether the account leaves mail on the server after collecting it (any
+    #: ``delete_after`` but "0s"): then messages must be recognised in later sessions,
+    #: which a server without UIDL allows only through TOP (see POP3Source.list_mailbox)
+    keeps_mail: bool = True
 
     def __repr__(self) -> str:  # never show the password
         return f"SessionSettings(host={self.host!r}, port={self.port}, user={self.user!r}, …)"
@@ -228,6 +233,10 @@ class POP3Session:
     @property
     def tls(self) -> TLSInfo | None:
         return self._stream.tls
+
+    @property
+    def settings(self) -> SessionSettings:
+        return self._settings
 
     # -- session setup ---------------------------------------------------------------
 
@@ -387,21 +396,21 @@ class POP3Session:
             raise server_error("STAT", event)
         return parse_stat(event.text)
 
-    async def uids(self, count: int) -> UidIndex:
+    async def uids(self, count: int) -> UidIndex | None:
         """UIDL (RFC 1939 §7) of a mailbox of ``count`` messages (STAT) → its
         :class:`~popkeep.pop3.listing.UidIndex`: the consistent entries by key, the
-        keys several messages share, and how many lines were left out.
-
-        Raises ServerRefused when the server lacks UIDL (without unique-ids popkeep
-        cannot tell messages apart across sessions).
+        keys several messages share, and how many lines were left out. None when the
+        server refuses UIDL (optional in RFC 1939 §7).
         """
         await self._drain()
+        # Asked even when CAPA does not list UIDL (RFC 2449 §6.7): a server that
+        # leaves it out but answers it keeps the keys its messages were collected by.
         await self._send(Command("UIDL"))
         index = UidIndexBuilder()  # parses each piece while the next one is on its way
         refused = await self._body(index.feed)
         if refused is not None:
-            raise ServerRefused(f"{self._settings.host} does not support UIDL "
-                                f"(RFC 1939 §7): {_describe(refused)}")
+            logger.info("%s: no UIDL (RFC 1939 §7): %s", self._settings.host, _describe(refused))
+            return None
         return index.result(count)
 
     async def sizes(self, numbers: Sequence[int], count: int) -> dict[int, int]:
@@ -685,8 +694,9 @@ class POP3Source:
     kept here and used for every later command.
     """
 
-    def __init__(self, session: POP3Session) -> None:
+    def __init__(self, session: POP3Session, keeps_mail: bool = True) -> None:
         self._session = session
+        self._keeps_mail = keeps_mail  #: see SessionSettings.keeps_mail
         self._numbers: dict[str, int] = {}  #: uid → message number, from the last UIDL
 
     @classmethod
@@ -694,7 +704,7 @@ class POP3Source:
         cls, settings: SessionSettings, opener: StreamOpener, spool: SpoolFactory
     ) -> POP3Source:
         """Log in (see :meth:`POP3Session.connect`)."""
-        return cls(await POP3Session.connect(settings, opener, spool))
+        return cls(await POP3Session.connect(settings, opener, spool), settings.keeps_mail)
 
     @property
     def tls(self) -> TLSInfo | None:
@@ -709,6 +719,8 @@ class POP3Source:
         consistent are left out and counted in :attr:`Listing.skipped`."""
         stat = await self._session.stat()
         index = await self._session.uids(stat.messages)
+        if index is None:
+            return await self._list_without_uidl(stat)
         self._numbers = index.keys
         skipped = index.skipped
         if index.shared:
@@ -716,6 +728,51 @@ class POP3Source:
             self._numbers = dict(sorted({**index.keys, **told}.items(), key=lambda kv: kv[1]))
             skipped += untold
         return Listing(stat.messages, stat.octets, self._numbers.keys(), skipped)
+
+    async def _list_without_uidl(self, stat: ServerStat) -> Listing:
+        """The listing of a server without UIDL (optional in RFC 1939 §7).
+
+        An account that deletes what it collects in the same session (``delete_after
+        = "0s"``) needs no key that lasts: each message gets one of this session only
+        (``no-uidl <random> <number>``), and a message left by a session that ended
+        early is fetched again and adopted by its content, not delivered twice. An
+        account that keeps mail needs its messages recognised later: each is keyed
+        by its ``TOP n 0`` header digest and LIST size
+        (:func:`~popkeep.pop3.listing.identity_key`, `` #2`` for a second alike one),
+        which costs one TOP per message on every poll. Messages without a size or a
+        digest are left out and counted. Raises ServerRefused when the account keeps
+        mail and the server has no TOP either.
+        """
+        numbers = range(1, stat.messages + 1)
+        if not self._keeps_mail:
+            token = secrets.token_hex(8)
+            self._numbers = {f"no-uidl {token} {n}": n for n in numbers}
+            return Listing(stat.messages, stat.octets, self._numbers.keys())
+        session = self._session
+        if not session.offers_top:
+            raise self._cannot_keep()
+        sizes = await session.sizes(numbers, stat.messages)
+        digests = await session.header_digests([n for n in numbers if n in sizes])
+        if sizes and not digests:
+            raise self._cannot_keep()  # TOP refused
+        seen: Counter[tuple[str, int]] = Counter()
+        self._numbers = {}
+        for number in numbers:
+            if number in digests:
+                identity = (digests[number], sizes[number])
+                seen[identity] += 1
+                self._numbers[identity_key(*identity, seen[identity])] = number
+        skipped = stat.messages - len(self._numbers)
+        return Listing(stat.messages, stat.octets, self._numbers.keys(), skipped)
+
+    def _cannot_keep(self) -> ServerRefused:
+        host = self._session.settings.host
+        return ServerRefused(
+            f"{host} has neither UIDL nor TOP (both optional in RFC 1939 §7): popkeep "
+            "cannot recognise its messages in a later session, so it cannot leave them "
+            'on the server; set delete_after = "0s" for this account (collect and '
+            "delete at once), or use a server that offers UIDL"
+        )
 
     async def _tell_apart(
         self, shared: Mapping[str, list[int]], count: int
