@@ -213,6 +213,24 @@ def test_two_messages_under_one_uidl_are_kept_and_never_delivered_twice(
     assert served == 5
 
 
+def test_a_server_that_starts_sharing_a_uidl_delivers_nothing_twice(hostile: Hostile) -> None:
+    """Messages collected under their own uids, later listed under one: fetched
+    again under their new keys and adopted by their content, never delivered twice;
+    then deleted as themselves."""
+    case = hostile()
+    case.configure(delete_after="never")
+    assert case.fetch() == (0, [])
+    case.server.misbehave = Misbehaviour(duplicate_uidl=True)
+    assert case.fetch() == (0, [])
+    case.assert_safe()
+    assert len(case.stored()) == 5
+    assert case.query("SELECT sum(adopted) FROM runs") == [2]
+    case.configure(delete_after="0s")
+    assert case.fetch() == (0, [])
+    case.assert_safe()
+    assert len(case.server.mailbox) == 0 and len(case.stored()) == 5
+
+
 def test_two_alike_messages_under_one_uidl_are_both_delivered(hostile: Hostile) -> None:
     """Same header, same size, another body: the header digest and size cannot tell
     them apart, the occurrence in the listing does (docs/guarantees.md)."""
