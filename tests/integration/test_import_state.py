@@ -164,17 +164,18 @@ def test_thunderbirds_popstate_keeps_kept_messages_and_their_times(
     server: ScriptedPOP3Server, certs: TestCerts, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A popstate.dat as Thunderbird writes it (hand-written: no Thunderbird here):
+    """A popstate.dat as Thunderbird writes it (hand-written: no Thunderbird here);
+    its first-retrieval times are the retention clock.
     ``k`` and ``d`` messages were downloaded, ``b`` (too big, header only) was not."""
     uids = [entry.uid for entry in server.mailbox.snapshot()]
-    then = datetime(2026, 10, 1, 9, 30, tzinfo=UTC)
+    then = datetime(2020, 10, 1, 9, 30, tzinfo=UTC)  # long past any delete_after below
     stamp = int(then.timestamp())
     popstate = tmp_path / "popstate.dat"
     popstate.write_text(_popstate("pop.other.example", "someone", ["k other-1 1"]) + _popstate(
         "127.0.0.1", server.user,
         [f"k {uids[0]} {stamp}", f"d {uids[1]} {stamp}", f"b {uids[2]} {stamp}", f"k {uids[3]}"],
     ))
-    config = server_config(tmp_path, server, certs, delete_after="never")
+    config = server_config(tmp_path, server, certs, delete_after="30d")
     argv = ["-c", str(config), "import-state", "thunderbird", str(popstate), "--account", "isp"]
     assert main(argv) == 0
     code, data = fetch(config, capsys)
@@ -182,6 +183,9 @@ def test_thunderbirds_popstate_keeps_kept_messages_and_their_times(
     assert data["delivered"] == len(uids) - 3
     retrieved = {uid for log in server.sessions for uid in log.retrieved}
     assert retrieved == set(uids) - {uids[0], uids[1], uids[3]}
+    # the retention clock is Thunderbird's: those it fetched in 2020 are due, the one
+    # without a time counts from the import
+    assert server.mailbox.deleted == [uids[0], uids[1]]
     store = SQLiteStore.open(tmp_path / "state.db")
     try:
         messages = store.messages("isp")
