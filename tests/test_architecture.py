@@ -96,8 +96,10 @@ VIOLATIONS = {
         ("planner/report.py", "import socket", "popkeep.planner.report -> socket"),
     "IMAPClient only in the IMAP sink":
         ("collector/job.py", "import imapclient", "popkeep.collector.job -> imapclient"),
-    "Google libraries only in the Gmail sink":
+    "Google libraries only in the Gmail sink and the Google token provider":
         ("app.py", "import google.auth", "popkeep.app -> google"),
+    "msal only in the Microsoft token provider":
+        ("oauth/store.py", "import msal", "popkeep.oauth.store -> msal"),
     "click only in the command line":
         ("scheduler.py", "import click", "popkeep.scheduler -> click"),
     "matplotlib only in the planner's plot":

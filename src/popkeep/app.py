@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from popkeep import scheduler
 from popkeep.clock import Clock, SystemClock
 from popkeep.config.load import default_state_path
-from popkeep.config.schema import AccountConfig, Config, MaildirSinkConfig, SinkConfig
+from popkeep.config.schema import (
+    AccountConfig,
+    Config,
+    Connection,
+    MaildirSinkConfig,
+    SinkConfig,
+)
 from popkeep.config.secrets import MaskingFilter
 from popkeep.errors import AlreadyRunning, ConfigError
 from popkeep.spool import Spool
@@ -30,7 +36,9 @@ if TYPE_CHECKING:
 
     from popkeep.alerts.notify import Alerts
     from popkeep.collector import AccountJob, AccountResult, Collector, ProgressCallback
+    from popkeep.config.schema import OAuthConfig
     from popkeep.model import RunSummary, ServerStat, StoredMessage
+    from popkeep.oauth import Flow
     from popkeep.sinks.base import Sink
     from popkeep.sources.base import SessionFactory, SourceSession
     from popkeep.sources.pop3 import SessionSettings, StreamOpener
@@ -143,17 +151,26 @@ def _pop3(
     from popkeep.transport.tcp import open_stream
 
     opens = opener or open_stream
-    server = account.server
-    if server.user is None or server.secret is None:  # config.load requires both
-        raise ConfigError(f'account "{account.name}": no user or password source')
-    secret = server.secret
+    resolve = _credential(account)
 
     async def connect() -> SourceSession:
-        password = secret.resolve()
+        password = resolve()
         MASK.add(password)
         return await POP3Source.connect(_pop3_settings(account, password), opens, spool)
 
     return connect
+
+
+def _credential(account: AccountConfig) -> Callable[[], str]:
+    """What resolves ``account``'s password or OAuth access token when a session opens."""
+    server = account.server
+    if server.oauth is not None:
+        from popkeep.oauth import provider
+
+        return provider(server.oauth).access_token
+    if server.user is None or server.secret is None:  # config.load requires both
+        raise ConfigError(f'account "{account.name}": no user or password source')
+    return server.secret.resolve
 
 
 #: ``[[account]] type`` → builder; :data:`popkeep.config.load.ACCOUNT_TYPES` lists the
@@ -440,11 +457,42 @@ class App:
                               f"{account.type!r} account")
         return await POP3Session.certificate(_pop3_settings(account, ""), open_stream)
 
-    def authorize(self, sink_name: str) -> Path:
+    def authorize(self, name: str, flow: Flow, say: Callable[[str], None]) -> str:
+        """``popkeep auth NAME``: sign in for the account or sink ``name`` and store the
+        tokens; what was done, in words. An account or IMAP sink with an ``oauth``
+        table runs its provider's ``flow``; a Gmail API sink runs Google's
+        installed-app flow into its ``token_file``."""
+        oauth = self._oauth_of(name)
+        if oauth is None:
+            return f"token stored in {self._authorize_gmail(name)}"
+        from popkeep.oauth import provider
+        from popkeep.oauth.store import store_for
+
+        who = provider(oauth).sign_in(flow, say)
+        return f"{oauth.owner}: {who}; tokens stored in {store_for(oauth).where}"
+
+    def _oauth_of(self, name: str) -> OAuthConfig | None:
+        """The ``oauth`` table of the account or sink ``name`` (None: a Gmail API sink)."""
+        found: list[Any] = [c for c in (self.config.accounts.get(name),
+                                        self.config.sinks.get(name)) if c is not None]
+        if not found:
+            raise ConfigError(f"popkeep auth: no account or sink is named {name!r}")
+        servers = [getattr(c, "server", None) for c in found]
+        tables: list[OAuthConfig] = [s.oauth for s in servers
+                                     if isinstance(s, Connection) and s.oauth is not None]
+        if len(tables) > 1:
+            raise ConfigError(f"popkeep auth: both an account and a sink are named {name!r}; "
+                              "rename one")
+        if tables:
+            return tables[0]
+        if type(found[-1]).__name__ == "GmailSinkConfig":
+            return None
+        raise ConfigError(f"{name!r} has no oauth table: popkeep auth is for accounts and sinks "
+                          'with auth = "oauth2" and oauth = { … }, and Gmail API sinks')
+
+    def _authorize_gmail(self, sink_name: str) -> Path:
         """Run the OAuth installed-app flow for a Gmail API sink; returns the token file."""
-        cfg = self.config.sinks.get(sink_name)
-        if cfg is None or type(cfg).__name__ != "GmailSinkConfig":
-            raise ConfigError(f'sink "{sink_name}": popkeep auth is for sinks of type "gmail"')
+        cfg = self.config.sinks[sink_name]
         secret: Path | None = getattr(cfg, "client_secret_file", None)
         token: Path | None = getattr(cfg, "token_file", None)
         if secret is None or token is None:

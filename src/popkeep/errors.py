@@ -37,6 +37,7 @@ Tree::
     │   ├── ServerBusy              retry: [IN-USE], [LOGIN-DELAY], [SYS/TEMP]
     │   └── ServerRefused           no retry: [SYS/PERM], unsupported command  exit 77
     ├── AuthError                   remote, account, no retry: fix credentials
+    │   └── SignInRequired          the OAuth sign-in must be done again: `popkeep auth NAME`
     ├── SecurityError               local,  account, no retry: TLS required, not offered
     ├── DeliveryError               local,  account, retry: a sink could not store
     │   └── DeliveryRefused         no retry: the sink refused permanently
@@ -229,6 +230,22 @@ class AuthError(PopkeepError):
     hint = "check user and password for this account"
 
 
+class SignInRequired(AuthError):
+    """An OAuth 2.0 sign-in is needed before this account or sink can be used: there
+    is no token yet, or the provider refused the refresh token (revoked, expired,
+    the password changed; a Google app left in "Testing" loses it after 7 days).
+
+    ``name`` is what ``popkeep auth`` takes; the message itself ends with the command
+    (so every place that shows it, ``status`` and alerts too, names it). Like any
+    AuthError, the service holds the account and sends the sign-in alert."""
+
+    hint = ""
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 class SecurityError(PopkeepError):
     """Going on would break a security rule (e.g. password before TLS)."""
 
@@ -313,6 +330,7 @@ class ServiceUnavailable(PopkeepError):
 #: A run's outcome in words, by error class (the nearest class in this tree wins);
 #: ``popkeep status`` and the service's account state show these.
 OUTCOME_WORDS: dict[type[PopkeepError], str] = {
+    SignInRequired: "sign in again (popkeep auth)",
     AuthError: "wrong password",
     ServerBusy: "server busy",
     ServerRefused: "refused by the server",

@@ -297,7 +297,8 @@ ACCOUNT_ERRORS = [
      'account "isp".tls: expected one of "implicit", "starttls", "none", got "startls"'
      ' (did you mean "starttls"?)'),
     ('auth = "cram"',
-     'account "isp".auth: expected one of "auto", "user", "apop", "plain", got "cram"'),
+     'account "isp".auth: expected one of "auto", "user", "apop", "plain", "oauth2", '
+     '"xoauth2", "oauthbearer", got "cram"'),
     ('sinks = ["hom"]', 'account "isp".sinks: unknown sink "hom" (did you mean "home"?)'),
     ('sinks = ["zzz"]', 'account "isp".sinks: unknown sink "zzz" (defined sinks: home)'),
     ("sinks = []", 'account "isp".sinks: expected at least one sink name'),
@@ -330,7 +331,8 @@ ACCOUNT_ERRORS = [
      'account "isp".ca_file: expected an absolute path or one starting with ~, got "ca.pem"'),
     ("[account.extra]", 'account "isp".extra: unknown key (known keys: ' + ", ".join(sorted([
         "auth", "ca_file", "connect_timeout", "delete_after", "enabled", "high_water", "host",
-        "interval", "low_water", "max_message_size", "name", "password", "password_command",
+        "interval", "low_water", "max_message_size", "name", "oauth", "oauth_token_command",
+        "password", "password_command",
         "password_env", "pipeline", "port", "server_quota", "session_timeout", "sinks", "timeout",
         "tls", "tls_fingerprint", "type", "user"])) + ")"),
     ('interval = "30s"',

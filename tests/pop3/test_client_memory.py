@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -334,4 +335,73 @@ def test_header_digests_pipeline_top_n_0_and_match_the_retrieved_header() -> Non
 def test_header_digests_without_top_in_capa_ask_nothing() -> None:
     stream = logged_in(CAPA_PIPE)  # a CAPA without TOP: RFC 2449 §6.3 says it has none
     assert run(lambda s: s.header_digests([1, 2]), stream) == {}
+    assert stream.finished
+
+
+TOKEN = "ya29." + "t" * 300  # access tokens are long: no initial response fits 255 octets
+#: the server's error challenge: base64 of a JSON object (RFC 7628 §3.2.2)
+_ERROR = base64.b64encode(b'{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}')
+
+
+def _b64(raw: bytes) -> bytes:
+    return base64.b64encode(raw)
+
+
+@pytest.mark.parametrize(("auth", "capa", "mechanism", "raw"), [
+    ("oauth2", b"+OK\r\nUSER\r\n.\r\n", b"XOAUTH2",
+     b"user=u\x01auth=Bearer " + TOKEN.encode() + b"\x01\x01"),
+    ("oauth2", b"+OK\r\nSASL PLAIN XOAUTH2 OAUTHBEARER\r\n.\r\n", b"XOAUTH2",
+     b"user=u\x01auth=Bearer " + TOKEN.encode() + b"\x01\x01"),
+    ("oauth2", b"+OK\r\nSASL PLAIN OAUTHBEARER\r\n.\r\n", b"OAUTHBEARER",
+     b"n,a=u,\x01host=mail.test\x01port=110\x01auth=Bearer " + TOKEN.encode() + b"\x01\x01"),
+    ("oauthbearer", b"+OK\r\nUSER\r\n.\r\n", b"OAUTHBEARER",
+     b"n,a=u,\x01host=mail.test\x01port=110\x01auth=Bearer " + TOKEN.encode() + b"\x01\x01"),
+])
+def test_oauth_sasl_exchange_byte_for_byte(
+    auth: str, capa: bytes, mechanism: bytes, raw: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RFC 5034 §4: AUTH mechanism, "+ ", the base64 client message, +OK."""
+    caplog.set_level(logging.DEBUG)
+    stream = (MemoryStream().reply(b"+OK ready\r\n")
+              .expect(b"CAPA").reply(capa)
+              .expect(b"AUTH " + mechanism).reply(b"+ \r\n")
+              .expect(_b64(raw)).reply(b"+OK signed in\r\n")
+              .expect(b"CAPA").reply(capa))
+    connect(stream, auth=auth, password=TOKEN)
+    assert stream.finished
+    assert TOKEN not in caplog.text and _b64(raw).decode() not in caplog.text
+
+
+def test_short_token_goes_as_initial_response() -> None:
+    raw = _b64(b"user=u\x01auth=Bearer t\x01\x01")
+    stream = (MemoryStream().reply(b"+OK ready\r\n")
+              .expect(b"CAPA").reply(CAPA_USER)
+              .expect(b"AUTH XOAUTH2 " + raw).reply(b"+OK\r\n")
+              .expect(b"CAPA").reply(CAPA_USER))
+    connect(stream, auth="xoauth2", password="t")
+    assert stream.finished
+
+
+_XOAUTH2 = b"user=u\x01auth=Bearer " + TOKEN.encode() + b"\x01\x01"
+_OAUTHBEARER = (b"n,a=u,\x01host=mail.test\x01port=110\x01auth=Bearer "
+                + TOKEN.encode() + b"\x01\x01")
+
+
+@pytest.mark.parametrize(("auth", "mechanism", "raw", "answer"), [
+    ("xoauth2", b"XOAUTH2", _XOAUTH2, b""),  # Google/Microsoft: an empty response
+    ("oauthbearer", b"OAUTHBEARER", _OAUTHBEARER, b"AQ=="),  # RFC 7628 §3.2.3: one ^A
+])
+def test_refused_token_error_challenge_then_err(
+    auth: str, mechanism: bytes, raw: bytes, answer: bytes
+) -> None:
+    """The server's JSON error comes as a second challenge; the client answers it
+    as the mechanism says and the -ERR that follows is an AuthError naming it."""
+    stream = (MemoryStream().reply(b"+OK ready\r\n")
+              .expect(b"CAPA").reply(CAPA_USER)
+              .expect(b"AUTH " + mechanism).reply(b"+ \r\n")
+              .expect(_b64(raw)).reply(b"+ " + _ERROR + b"\r\n")
+              .expect(answer).reply(b"-ERR [AUTH] Authentication failed\r\n"))
+    with pytest.raises(AuthError, match=r"AUTH .*\[AUTH\] Authentication failed.*status 401, "
+                                        r"scope https://mail.google.com/"):
+        connect(stream, auth=auth, password=TOKEN)
     assert stream.finished

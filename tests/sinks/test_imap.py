@@ -21,7 +21,7 @@ from popkeep.config.secrets import SecretSource
 from popkeep.config.sink_types import ImapSinkConfig, imap_sink
 from popkeep.errors import AuthError, ConfigError, SecurityError, TLSError
 from popkeep.sinks.base import Delivery, delivery_key
-from popkeep.sinks.imap import ImapSink, appenduid, oauthbearer_string, xoauth2_string
+from popkeep.sinks.imap import ImapSink, appenduid
 from popkeep.spool import SpooledMessage
 
 NOW = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
@@ -253,18 +253,6 @@ def test_starttls_required_when_configured(dovecot, dovecot_user) -> None:  # ty
         run(ImapSink(cfg).open())
     thread.join(5)
     server.close()
-
-
-def test_sasl_strings() -> None:
-    assert xoauth2_string("me@gmail.com", "ya29.t") == (
-        b"user=me@gmail.com\x01auth=Bearer ya29.t\x01\x01"
-    )
-    # RFC 7628 §4.1 example shape: n,a=user@example.com,^Ahost=…^Aport=…^Aauth=Bearer …^A^A
-    assert oauthbearer_string("user@example.com", "vF9dft4qmT", "server.example.com", 143) == (
-        b"n,a=user@example.com,\x01host=server.example.com\x01port=143"
-        b"\x01auth=Bearer vF9dft4qmT\x01\x01"
-    )
-    assert oauthbearer_string("a=b,c", "t", "h", 1).startswith(b"n,a=a=3Db=2Cc,\x01")
 
 
 def test_appenduid_parsing() -> None:

@@ -41,6 +41,8 @@ TEXTS: dict[tuple[Language, Condition, bool], Text] = {
         "server named above, the account's or a sink's, in popkeep's config; check\n"
         "it with\n\n    popkeep check {account}\n\n"
         "and, if popkeep serve is running, run `popkeep check-now {account}`.\n"
+        "If the reason above ends with `run: popkeep auth NAME` (an OAuth 2.0 sign-in\n"
+        "that expired or was revoked), run that command instead: it signs in again.\n"
         "You will get another message when signing in works again.\n",
     ),
     ("en", "signin", True): Text(
@@ -59,6 +61,8 @@ TEXTS: dict[tuple[Language, Condition, bool], Text] = {
         "(または password_command) を popkeep の設定で直し、次のコマンドで確認してください。\n\n"
         "    popkeep check {account}\n\n"
         "popkeep serve が動いていれば `popkeep check-now {account}` も実行してください。\n"
+        "理由の最後が `run: popkeep auth 名前` のとき (OAuth 2.0 のサインインの期限切れや\n"
+        "取り消し) は、代わりにそのコマンドを実行して、もう一度サインインしてください。\n"
         "ログインできるようになったら、もう一度お知らせします。\n",
     ),
     ("ja", "signin", True): Text(

@@ -96,22 +96,6 @@ def _show_untrusted(account: str, tls: TLSInfo) -> None:
 
 
 @click.command()
-@click.argument("sink")
-@config_option
-@log_options
-@handles_errors
-def auth(sink: str, config_path: Path | None) -> int:
-    """Authorize a Gmail API SINK (opens a browser; stores the token with mode 0600)."""
-    app = _app(config_path)
-    try:
-        token = app.authorize(sink)
-    finally:
-        app.close()
-    click.echo(f"{sink}: authorized; token stored in {token}")
-    return 0
-
-
-@click.command()
 @config_option
 @log_options
 @json_option
@@ -166,4 +150,4 @@ def schedule(config_path: Path | None, as_json: bool, utc: bool) -> int:
     return 0
 
 
-__all__ = ["auth", "check", "fetch", "schedule", "status"]
+__all__ = ["check", "fetch", "schedule", "status"]

@@ -281,6 +281,24 @@ def absolute_path(value: object, where: Where) -> Path:
     return path
 
 
+def endpoint(value: object, where: Where) -> str:
+    """An ``https://`` URL; plain ``http://`` only to a loopback address (a test server)."""
+    from ipaddress import ip_address
+    from urllib.parse import urlsplit
+
+    text = to_string(value, where).rstrip("/")
+    url = urlsplit(text)
+    if url.scheme == "https" and url.hostname:
+        return text
+    try:
+        loopback = url.scheme == "http" and ip_address(url.hostname or "").is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        where.fail(f"expected an https:// URL (http:// only to 127.0.0.1), got {show(text)}")
+    return text
+
+
 def existing_file(value: object, where: Where) -> Path:
     """An absolute path to a file that exists now."""
     path = absolute_path(value, where)

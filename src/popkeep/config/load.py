@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from popkeep.config import convert as cv
-from popkeep.config.connection import CONNECTION_KEYS, PASSWORD_KEYS, connection
+from popkeep.config.connection import CONNECTION_KEYS, OAUTH_KEYS, PASSWORD_KEYS, connection
 from popkeep.config.convert import Keys, Where
 from popkeep.config.schema import (
     AccountConfig,
@@ -53,7 +53,10 @@ __all__ = [
 
 T = TypeVar("T")
 
-_AUTH_MODES: tuple[AuthMode, ...] = ("auto", "user", "apop", "plain")
+_AUTH_MODES: tuple[AuthMode, ...] = (
+    "auto", "user", "apop", "plain", "oauth2", "xoauth2", "oauthbearer",
+)
+_OAUTH_MODES = frozenset({"oauth2", "xoauth2", "oauthbearer"})
 _LANGUAGES: tuple[Language, ...] = ("en", "ja")
 #: the ``[[account]] type`` words (the first is the default); ``app.SOURCE_BUILDERS``
 #: maps each to its source
@@ -97,10 +100,11 @@ def _account(
     name = Keys(table, where, table).need("name", cv.to_name)
     keys = Keys(table, Where.at(ctx.source, f'account "{name}"'), _ACCOUNT_KEYS)
     _check_table(table, keys.where, ctx)
+    auth = keys.get("auth", cv.choice(_AUTH_MODES), _AUTH_MODES[0])
     account = AccountConfig(
         name=name,
-        server=connection(keys, "pop3"),
-        auth=keys.get("auth", cv.choice(_AUTH_MODES), _AUTH_MODES[0]),
+        server=connection(keys, "pop3", oauth=auth if auth in _OAUTH_MODES else None),
+        auth=auth,
         sinks=_account_sinks(keys, sinks),
         retention=_retention(keys),
         max_message_size=keys.get("max_message_size", cv.positive_size, 256 * _MB),
@@ -219,13 +223,17 @@ def _sink(table: object, where: Where, ctx: _Context) -> SinkConfig:
 #: Keys that say where a secret comes from or name a command popkeep runs: a file
 #: holding any of them must not be writable by group or others, who could point
 #: the command elsewhere or send the password to their own server.
-_GUARDED_KEYS = (*PASSWORD_KEYS, "oauth_token_command", "token_file", "command")
+_GUARDED_KEYS = (*PASSWORD_KEYS, *OAUTH_KEYS, "token_file", "command")
 
 #: What a record needs installed, by its class name: (module, extra), or None.
 _EXTRAS: Mapping[str, Callable[[Any], tuple[str, str] | None]] = {
     "ImapSinkConfig": lambda _: ("imapclient", "imap"),
     "GmailSinkConfig": lambda sink: ("google.auth", "gmail") if sink.token_file else None,
 }
+
+
+#: What an ``oauth`` table needs installed, by provider: (module, extra).
+_OAUTH_EXTRAS = {"google": ("google.oauth2", "oauth"), "microsoft": ("msal", "oauth")}
 
 
 def _check_table(table: Mapping[str, object], where: Where, ctx: _Context) -> None:
@@ -253,6 +261,8 @@ def _check_record(record: Any, where: Where, ctx: _Context) -> None:
     if isinstance(server, Connection) and server.tls == "none" and server.secret is not None:
         ctx.warn(where.key("tls"), '"none" sends the password and all mail unencrypted')
     need = _EXTRAS.get(type(record).__name__, lambda _: None)(record)
+    if need is None and isinstance(server, Connection) and server.oauth is not None:
+        need = _OAUTH_EXTRAS[server.oauth.provider]
     if need is not None and not _installed(need[0]):
         where.fail(
             f"needs the Python package {need[0].split('.')[0]}, which is not installed: "
@@ -373,7 +383,23 @@ def parse_config(
 
     accounts = _named(_array_of_tables(keys.table, "account", top), "account", ctx, account)
     _warn_unused(sinks, accounts, ctx)
+    oauth_dir = (state.path or default_state_path(ctx.env)).parent / "oauth"
+    sinks = {n: _oauth_defaults(s, f'sink "{n}"', oauth_dir / f"sink-{n}.json")
+             for n, s in sinks.items()}
+    accounts = {n: _oauth_defaults(a, f'account "{n}"', oauth_dir / f"account-{n}.json")
+                for n, a in accounts.items()}
     return Config(Path(source), state, sinks, accounts, tuple(ctx.warnings), service)
+
+
+def _oauth_defaults(record: T, owner: str, token_file: Path) -> T:
+    """``record`` with its ``oauth`` table's owner and default ``token_file`` filled in
+    (``<state dir>/oauth/account-NAME.json`` / ``sink-NAME.json``); others unchanged."""
+    server = getattr(record, "server", None)
+    if not isinstance(server, Connection) or server.oauth is None:
+        return record
+    oauth = server.oauth._replace(owner=owner, token_file=server.oauth.token_file or token_file)
+    replaced: T = record._replace(server=server._replace(oauth=oauth))  # type: ignore[attr-defined]
+    return replaced
 
 
 def _named(

@@ -28,6 +28,8 @@ __all__ = [
     "Connection",
     "Language",
     "MaildirSinkConfig",
+    "OAuthConfig",
+    "OAuthProvider",
     "ServiceConfig",
     "SinkConfig",
     "SourceType",
@@ -42,11 +44,43 @@ TLSMode = Literal["implicit", "starttls", "none"]
 
 #: ``auto`` picks the best the server offers: SASL PLAIN (RFC 5034) when
 #: advertised, else USER/PASS (RFC 1939 §7); ``apop`` is RFC 1939 §7 APOP.
-AuthMode = Literal["auto", "user", "apop", "plain"]
+#: ``oauth2``: an OAuth 2.0 access token over SASL, XOAUTH2 unless the server lists
+#: only OAUTHBEARER (RFC 7628); ``xoauth2`` / ``oauthbearer`` name the mechanism.
+AuthMode = Literal["auto", "user", "apop", "plain", "oauth2", "xoauth2", "oauthbearer"]
+
+#: Who issues the OAuth 2.0 tokens: Google (google-auth) or Microsoft Entra (msal).
+OAuthProvider = Literal["google", "microsoft"]
+TokenStore = Literal["file", "keyring"]
 
 #: ``[[account]] type``: which kind of source collects the account (``app`` maps
 #: the word to its implementation).
 SourceType = Literal["pop3"]
+
+
+class OAuthConfig(NamedTuple):
+    """``oauth = { provider = …, client_id = … }``: where an account's or a sink's
+    OAuth 2.0 access token comes from (``popkeep auth NAME`` signs in once; the
+    refresh token is kept in ``token_file`` (mode 0600) and used from then on).
+
+    ``scopes`` follow from the provider and the protocol (Google
+    ``https://mail.google.com/``; Microsoft ``…/POP.AccessAsUser.All`` or
+    ``…/IMAP.AccessAsUser.All``). ``tenant`` is Microsoft's: ``consumers``
+    (Outlook.com), ``organizations`` (work or school) or a tenant id.
+    ``authority`` replaces the provider's sign-in server (https; plain http
+    only to a loopback address, for the tests' fake server).
+    """
+
+    provider: OAuthProvider
+    client_id: str
+    scopes: tuple[str, ...]
+    #: None only until ``load`` fills in the default, ``<state dir>/oauth/<owner>.json``
+    token_file: Path | None = None
+    client_secret: str | None = None
+    tenant: str = "consumers"
+    token_store: TokenStore = "file"  # noqa: S105 (a word, not a secret)
+    authority: str | None = None
+    #: who the tokens are for, as ``popkeep auth`` is told: ``account "isp"``, ``sink "central"``
+    owner: str = ""
 
 
 class Connection(NamedTuple):
@@ -56,7 +90,8 @@ class Connection(NamedTuple):
     ``tls_fingerprint`` is 64 lower-case hex digits (SHA-256 of the leaf
     certificate), without colons. ``user`` and ``secret`` are None where the
     protocol needs no login (LMTP); ``secret`` says where the password or token
-    comes from and is resolved only when a session opens.
+    comes from and is resolved only when a session opens; with ``oauth`` the
+    access token comes from that provider instead (``secret`` is then None).
     """
 
     host: str
@@ -66,6 +101,8 @@ class Connection(NamedTuple):
     tls_fingerprint: str | None = None
     user: str | None = None
     secret: SecretSource | None = None
+    #: OAuth 2.0 sign-in instead of ``secret`` (``auth = "oauth2"`` with an ``oauth`` table)
+    oauth: OAuthConfig | None = None
 
 
 class StateConfig(NamedTuple):

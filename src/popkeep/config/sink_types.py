@@ -25,10 +25,8 @@ from typing import Literal, NamedTuple
 from popkeep.config import convert as cv
 from popkeep.config.connection import (
     CONNECTION_KEYS,
-    PASSWORD_KEYS,
     command_secret,
     connection,
-    password,
 )
 from popkeep.config.convert import Keys, Where
 from popkeep.config.schema import Connection, TLSMode
@@ -50,10 +48,12 @@ __all__ = [
     "mda_sink",
 ]
 
-ImapAuth = Literal["password", "xoauth2", "oauthbearer"]
+#: ``oauth2``: an OAuth 2.0 access token over XOAUTH2 (Gmail's and Outlook's IMAP
+#: both take it); ``xoauth2`` / ``oauthbearer`` (RFC 7628) name the mechanism.
+ImapAuth = Literal["password", "oauth2", "xoauth2", "oauthbearer"]
 DateSource = Literal["date_header", "retrieval"]
 GmailDate = Literal["dateHeader", "receivedTime"]
-_IMAP_AUTH: tuple[ImapAuth, ...] = ("password", "xoauth2", "oauthbearer")
+_IMAP_AUTH: tuple[ImapAuth, ...] = ("password", "oauth2", "xoauth2", "oauthbearer")
 _DATE_SOURCES: tuple[DateSource, ...] = ("date_header", "retrieval")
 _GMAIL_DATES: tuple[GmailDate, ...] = ("dateHeader", "receivedTime")
 #: The LMTP sink has no TLS yet (RFC 2033 §4.1 LHLO, no STARTTLS is sent).
@@ -64,7 +64,7 @@ class ImapSinkConfig(NamedTuple):
     """``type = "imap"``: APPEND to ``folder`` on an IMAP server.
 
     ``server.secret`` is the password (``auth = "password"``) or the OAuth token
-    command (``xoauth2`` / ``oauthbearer``).
+    command; or ``server.oauth`` says where the OAuth tokens come from.
     """
 
     name: str
@@ -145,27 +145,17 @@ def imap_sink(table: Mapping[str, object], where: str) -> ImapSinkConfig:
     """``[[sink]] type = "imap"`` → :class:`ImapSinkConfig`.
 
     ``auth = "password"`` (the default) takes its secret from the password keys,
-    the OAuth modes from ``oauth_token_command``; the other source is refused.
+    the OAuth modes from an ``oauth`` table or ``oauth_token_command``; the other
+    kind is refused (:func:`popkeep.config.connection.connection`).
     """
-    keys = _keys(table, where, (*CONNECTION_KEYS, "auth", "oauth_token_command", "folder",
+    keys = _keys(table, where, (*CONNECTION_KEYS, "auth", "folder",
                                 "create_folder", "flags", "internaldate", "timeout",
                                 "trace_headers"))  # fmt: skip
     auth = keys.get("auth", cv.choice(_IMAP_AUTH), _IMAP_AUTH[0])
-    server = connection(keys, "imap", secret=False)
-    if auth == "password":
-        if keys.has("oauth_token_command"):
-            keys.where.key("oauth_token_command").fail('has no effect with auth = "password"')
-        secret = password(keys, required=True)
-    else:
-        for key in PASSWORD_KEYS:
-            if keys.has(key):
-                keys.where.key(key).fail(f'has no effect with auth = "{auth}"')
-        if not keys.has("oauth_token_command"):
-            keys.where.fail(f'auth = "{auth}" needs oauth_token_command')
-        secret = command_secret(keys, "oauth_token_command")
+    server = connection(keys, "imap", oauth=None if auth == "password" else auth)
     return ImapSinkConfig(
         name=keys.need("name", cv.to_name),
-        server=server._replace(secret=secret),
+        server=server,
         auth=auth,
         folder=keys.get("folder", cv.to_string, "INBOX"),
         create_folder=keys.get("create_folder", cv.to_bool, True),

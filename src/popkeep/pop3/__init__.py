@@ -1,5 +1,6 @@
-"""POP3, the wire protocol only: the sans-I/O codec (:mod:`.codec`) and listing
-parsers (:mod:`.listing`). The session that drives them over a stream is a source:
+"""POP3, the wire protocol only: the sans-I/O codec (:mod:`.codec`), listing
+parsers (:mod:`.listing`) and the OAuth 2.0 SASL messages (:mod:`.sasl`, which the
+IMAP sink shares). The session that drives them over a stream is a source:
 :mod:`popkeep.sources.pop3`.
 """
 

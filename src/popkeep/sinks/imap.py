@@ -4,8 +4,9 @@ Owns: one authenticated IMAP session (IMAPClient, a synchronous library, run in
 a worker thread; it is imported nowhere else), TLS (implicit or STARTTLS,
 verified against the system store or ``ca_file``; ``tls = "none"`` only when the
 user wrote it), authentication (LOGIN, or SASL XOAUTH2 / OAUTHBEARER with a
-token from ``oauth_token_command``), creating the folder if missing, and
-``APPEND`` with the configured flags and an INTERNALDATE (RFC 3501 §6.3.11).
+token from ``oauth_token_command`` or the ``oauth`` provider, :mod:`popkeep.oauth`),
+creating the folder if missing, and ``APPEND`` with the configured flags and an
+INTERNALDATE (RFC 3501 §6.3.11).
 
 Durable means the tagged OK to APPEND. The receipt ref is ``UIDVALIDITY:UID``
 from the UIDPLUS ``APPENDUID`` response code (RFC 4315 §3) when the server sends
@@ -52,6 +53,7 @@ from popkeep.errors import (
     TLSError,
 )
 from popkeep.model import Receipt
+from popkeep.pop3 import sasl
 from popkeep.sinks.base import Delivery
 from popkeep.sinks.trace import date_header, message_id, trace_lines
 from popkeep.spool import SpooledMessage
@@ -66,19 +68,6 @@ _MESSAGE_CODES = frozenset({"TOOBIG", "PARSE", "LIMIT", "CANNOT"})
 _TEMPORARY_CODES = frozenset({"OVERQUOTA", "INUSE", "UNAVAILABLE", "SERVERBUG"})
 
 
-def xoauth2_string(user: str, token: str) -> bytes:
-    """Google's XOAUTH2 initial response: ``user=U^Aauth=Bearer T^A^A`` (before base64)."""
-    return f"user={user}\x01auth=Bearer {token}\x01\x01".encode()
-
-
-def oauthbearer_string(user: str, token: str, host: str, port: int) -> bytes:
-    """RFC 7628 §3.1 client response: GS2 header (RFC 5801 §4) then kvpairs."""
-    saslname = user.replace("=", "=3D").replace(",", "=2C")
-    return (
-        f"n,a={saslname},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01"
-    ).encode()
-
-
 def appenduid(response: bytes | str) -> tuple[int, int] | None:
     """``(uidvalidity, uid)`` from an APPEND OK's ``[APPENDUID v u]`` code, if present."""
     raw = response.encode() if isinstance(response, str) else response
@@ -86,14 +75,15 @@ def appenduid(response: bytes | str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def _sasl(initial: bytes) -> Callable[[bytes], bytes]:
-    """A SASL callback: the initial response, then empty answers (RFC 7628 §3.2.3 errors)."""
+def _sasl(initial: bytes, failure: bytes) -> Callable[[bytes], bytes]:
+    """A SASL callback: the initial response; to a challenge after it (the server's
+    error), ``failure`` (:func:`popkeep.pop3.sasl.failure_response`)."""
     sent = False
 
     def respond(challenge: bytes) -> bytes:
         nonlocal sent
         if sent:
-            return b""
+            return failure
         sent = True
         return initial
 
@@ -141,6 +131,10 @@ class ImapSink:
         return await asyncio.to_thread(self._resolve_secret)
 
     def _resolve_secret(self) -> str:
+        if self.config.server.oauth is not None:
+            from popkeep.oauth import provider
+
+            return provider(self.config.server.oauth).access_token()
         source = self.config.server.secret
         if source is None:
             raise ConfigError(f"{self._where}: no password or token configured")
@@ -190,11 +184,11 @@ class ImapSink:
         self._check_pin(client)
         if config.auth == "password":
             client.login(user, secret)
-        elif config.auth == "xoauth2":
-            client.sasl_login("XOAUTH2", _sasl(xoauth2_string(user, secret)))
+        elif config.auth in ("oauth2", "xoauth2"):
+            client.sasl_login("XOAUTH2", _sasl(sasl.xoauth2(user, secret), b""))
         else:
-            initial = oauthbearer_string(user, secret, server.host, server.port)
-            client.sasl_login("OAUTHBEARER", _sasl(initial))
+            initial = sasl.oauthbearer(user, secret, server.host, server.port)
+            client.sasl_login("OAUTHBEARER", _sasl(initial, b"\x01"))
         logger.debug("%s: logged in as %s", self._where, user)
 
     def _check_pin(self, client: Any) -> None:

@@ -51,7 +51,9 @@ class ScriptedPOP3Server:
 
     ``tls_context`` (a server-side context) enables STLS when ``stls`` is true,
     or wraps every connection when ``implicit_tls`` is true (POP3S).
-    ``capabilities`` are extra CAPA lines. ``misbehave`` scripts faults.
+    ``capabilities`` are extra CAPA lines. ``sasl``: the AUTH mechanisms offered (PLAIN,
+    XOAUTH2, OAUTHBEARER; for the last two, ``password`` is the one valid access
+    token). ``misbehave`` scripts faults.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class ScriptedPOP3Server:
         stls: bool = True,
         capabilities: Sequence[str] = (),
         apop: bool = True,
+        sasl: Sequence[str] = ("PLAIN",),
         misbehave: Misbehaviour | None = None,
     ) -> None:
         if host not in _LOOPBACK:
@@ -79,6 +82,7 @@ class ScriptedPOP3Server:
         self.tls_context, self.implicit_tls = tls_context, implicit_tls
         self.stls = stls and tls_context is not None and not implicit_tls
         self.capabilities, self.apop = tuple(capabilities), apop
+        self.sasl = tuple(sasl)
         self.misbehave = misbehave or Misbehaviour()
         self.sessions: list[SessionLog] = []
         self._server: asyncio.Server | None = None

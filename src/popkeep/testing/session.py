@@ -2,7 +2,7 @@
 
 Owns the per-connection state machine of RFC 1939 (AUTHORIZATION →
 TRANSACTION → UPDATE at QUIT), with RFC 2449 CAPA, RFC 2595 STLS, RFC 5034
-AUTH PLAIN and APOP, driven by one dispatch table. Commands are read and
+AUTH (PLAIN, XOAUTH2, OAUTHBEARER) and APOP, driven by one dispatch table. Commands are read and
 answered strictly in order, so pipelined clients (RFC 2449 §6.6) work.
 Scripted faults are asked of :mod:`popkeep.testing.misbehaviour`; listening,
 TLS contexts and the session registry belong to
@@ -169,7 +169,8 @@ class Session:
         """RFC 2449 §5: the capability list for the current state."""
         if self.mis.no_capa:
             return await self.err(b"unknown command")
-        caps = ["USER", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE", "SASL PLAIN"]
+        caps = ["USER", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE",
+                "SASL " + " ".join(self.server.sasl)]
         if not self.mis.no_top:
             caps.insert(0, "TOP")
         if not self.mis.no_uidl:
@@ -199,11 +200,15 @@ class Session:
         return await self.login(name, hmac.compare_digest(digest.lower(), expected.encode()))
 
     async def auth(self, arg: bytes) -> bool:
-        """RFC 5034 AUTH PLAIN, with an initial response or after a "+ " continuation."""
+        """RFC 5034 AUTH, with an initial response or after a "+ " continuation:
+        PLAIN always; XOAUTH2 and OAUTHBEARER when the server offers them, with the
+        server's password as the one valid bearer token."""
         mechanism, _, response = arg.partition(b" ")
+        offered = [m.encode() for m in self.server.sasl]
         if not mechanism:
-            return await self.send_lines(b"+OK mechanisms follow", [b"PLAIN"])
-        if mechanism.upper() != b"PLAIN":
+            return await self.send_lines(b"+OK mechanisms follow", offered)
+        check = _SASL.get(mechanism.upper())
+        if check is None or mechanism.upper() not in offered:
             return await self.err(b"unsupported mechanism")
         if not response:
             await self.send(b"+ \r\n")
@@ -214,10 +219,43 @@ class Session:
         if response == b"*":
             return await self.err(b"authentication cancelled")
         try:
-            _authz, user, password = base64.b64decode(response, validate=True).split(b"\0")
-        except (binascii.Error, ValueError):
+            decoded = base64.b64decode(response, validate=True)
+        except binascii.Error:
+            return await self.err(b"malformed response")
+        return await check(self, decoded)
+
+    async def check_plain(self, decoded: bytes) -> bool:
+        """RFC 4616: authzid NUL authcid NUL passwd."""
+        try:
+            _authz, user, password = decoded.split(b"\0")
+        except ValueError:
             return await self.err(b"malformed PLAIN response")
         return await self.login(user, hmac.compare_digest(password, self.server.password.encode()))
+
+    async def check_xoauth2(self, decoded: bytes) -> bool:
+        """``user=U^Aauth=Bearer T^A^A``; a bad token: the JSON error challenge,
+        the client's (empty) answer, then -ERR (Google's and Microsoft's exchange)."""
+        fields = dict(f.partition(b"=")[::2] for f in decoded.rstrip(b"\x01").split(b"\x01"))
+        return await self.bearer(fields.get(b"user", b""), fields.get(b"auth", b""))
+
+    async def check_oauthbearer(self, decoded: bytes) -> bool:
+        """RFC 7628 §3.1: ``n,a=U,^Ahost=H^Aport=P^Aauth=Bearer T^A^A``."""
+        gs2, _, rest = decoded.partition(b"\x01")
+        authzid = next((p[2:] for p in gs2.split(b",") if p.startswith(b"a=")), b"")
+        user = authzid.replace(b"=2C", b",").replace(b"=3D", b"=")
+        fields = dict(f.partition(b"=")[::2] for f in rest.rstrip(b"\x01").split(b"\x01"))
+        return await self.bearer(user, fields.get(b"auth", b""))
+
+    async def bearer(self, user: bytes, auth: bytes) -> bool:
+        token = self.server.password.encode()
+        if hmac.compare_digest(auth, b"Bearer " + token):
+            return await self.login(user, True)
+        # RFC 7628 §3.2.2: the error as a challenge; the client's answer ends it.
+        error = b'{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}'
+        await self.send(b"+ " + base64.b64encode(error) + b"\r\n")
+        if await self.readline() is None:
+            return True
+        return await self.err(b"[AUTH] Authentication failed")
 
     async def login(self, user: bytes, password_ok: bool) -> bool:
         if self.mis.auth_error is not None:
@@ -409,4 +447,10 @@ _RETR_ACTIONS: dict[RetrAction, Callable[[Session, MailboxEntry], Awaitable[bool
     "drop": Session.retr_drop,
     "huge_line": Session.retr_huge_line,
     "endless": Session.retr_endless,
+}
+
+_SASL: dict[bytes, Callable[[Session, bytes], Awaitable[bool]]] = {
+    b"PLAIN": Session.check_plain,
+    b"XOAUTH2": Session.check_xoauth2,
+    b"OAUTHBEARER": Session.check_oauthbearer,
 }

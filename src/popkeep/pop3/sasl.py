@@ -1,0 +1,82 @@
+"""The SASL messages of OAuth 2.0 sign-in, as the mail protocols carry them.
+
+Owns: the client's first message of the two bearer-token mechanisms and what the
+client answers when the server refuses the token, byte for byte:
+
+- ``XOAUTH2`` (Google's and Microsoft's documented mechanism):
+  ``user=U ^A auth=Bearer T ^A ^A``; on failure the server sends a challenge
+  holding a base64 JSON error and the client answers with an empty line, after
+  which the server sends its failure (-ERR in POP3, a tagged NO in IMAP).
+- ``OAUTHBEARER`` (RFC 7628 §3.1): a GS2 header (RFC 5801 §4) then the kvpairs
+  ``host``, ``port`` and ``auth``; on failure the server sends a base64 JSON
+  error challenge and the client answers with a single ``^A`` (RFC 7628 §3.2.3).
+
+Used by the POP3 source (RFC 5034 AUTH) and the IMAP sink (RFC 3501 AUTHENTICATE).
+Pure: no I/O, no clock; the token is never logged here (callers send these
+through masked command logging).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+__all__ = [
+    "MECHANISMS",
+    "error_detail",
+    "failure_response",
+    "initial_response",
+    "oauthbearer",
+    "xoauth2",
+]
+
+#: The bearer-token mechanisms popkeep speaks, by the name servers advertise.
+MECHANISMS = ("XOAUTH2", "OAUTHBEARER")
+
+
+def xoauth2(user: str, token: str) -> bytes:
+    """The XOAUTH2 client message (before base64): ``user=U^Aauth=Bearer T^A^A``."""
+    return f"user={user}\x01auth=Bearer {token}\x01\x01".encode()
+
+
+def oauthbearer(user: str, token: str, host: str, port: int) -> bytes:
+    """The RFC 7628 §3.1 client message (before base64).
+
+    The authzid in the GS2 header escapes ``=`` and ``,`` as RFC 5801 §4 says.
+    """
+    saslname = user.replace("=", "=3D").replace(",", "=2C")
+    return (
+        f"n,a={saslname},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01"
+    ).encode()
+
+
+def initial_response(mechanism: str, user: str, token: str, host: str, port: int) -> str:
+    """The base64 first client message of ``mechanism`` (``XOAUTH2`` or ``OAUTHBEARER``)."""
+    if mechanism == "XOAUTH2":
+        raw = xoauth2(user, token)
+    elif mechanism == "OAUTHBEARER":
+        raw = oauthbearer(user, token, host, port)
+    else:
+        raise ValueError(f"not a bearer-token mechanism: {mechanism}")
+    return base64.b64encode(raw).decode("ascii")
+
+
+def failure_response(mechanism: str) -> str:
+    """What the client sends (base64) to a challenge that follows its token: the
+    server's error. XOAUTH2: an empty response; OAUTHBEARER: ``^A`` (RFC 7628 §3.2.3)."""
+    return "AQ==" if mechanism == "OAUTHBEARER" else ""
+
+
+def error_detail(challenge: str) -> str:
+    """The server's error challenge (base64 JSON, RFC 7628 §3.2.2) in a few words,
+    e.g. ``status 401, scope https://mail.google.com/``; the raw text when it is not
+    base64 JSON. Untrusted: callers put it in an error, whose text is escaped."""
+    try:
+        value = json.loads(base64.b64decode(challenge, validate=True))
+    except (binascii.Error, ValueError):
+        return challenge[:200]
+    if not isinstance(value, dict):
+        return challenge[:200]
+    words = [f"{key} {value[key]}" for key in ("status", "scope") if key in value]
+    return ", ".join(words)[:200] or challenge[:200]

@@ -1,0 +1,144 @@
+"""A fake OAuth 2.0 authorization server on 127.0.0.1 (HTTPS), for the token providers.
+
+Speaks what Microsoft's and Google's sign-in servers document, as far as popkeep
+uses it: Microsoft's OpenID discovery document (``/<tenant>/v2.0/.well-known/
+openid-configuration``); the device authorization endpoint (RFC 8628 §3.1-3.2);
+the token endpoint (RFC 6749 §5, §6) for the ``device_code`` grant, answering
+``authorization_pending``, ``slow_down`` and ``expired_token`` as scripted
+(RFC 8628 §3.5), and for the ``refresh_token`` grant, answering ``invalid_grant``
+once the refresh token is revoked. Google's token endpoint is ``/token``.
+
+Every request is recorded, so tests check what the client sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+TENANT = "consumers"
+USER = "taro@outlook.example"
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+@dataclass
+class Authority:
+    """The server's state: what it will answer, what it was asked."""
+
+    base: str = ""
+    #: answers to the device_code grant, in order, before the tokens: error words
+    device_script: list[str] = field(default_factory=list)
+    revoked: set[str] = field(default_factory=set)  #: refresh tokens no longer valid
+    issued: int = 0
+    requests: list[tuple[str, str, dict[str, list[str]]]] = field(default_factory=list)
+    expires_in: int = 3600  #: lifetime of each access token
+    device_scope: str = ""  #: the scope the device authorization request asked for
+
+    def tokens(self, scope: str) -> dict[str, Any]:
+        self.issued += 1
+        now = int(time.time())
+        claims = {"iss": f"{self.base}/{TENANT}/v2.0", "aud": "client-1", "iat": now,
+                  "exp": now + 3600, "sub": "sub-1", "oid": "oid-1", "tid": "tid-1",
+                  "preferred_username": USER, "name": "Taro"}
+        return {
+            "token_type": "Bearer", "scope": scope, "expires_in": self.expires_in,
+            "access_token": f"at-{self.issued}", "refresh_token": f"rt-{self.issued}",
+            "id_token": f"{_b64({'alg': 'none'})}.{_b64(claims)}.",
+            "client_info": _b64({"uid": "oid-1", "utid": "tid-1"}),
+        }
+
+    def discovery(self) -> dict[str, Any]:
+        root = f"{self.base}/{TENANT}"
+        return {
+            "issuer": f"{root}/v2.0",
+            "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
+            "token_endpoint": f"{root}/oauth2/v2.0/token",
+            "device_authorization_endpoint": f"{root}/oauth2/v2.0/devicecode",
+        }
+
+    def token(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        grant = form.get("grant_type", [""])[0]
+        scope = form.get("scope", [""])[0]
+        if grant == "urn:ietf:params:oauth:grant-type:device_code":
+            if form.get("device_code") != ["dc-1"]:
+                return 400, {"error": "invalid_grant"}
+            if self.device_script:
+                return 400, {"error": self.device_script.pop(0)}
+            return 200, self.tokens(self.device_scope)  # the scope granted (RFC 6749 §5.1)
+        if grant == "refresh_token":
+            refresh = form.get("refresh_token", [""])[0]
+            if refresh in self.revoked or not refresh.startswith("rt-"):
+                return 400, {"error": "invalid_grant",
+                             "error_description": "Token has been expired or revoked."}
+            return 200, self.tokens(scope)
+        return 400, {"error": "unsupported_grant_type"}
+
+
+def _handler(state: Authority) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _answer(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            path = urlsplit(self.path).path
+            state.requests.append(("GET", path, {}))
+            if path == f"/{TENANT}/v2.0/.well-known/openid-configuration":
+                self._answer(200, state.discovery())
+            else:
+                self._answer(404, {"error": "not_found"})
+
+        def do_POST(self) -> None:
+            path = urlsplit(self.path).path
+            length = int(self.headers.get("Content-Length", "0"))
+            form = parse_qs(self.rfile.read(length).decode())
+            state.requests.append(("POST", path, form))
+            if path.endswith("/devicecode"):
+                state.device_scope = form.get("scope", [""])[0]
+                self._answer(200, {
+                    "device_code": "dc-1", "user_code": "ABCD-1234", "interval": 1,
+                    "verification_uri": "https://microsoft.com/devicelogin", "expires_in": 900,
+                    "message": "To sign in, open https://microsoft.com/devicelogin "
+                               "and enter the code ABCD-1234."})
+            elif path.endswith("/token"):
+                self._answer(*state.token(form))
+            else:
+                self._answer(404, {"error": "not_found"})
+
+    return Handler
+
+
+@contextmanager
+def serve(context: ssl.SSLContext) -> Iterator[Authority]:
+    """The fake authority over TLS on 127.0.0.1 (``context``: the server's)."""
+    state = Authority()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    state.base = f"https://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
