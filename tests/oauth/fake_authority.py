@@ -6,7 +6,9 @@ openid-configuration``); the device authorization endpoint (RFC 8628 §3.1-3.2);
 the token endpoint (RFC 6749 §5, §6) for the ``device_code`` grant, answering
 ``authorization_pending``, ``slow_down`` and ``expired_token`` as scripted
 (RFC 8628 §3.5), and for the ``refresh_token`` grant, answering ``invalid_grant``
-once the refresh token is revoked. Google's token endpoint is ``/token``.
+once the refresh token is revoked, and the ``authorization_code`` grant after the
+authorization endpoint (``…/authorize``, Google's ``/auth``) redirected a browser
+back to the client's local redirect URI. Google's token endpoint is ``/token``.
 
 Every request is recorded, so tests check what the client sent.
 """
@@ -21,9 +23,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 TENANT = "consumers"
 USER = "taro@outlook.example"
@@ -45,6 +48,7 @@ class Authority:
     requests: list[tuple[str, str, dict[str, list[str]]]] = field(default_factory=list)
     expires_in: int = 3600  #: lifetime of each access token
     device_scope: str = ""  #: the scope the device authorization request asked for
+    nonce: str | None = None  #: the authorization request's, for the next ID token
 
     def tokens(self, scope: str) -> dict[str, Any]:
         self.issued += 1
@@ -52,6 +56,8 @@ class Authority:
         claims = {"iss": f"{self.base}/{TENANT}/v2.0", "aud": "client-1", "iat": now,
                   "exp": now + 3600, "sub": "sub-1", "oid": "oid-1", "tid": "tid-1",
                   "preferred_username": USER, "name": "Taro"}
+        if self.nonce is not None:  # OpenID Connect Core §3.1.3.6: echoed in the ID token
+            claims["nonce"], self.nonce = self.nonce, None
         return {
             "token_type": "Bearer", "scope": scope, "expires_in": self.expires_in,
             "access_token": f"at-{self.issued}", "refresh_token": f"rt-{self.issued}",
@@ -77,6 +83,10 @@ class Authority:
             if self.device_script:
                 return 400, {"error": self.device_script.pop(0)}
             return 200, self.tokens(self.device_scope)  # the scope granted (RFC 6749 §5.1)
+        if grant == "authorization_code":  # RFC 6749 §4.1.3, after the browser's redirect
+            if form.get("code") != ["ac-1"]:
+                return 400, {"error": "invalid_grant"}
+            return 200, self.tokens(scope or "https://mail.google.com/")
         if grant == "refresh_token":
             refresh = form.get("refresh_token", [""])[0]
             if refresh in self.revoked or not refresh.startswith("rt-"):
@@ -104,6 +114,27 @@ def _handler(state: Authority) -> type[BaseHTTPRequestHandler]:
             state.requests.append(("GET", path, {}))
             if path == f"/{TENANT}/v2.0/.well-known/openid-configuration":
                 self._answer(200, state.discovery())
+            elif path in (f"/{TENANT}/oauth2/v2.0/authorize", "/auth"):
+                # RFC 6749 §4.1.2: the user consented; back to the client's redirect URI.
+                query = parse_qs(urlsplit(self.path).query)
+                state.requests.append(("GET", path, query))
+                redirect, given = query["redirect_uri"][0], query.get("state", [""])[0]
+                state.nonce = query.get("nonce", [None])[0]
+                if query.get("response_mode") == ["form_post"]:  # OpenID form_post: a form
+                    page = (f'<form method="post" action="{escape(redirect)}">'
+                            f'<input type="hidden" name="code" value="ac-1">'
+                            f'<input type="hidden" name="state" value="{escape(given)}">'
+                            "</form>").encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
+                    return
+                self.send_response(302)
+                self.send_header("Location", f"{redirect}?code=ac-1&state={quote(given)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
             else:
                 self._answer(404, {"error": "not_found"})
 

@@ -15,6 +15,7 @@ from popkeep.errors import ConfigError, SignInRequired
 from popkeep.oauth import provider
 from popkeep.testing.certs import TestCerts
 
+from .browser import install
 from .fake_authority import Authority, serve
 
 
@@ -73,3 +74,19 @@ def test_no_device_flow_for_mail(authority: Authority, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="Google offers no device-code sign-in for mail"):
         provider(config(authority, tmp_path)).sign_in("device", lambda _line: None)
     assert authority.requests == []
+
+
+def test_browser_flow_redirects_to_localhost_and_stores_the_tokens(
+    authority: Authority, tmp_path: Path, certs: TestCerts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    browser = install(monkeypatch, certs.ca_file)
+    cfg = config(authority, tmp_path)
+    said: list[str] = []
+    assert provider(cfg).sign_in("browser", said.append) == "signed in"
+    (url,) = browser.opened
+    assert url.startswith(f"{authority.base}/auth?") and "access_type=offline" in url
+    assert "redirect_uri=http%3A%2F%2Flocalhost%3A" in url
+    assert cfg.token_file is not None
+    saved_json = json.loads(cfg.token_file.read_text())
+    assert saved_json["refresh_token"] == "rt-1" and saved_json["client_id"] == cfg.client_id
+    assert provider(cfg).access_token() == "at-1"

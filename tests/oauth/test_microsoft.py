@@ -18,6 +18,7 @@ from popkeep.oauth.microsoft import MicrosoftTokens
 from popkeep.oauth.store import FileStore
 from popkeep.testing.certs import TestCerts
 
+from .browser import install
 from .fake_authority import USER, Authority, serve
 
 SCOPE = "https://outlook.office.com/POP.AccessAsUser.All"
@@ -116,3 +117,17 @@ def test_never_signed_in(authority: Authority, tmp_path: Path) -> None:
     with pytest.raises(SignInRequired, match=r'^account "outlook": no sign-in yet; '
                                              r"run: popkeep auth outlook$"):
         provider(config(authority, tmp_path)).access_token()
+
+
+def test_browser_flow_redirects_to_localhost_and_stores_the_tokens(
+    authority: Authority, tmp_path: Path, certs: TestCerts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    browser = install(monkeypatch, certs.ca_file)
+    cfg = config(authority, tmp_path)
+    assert tokens(cfg).sign_in("browser", lambda _line: None) == USER
+    (url,) = browser.opened
+    assert url.startswith(f"{authority.base}/consumers/oauth2/v2.0/authorize?")
+    assert "redirect_uri=http%3A%2F%2Flocalhost%3A" in url and "code_challenge=" in url  # PKCE
+    grants = [f["grant_type"] for m, p, f in authority.requests if p.endswith("/token")]
+    assert grants == [["authorization_code"]]
+    assert provider(cfg).access_token() == "at-1"

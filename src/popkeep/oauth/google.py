@@ -91,7 +91,7 @@ class GoogleTokens:
                               "for desktop apps)")
         return self._installed_app(say)
 
-    def _installed_app(self, say: Callable[[str], None]) -> str:  # pragma: no cover - a browser
+    def _installed_app(self, say: Callable[[str], None]) -> str:
         """google-auth-oauthlib's local-redirect flow; it prints the address itself."""
         from google_auth_oauthlib.flow import InstalledAppFlow  # type: ignore[import-untyped]
 

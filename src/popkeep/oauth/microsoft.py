@@ -103,7 +103,7 @@ class MicrosoftTokens:
         with _network(self.config):
             if flow == "device":
                 result = self._device_flow(say)
-            else:  # pragma: no cover - needs a browser on this machine
+            else:  # a browser on this machine, redirected to http://localhost
                 result = self._app.acquire_token_interactive(
                     list(self.config.scopes), prompt="select_account")
         if "access_token" not in result:

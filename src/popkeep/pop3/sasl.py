@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 
 __all__ = [
     "MECHANISMS",
@@ -72,6 +71,8 @@ def error_detail(challenge: str) -> str:
     """The server's error challenge (base64 JSON, RFC 7628 §3.2.2) in a few words,
     e.g. ``status 401, scope https://mail.google.com/``; the raw text when it is not
     base64 JSON. Untrusted: callers put it in an error, whose text is escaped."""
+    import json  # only after a refused token: json costs a millisecond at every start
+
     try:
         value = json.loads(base64.b64decode(challenge, validate=True))
     except (binascii.Error, ValueError):
