@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from popkeep.sources.base import SessionFactory, SourceSession
     from popkeep.sources.pop3 import SessionSettings, StreamOpener
     from popkeep.spool import SpoolFactory
-    from popkeep.state.base import AccountLocks, Refusal, StateStore
+    from popkeep.state.base import AccountLocks, Collected, Refusal, StateStore
     from popkeep.transport.base import TLSInfo
 
 # Loaded when used, not with this module: a ``popkeep fetch`` logs in first
@@ -540,6 +540,42 @@ class App:
                 account, entries, config.sinks, f"imported from {client}", self.clock.now()
             )
         return marked, len({entry.uid for entry in entries})
+
+    def baseline(self, name: str) -> tuple[int, int]:
+        """Mark every message on ``name``'s server now as collected (``popkeep
+        baseline``, for a user whose old mail client already has them): logs in,
+        lists the mailbox and its sizes, QUITs having fetched and deleted nothing,
+        then each listed message becomes DELIVERED to every sink of the account
+        with its retention clock starting now; messages the store knows already
+        keep their record. Under the account's lock (AlreadyRunning while a fetch
+        holds it). Returns (how many were marked, how many the server listed)."""
+        import asyncio
+
+        (config,) = self.accounts([name])
+        store = self.store
+        with store.lock(name) as held:
+            if not held:
+                raise AlreadyRunning(f"account {name!r} is being collected by another process")
+            entries = asyncio.run(self._listed(config))
+            marked = store.mark_collected(
+                name, entries, config.sinks, "baseline: on the server before popkeep",
+                self.clock.now(),
+            )
+        return marked, len(entries)
+
+    async def _listed(self, account: AccountConfig) -> list[Collected]:
+        """Every message on ``account``'s server as (key, size), read in one session
+        that ends with QUIT (nothing was marked deleted)."""
+        from popkeep.state.base import Collected
+
+        session = await self.source(account)()
+        try:
+            listing = await session.list_mailbox()
+            described = await session.describe(list(listing.keys))
+            await session.commit()
+        finally:
+            await session.close()
+        return [Collected(m.key, None, m.size) for m in described]
 
     def status(self) -> list[AccountStatus]:
         """Per account: its last run and the store's counts (two indexed queries each)."""

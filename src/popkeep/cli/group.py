@@ -13,6 +13,7 @@ from popkeep.cli.common import gather_log_option, log_options, log_settings
 # command name -> "module:attribute" of its click.Command, imported on first use.
 _COMMANDS = {
     "auth": "popkeep.cli.auth:auth",
+    "baseline": "popkeep.cli.migrate:baseline",
     "check": "popkeep.cli.commands:check",
     "check-now": "popkeep.cli.service:check_now",
     "demo": "popkeep.cli.demo:demo",

@@ -1,10 +1,11 @@
-"""``popkeep import-state``: take over from another POP3 client without a second download.
+"""``popkeep import-state`` and ``popkeep baseline``: no second download after a switch.
 
-Reads the state file of getmail6, mpop, fetchmail or Thunderbird (the unique-ids
+``import-state`` reads the state file of getmail6, mpop, fetchmail or Thunderbird (the unique-ids
 that client collected, :mod:`popkeep.state.foreign`) and marks those messages as
 collected for one account, so ``popkeep fetch`` does not fetch them again; their
 retention clock starts when the file says the client first retrieved them (getmail6,
-Thunderbird), else now.
+Thunderbird), else now. ``baseline`` marks whatever the server holds now as
+collected (the old client has it all), its retention clock starting now.
 """
 
 from __future__ import annotations
@@ -41,5 +42,26 @@ def import_state(
         f"{account}: {marked} message(s) marked as collected from {client}'s list"
         + (f" ({known} already known)" if known else "")
         + "; popkeep fetch will not fetch them"
+    )
+    return 0
+
+
+@click.command()
+@click.argument("account")
+@config_option
+@handles_errors
+def baseline(account: str, config_path: Path | None) -> int:
+    """Mark everything on ACCOUNT's server now as collected: nothing is delivered,
+    and popkeep fetch afterwards delivers only newer mail."""
+    app = runner.load(resolve_config_path(config_path))
+    try:
+        marked, listed = app.baseline(account)
+    finally:
+        app.close()
+    known = listed - marked
+    click.echo(
+        f"{account}: {marked} message(s) on the server marked as collected"
+        + (f" ({known} already known)" if known else "")
+        + "; popkeep fetch will deliver only newer mail"
     )
     return 0
