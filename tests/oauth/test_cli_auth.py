@@ -106,6 +106,20 @@ def test_auth_then_fetch_then_a_revoked_sign_in(
                              "the sign-in: invalid_grant")
     assert err[0].endswith("; run: popkeep auth outlook")
     assert len(pop.sessions) == 1  # no session was opened without a token
+    assert main(["-c", str(config), "status"]) == 0
+    assert ": sign in again (popkeep auth)" in capsys.readouterr().out
+
+
+def test_without_a_flag_a_machine_without_a_display_gets_the_device_code(
+    tmp_path: Path, pop: ScriptedPOP3Server, authority: Authority, certs: TestCerts,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    config = write(tmp_path, pop, authority, certs)
+    assert main(["-c", str(config), "auth", "outlook"]) == 0
+    out = capsys.readouterr().out
+    assert "enter the code ABCD-1234" in out and "outlook: signed in (device)" in out
 
 
 def test_auth_of_a_name_without_oauth(
