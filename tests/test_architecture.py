@@ -100,6 +100,8 @@ VIOLATIONS = {
         ("app.py", "import google.auth", "popkeep.app -> google"),
     "msal only in the Microsoft token provider":
         ("oauth/store.py", "import msal", "popkeep.oauth.store -> msal"),
+    "keyring only in the keystores":
+        ("config/secrets.py", "import keyring", "popkeep.config.secrets -> keyring"),
     "click only in the command line":
         ("scheduler.py", "import click", "popkeep.scheduler -> click"),
     "matplotlib only in the planner's plot":

@@ -26,6 +26,7 @@ from popkeep.config.schema import (
     Connection,
     MaildirSinkConfig,
     SinkConfig,
+    TLSMode,
 )
 from popkeep.config.secrets import MaskingFilter
 from popkeep.errors import AlreadyRunning, ConfigError
@@ -626,4 +627,77 @@ def load_app(path: Path, **kwargs: Any) -> App:
     return App(load_config(path), **kwargs)
 
 
-__all__ = ["AccountStatus", "App", "Passes", "PlannedDeletion", "install_masking", "load_app"]
+# -- popkeep init: finding a server and trying a login before any config exists ------------
+
+
+class Probe(NamedTuple):
+    """One candidate server as :func:`probe_pop3` found it."""
+
+    host: str
+    port: int
+    tls: TLSMode
+    #: what it offers over verified TLS; None: no POP3 server with TLS answered there
+    capabilities: dict[str, list[str]] | None
+    error: str = ""  #: why not, in one line
+
+
+async def probe_pop3(
+    candidates: Sequence[tuple[str, int, TLSMode]], ca_file: Path | None = None,
+    timeout: float = 5.0,
+) -> list[Probe]:
+    """Try every ``(host, port, tls)`` at once, each within ``timeout`` seconds:
+    a POP3 greeting over TLS verified against the system's CAs (or ``ca_file``),
+    implicit or after STLS. Nothing is sent but CAPA and STLS; no login. The
+    results come in the order of ``candidates``."""
+    import asyncio
+
+    from popkeep.errors import PopkeepError
+    from popkeep.sources.pop3 import POP3Session, SessionSettings
+    from popkeep.transport.base import TLSSettings
+    from popkeep.transport.tcp import open_stream
+
+    async def one(host: str, port: int, tls: TLSMode) -> Probe:
+        settings = SessionSettings(
+            host=host, port=port, tls=tls, tls_settings=TLSSettings(host, ca_file, None),
+            user="", password="", connect_timeout=timeout, response_timeout=timeout,
+            greeting_timeout=timeout, session_timeout=3 * timeout,
+        )
+        try:
+            capabilities = await POP3Session.probe(settings, open_stream)
+        except PopkeepError as exc:
+            return Probe(host, port, tls, None, str(exc).splitlines()[0])
+        return Probe(host, port, tls, capabilities)
+
+    return list(await asyncio.gather(*(one(*c) for c in candidates)))
+
+
+async def try_login(server: Connection, password: str, timeout: float = 30.0) -> ServerStat:
+    """Log in to POP3 ``server`` as ``server.user`` with ``password`` and QUIT
+    (``popkeep init`` checking what the user typed before saving it), with the
+    usual rules (TLS verified, no password before TLS); the mailbox's size.
+    Raises AuthError for a refused password, like a fetch would."""
+    from popkeep.model import ServerStat
+    from popkeep.sources.pop3 import POP3Source, SessionSettings
+    from popkeep.transport.base import TLSSettings
+    from popkeep.transport.tcp import open_stream
+
+    MASK.add(password)
+    settings = SessionSettings(
+        host=server.host, port=server.port, tls=server.tls,
+        tls_settings=TLSSettings(server.host, server.ca_file, server.tls_fingerprint),
+        user=server.user or "", password=password,
+        connect_timeout=timeout, response_timeout=timeout,
+    )
+    session = await POP3Source.connect(settings, open_stream, Spool())
+    try:
+        listing = await session.list_mailbox()
+        await session.commit()
+    finally:
+        await session.close()
+    return ServerStat(listing.messages, listing.octets)
+
+
+__all__ = [
+    "AccountStatus", "App", "Passes", "PlannedDeletion", "Probe", "install_masking", "load_app",
+    "probe_pop3", "try_login",
+]

@@ -19,10 +19,12 @@ _COMMANDS = {
     "demo": "popkeep.cli.demo:demo",
     "fetch": "popkeep.cli.commands:fetch",
     "import-state": "popkeep.cli.migrate:import_state",
+    "init": "popkeep.cli.init:init",
     "install-service": "popkeep.cli.serve:install_service",
     "plan": "popkeep.cli.plan:plan",
     "retry": "popkeep.cli.retry:retry",
     "schedule": "popkeep.cli.commands:schedule",
+    "set-password": "popkeep.cli.secrets:set_password",
     "serve": "popkeep.cli.serve:serve",
     "status": "popkeep.cli.commands:status",
 }

@@ -5,8 +5,9 @@ Owns: turning the connection keys of an ``[[account]]``, an ``imap`` sink or an
 words, defaults and errors everywhere: ``tls`` (``implicit`` / ``starttls`` /
 ``none``), the port defaulting from ``tls``, ``ca_file`` (an existing file),
 ``tls_fingerprint`` (a SHA-256 pin), ``user`` and exactly one secret source
-(``password_command``, ``password_env`` or ``password``; for OAuth 2.0 sign-in,
-an ``oauth`` table or ``oauth_token_command``). Must not: resolve a
+(``password_command``, ``password_env`` or ``password``, a string or
+``{ keyring = "SERVICE/NAME" }``; for OAuth 2.0 sign-in, an ``oauth`` table or
+``oauth_token_command``). Must not: resolve a
 secret, read a file other than checking that ``ca_file`` exists, or know the
 rules that depend on the config file itself (its mode: ``load`` applies those).
 """
@@ -164,6 +165,9 @@ def password(keys: Keys, *, required: bool) -> SecretSource | None:
         return SecretSource("command", shlex.join(argv), str(where), argv=argv)
     if key == "password_env":
         return SecretSource("env", _env_name(value, where), str(where))
+    if isinstance(value, dict):
+        entry = Keys(value, where, ("keyring",)).need("keyring", _keyring_entry)
+        return SecretSource("keyring", entry, str(where.key("keyring")))
     if not isinstance(value, str) or not value or cv.CONTROL.search(value):
         # Never show() a password: say what is wrong with it, not what it is.
         where.fail("expected a non-empty string without control characters or line breaks")
@@ -177,6 +181,14 @@ def command_secret(keys: Keys, key: str) -> SecretSource | None:
     where = keys.where.key(key)
     argv = cv.command(keys.table[key], where)
     return SecretSource("command", shlex.join(argv), str(where), argv=argv)
+
+
+def _keyring_entry(value: object, where: Where) -> str:
+    """A keyring entry, ``SERVICE/NAME`` (or ``NAME``, under service ``popkeep``)."""
+    text = cv.to_string(value, where)
+    if text.startswith("/") or text.endswith("/"):
+        where.fail(f'expected a keyring entry like "popkeep/isp", got {cv.show(text)}')
+    return text
 
 
 def _env_name(value: object, where: Where) -> str:

@@ -241,7 +241,7 @@ def _check_table(table: Mapping[str, object], where: Where, ctx: _Context) -> No
     if ctx.file_mode is None:
         return
     mode = ctx.file_mode & 0o777
-    if "password" in table and mode & 0o077:
+    if isinstance(table.get("password"), str) and mode & 0o077:
         where.key("password").fail(
             f"the file holds a password but its mode is {mode:04o}; "
             f"run chmod 600 {ctx.source}, or use password_command / password_env"
@@ -260,6 +260,12 @@ def _check_record(record: Any, where: Where, ctx: _Context) -> None:
     server = getattr(record, "server", None)
     if isinstance(server, Connection) and server.tls == "none" and server.secret is not None:
         ctx.warn(where.key("tls"), '"none" sends the password and all mail unencrypted')
+    if isinstance(server, Connection) and server.secret is not None \
+            and server.secret.kind == "keyring" and not _installed("keyring"):
+        where.key("password").fail(
+            "needs the Python package keyring, which is not installed: "
+            "pip install 'popkeep[keyring]'"
+        )
     need = _EXTRAS.get(type(record).__name__, lambda _: None)(record)
     if need is None and isinstance(server, Connection) and server.oauth is not None:
         need = _OAUTH_EXTRAS[server.oauth.provider]

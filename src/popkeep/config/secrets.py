@@ -1,7 +1,8 @@
 """Where a password comes from, how to get it, and how to keep it out of logs.
 
 Owns: :class:`SecretSource` (a literal from the config file, an environment
-variable, or a command's output) and :func:`mask`, the one choke point that
+variable, a command's output, or an entry of the system keyring, read through
+:mod:`popkeep.config.keystore`) and :func:`mask`, the one choke point that
 removes secrets from text before it is logged or shown. :class:`MaskingFilter`
 applies :func:`mask` to every log record; ``app`` installs it on the root
 handlers and registers each secret once it is resolved.
@@ -29,7 +30,7 @@ __all__ = ["COMMAND_TIMEOUT", "MaskingFilter", "SecretSource", "mask"]
 
 logger = logging.getLogger(__name__)
 
-SecretKind = Literal["literal", "env", "command"]
+SecretKind = Literal["literal", "env", "command", "keyring"]
 
 COMMAND_TIMEOUT = 30.0  #: seconds a password_command may take
 MASK = "********"
@@ -40,7 +41,9 @@ class SecretSource:
 
     - ``literal``: ``value`` is the secret itself (``password = "…"``);
     - ``env``: ``value`` is the variable name (``password_env``);
-    - ``command``: ``argv`` is the command (``password_command``), ``value`` its text.
+    - ``command``: ``argv`` is the command (``password_command``), ``value`` its text;
+    - ``keyring``: ``value`` is the keyring entry, ``SERVICE/NAME``
+      (``password = { keyring = "popkeep/isp" }``).
 
     ``where`` is the file and key path used in error messages, e.g.
     ``'/home/u/.config/popkeep/config.toml: account "isp".password_command'``.
@@ -97,6 +100,8 @@ class SecretSource:
         if self.kind == "command":
             program = self.argv[0] if self.argv else "?"
             return f"SecretSource(command {program} …)"
+        if self.kind == "keyring":
+            return f"SecretSource(keyring {self.value})"
         return "SecretSource(literal ********)"
 
     __str__ = __repr__
@@ -105,12 +110,16 @@ class SecretSource:
         """Return the secret. Raises ConfigError naming ``where``, never the secret.
 
         ``env`` defaults to ``os.environ`` (for ``env`` sources and as the
-        command's environment). A command must exit 0 within ``timeout`` seconds
-        and print the secret; one trailing newline is removed. A secret holding
-        CR, LF or NUL is refused.
+        command's environment); ``keyring`` reads the system keyring. A command
+        must exit 0 within ``timeout`` seconds and print the secret; one trailing
+        newline is removed. A secret holding CR, LF or NUL is refused.
         """
         if self.kind == "literal":
             secret = self.value
+        elif self.kind == "keyring":
+            from popkeep.config import keystore  # the keyring package loads only when used
+
+            secret = keystore.get_password(self.value, self.where)
         else:
             environ = os.environ if env is None else env
             secret = self._from_env(environ) if self.kind == "env" else self._from_command(environ)

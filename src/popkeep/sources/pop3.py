@@ -231,6 +231,34 @@ class POP3Session:
         finally:
             await session.close()
 
+    @classmethod
+    async def probe(cls, settings: SessionSettings, opener: StreamOpener) -> dict[str, list[str]]:
+        """What the server at ``settings`` offers, without logging in (``popkeep
+        init`` looking for a provider's server): greeting, CAPA, and for
+        ``starttls`` STLS and CAPA again, over TLS verified as ``settings`` say.
+        The connection is closed without QUIT and no user name or password is
+        ever sent (the password is dropped before connecting). Returns the
+        capabilities seen over TLS (RFC 2595 §4: the pre-TLS ones are forgotten).
+        Raises TransportError, TLSError, SecurityError (no STLS offered),
+        RemoteProtocolError (not a POP3 server)."""
+        settings = settings._replace(password="")
+        implicit = settings.tls_settings if settings.tls == "implicit" else None
+        stream = await opener(
+            settings.host, settings.port, implicit,
+            settings.connect_timeout, settings.response_timeout,
+        )
+        session = cls(stream, settings)
+        try:
+            event = await session._greeting()
+            if not isinstance(event, Greeting):
+                raise RemoteProtocolError(f"expected a POP3 greeting, got {event!r}")
+            await session._capa()
+            if settings.tls == "starttls":
+                await session._starttls()
+            return session.capabilities
+        finally:
+            await session.close()
+
     @property
     def tls(self) -> TLSInfo | None:
         return self._stream.tls
