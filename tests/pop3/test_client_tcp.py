@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import socket
 import ssl
 import subprocess
 import threading
+import weakref
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,7 @@ from popkeep.sources.pop3 import POP3Session, SessionSettings
 from popkeep.spool import SpoolWriter
 from popkeep.transport.base import TLSSettings
 from popkeep.transport.loopless import LooplessStream, open_stream
-from popkeep.transport.tcp import TCPStream, open_tcp, system_ca_dir
+from popkeep.transport.tcp import TCPStream, open_tcp, system_ca_dir, tls_context
 
 from .miniserver import MiniServer
 
@@ -215,6 +217,27 @@ def test_implicit_tls_checks_the_host_name(
     server, body = tls_login(good, TLSSettings(name, ca_file=good.cert))
     with pytest.raises(TLSError, match="mismatch"):
         run_with(server, body)
+    assert server.received == []
+
+
+def test_the_tls_context_is_shared_until_its_ca_file_changes(
+    certs: tuple[Cert, Cert], tmp_path: Path
+) -> None:
+    """One context per settings and CA file (a service connects every minute); a CA
+    file rewritten since is loaded again, and what it now says is what is trusted."""
+    good, other = certs
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(good.cert.read_bytes())
+    first = tls_context(TLSSettings("localhost", ca_file=ca_file))
+    assert tls_context(TLSSettings("localhost", ca_file=ca_file)) is first
+    pinned = TLSSettings("localhost", fingerprint=good.fingerprint)
+    assert tls_context(pinned) is tls_context(pinned)
+
+    ca_file.write_bytes(other.cert.read_bytes() + b"\n")
+    assert tls_context(TLSSettings("localhost", ca_file=ca_file)) is not first
+    server, body = tls_login(good, TLSSettings("localhost", ca_file=ca_file))
+    with pytest.raises(TLSError, match="verify"):
+        without_loop(server, body)
     assert server.received == []
 
 
@@ -408,6 +431,30 @@ def test_transport_start_tls_drops_buffered_plaintext(certs: tuple[Cert, Cert]) 
         return first, after
 
     assert asyncio.run(main()) == (b"+OK go\r\n", b"+OK secure\r\n")
+
+
+def test_a_closed_stream_is_freed_without_the_cycle_collector(certs: tuple[Cert, Cert]) -> None:
+    """Its TLS state and buffers go with the last reference, not at the next full
+    garbage collection (a service makes a connection per account every minute)."""
+    good, _ = certs
+
+    async def main() -> weakref.ref[TCPStream]:
+        server = MiniServer(tls=good.server_context())
+        async with server:
+            tls = TLSSettings("localhost", ca_file=good.cert)
+            stream = await open_tcp("127.0.0.1", server.port, tls=tls, connect_timeout=5,
+                                    read_timeout=5)
+            assert (await stream.read(100, 5)).startswith(b"+OK")
+            await stream.close()
+            return weakref.ref(stream)
+
+    gc.disable()
+    try:
+        gc.collect()
+        freed = asyncio.run(main())
+        assert freed() is None
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize("tls", ["none", "implicit", "starttls"])

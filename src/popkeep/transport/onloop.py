@@ -45,8 +45,16 @@ async def connect(host: str, port: int, timeout: float) -> socket.socket:
 
 
 class _Protocol(asyncio.Protocol):
+    """Hands the stream what the transport receives, until the connection is lost.
+
+    It then lets go of the stream: the stream holds it (through :class:`OnLoop`), and
+    that cycle would keep the connection's TLS state and buffers (≈ 100 KB of
+    OpenSSL's memory the garbage collector does not count) until a full collection;
+    ``popkeep serve`` polling 1,000 accounts piled up hundreds of MB of them
+    (bench/README.md, "Round 10")."""
+
     def __init__(self, stream: TCPStream) -> None:
-        self.stream = stream
+        self.stream: TCPStream | None = stream
         self.transport: asyncio.Transport | None = None
         self.readable = asyncio.Event()
         self.writable = asyncio.Event()
@@ -59,27 +67,34 @@ class _Protocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        stream = self.stream
+        if stream is None:  # asyncio calls nothing after connection_lost
+            return
         try:
-            self.stream.received(data)
+            stream.received(data)
         except Exception as exc:  # e.g. a corrupt TLS record: the stream reports it
-            self.stream.lost(exc)
+            stream.lost(exc)
             if self.transport is not None:
                 self.transport.abort()
         self.readable.set()
-        if self.stream.buffered() > _HIGH_WATER and not self.paused and self.transport:
+        if stream.buffered() > _HIGH_WATER and not self.paused and self.transport:
             self.paused = True
             self.transport.pause_reading()
 
     def eof_received(self) -> bool:
-        try:
-            self.stream.received(b"")
-        except Exception as exc:
-            self.stream.lost(exc)
+        stream = self.stream
+        if stream is not None:
+            try:
+                stream.received(b"")
+            except Exception as exc:
+                stream.lost(exc)
         self.readable.set()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.stream.lost(exc)  # keeps the first error (see TCPStream.lost)
+        stream, self.stream = self.stream, None  # see the class docstring
+        if stream is not None:
+            stream.lost(exc)  # keeps the first error (see TCPStream.lost)
         self.readable.set()
         self.writable.set()
         self.closed.set()

@@ -27,6 +27,7 @@ DER leaf certificate must equal the pin; chain and name are then not checked
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -254,7 +255,45 @@ class _TLS:
 
 
 def tls_context(settings: TLSSettings) -> ssl.SSLContext:
-    """The client context for ``settings`` (see the module docstring for pinning)."""
+    """The client context for ``settings`` (see the module docstring for pinning).
+
+    Shared: made once per process for each ``settings`` and trust store, and reused by
+    every later connection with them (``popkeep serve`` connects to each account every
+    few minutes; making a context costs ≈ 0.3 ms of CPU with a one-certificate CA file,
+    tens of ms where the system bundle is parsed; bench/README.md, "Round 10"). A CA
+    file, or a system CA file or directory, that changed since (path, size, inode or
+    modification time) gets a new context. Callers must not change the context."""
+    return _shared_context(settings, _trust_stamp(settings))
+
+
+def _trust_stamp(settings: TLSSettings) -> tuple[object, ...]:
+    """What the context of ``settings`` was loaded from, as it is now (see tls_context)."""
+    if settings.fingerprint or not settings.verify:
+        return ()
+    if settings.ca_file:
+        return (_file_stamp(str(settings.ca_file)),)
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    return (
+        os.environ.get(paths.openssl_cafile_env),
+        os.environ.get(paths.openssl_capath_env),
+        _file_stamp(paths.openssl_cafile),
+        _file_stamp(paths.openssl_capath),
+    )
+
+
+def _file_stamp(path: str) -> tuple[str, int, int, int] | str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return path
+    return (path, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_context(settings: TLSSettings, stamp: tuple[object, ...]) -> ssl.SSLContext:
+    """A new context for ``settings``; ``stamp`` (:func:`_trust_stamp`) only keys the cache."""
     import ssl
 
     if settings.fingerprint or not settings.verify:
