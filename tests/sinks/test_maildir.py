@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import mailbox
 import os
 import stat
 import threading
 import time
+import weakref
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -565,6 +568,51 @@ def test_open_removes_tmp_files_older_than_36_hours(tmp_path: Path) -> None:
     os.utime(young, (recent, recent))
     asyncio.run(sink(tmp_path).open())
     assert files(tmp_path / "tmp") == ["young.writing"]
+
+
+def test_open_is_quiet_about_a_tmp_file_another_pass_commits_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Accounts sharing a Maildir (popkeep serve's central mailbox) stage and commit
+    while another pass opens it: a file listed in tmp/ and renamed into new/ before
+    it is looked at is no longer this cleaning's business, not a warning."""
+    asyncio.run(sink(tmp_path).open())
+    staged = tmp_path / "tmp" / "being.committed"
+    staged.write_bytes(b"another pass's message")
+    real_scandir = os.scandir
+
+    @contextlib.contextmanager
+    def scandir_then_commit(path: str) -> Iterator[list[os.DirEntry[str]]]:
+        with real_scandir(path) as listing:
+            entries = list(listing)
+        staged.rename(tmp_path / "new" / staged.name)  # after listing, before stat
+        yield entries
+
+    monkeypatch.setattr(maildir_module.os, "scandir", scandir_then_commit)
+    asyncio.run(sink(tmp_path).open())
+    assert "cannot remove" not in caplog.text
+    assert files(tmp_path / "new") == ["being.committed"]
+
+
+def test_a_sink_that_delivered_is_freed_without_the_cycle_collector(tmp_path: Path) -> None:
+    """Its index of the folder goes with the last reference, not at the next full
+    garbage collection (popkeep serve builds a sink for every pass)."""
+    gc.disable()
+    try:
+        gc.collect()
+        s = sink(tmp_path)
+
+        async def go(one: MaildirSink) -> None:
+            await one.open()
+            await one.deliver([make(b"Subject: x\r\n\r\nbody\r\n")])
+            await one.close()
+
+        asyncio.run(go(s))
+        freed = weakref.ref(s)
+        del s
+        assert freed() is None
+    finally:
+        gc.enable()
 
 
 def test_commit_rejects_a_foreign_handle(tmp_path: Path) -> None:

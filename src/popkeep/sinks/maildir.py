@@ -220,6 +220,24 @@ class _EarlyFlush:
                 os.close(fd)
 
 
+class _Nudge:
+    """More data is waiting in ``tmp/``: start the background ``syncfs`` (once the sink
+    has loaded it). The sink's :attr:`~MaildirSink.lf_copy` calls this, not a method of
+    the sink: a bound method there made sink → lf_copy → sink a reference cycle, which
+    kept every dropped sink and its index of the folder (≈ 130 bytes per message in
+    it) until a full garbage collection; ``popkeep serve`` builds a sink for every pass
+    and piled up hundreds of MB of them (bench/README.md, "Round 10")."""
+
+    __slots__ = ("early",)
+
+    def __init__(self) -> None:
+        self.early: _EarlyFlush | None = None
+
+    def __call__(self) -> None:
+        if self.early is not None:
+            self.early.nudge()
+
+
 def _mine(handle: Staged) -> _Staged:
     if not isinstance(handle, _Staged):
         raise DeliveryRefused("maildir: not a handle this sink staged")
@@ -274,11 +292,12 @@ class MaildirSink:
         self._syncfs_loaded = not fsync
         #: with syncfs: the directory handle every commit's syncfs uses (module docstring)
         self._sync_fd = -1
-        self._early: _EarlyFlush | None = None
+        #: starts the background syncfs (its _EarlyFlush set on the first delivery)
+        self._nudge = _Nudge()
         self._opened = False
         self._tmp_dir = str(self.directory / "tmp")
         #: where the collector spools the LF copy of large messages (module docstring)
-        self.lf_copy = LfCopy(self.directory / "tmp", self._nudge)
+        self.lf_copy = LfCopy(self.directory / "tmp", self._nudge)  # no cycle: see _Nudge
         #: key → file name of what the folder holds; read once per sink, then kept
         #: up to date by our own deliveries (a reader moving files to cur/ keeps keys)
         self._names: dict[str, str] | None = None
@@ -394,12 +413,7 @@ class MaildirSink:
             self._syncfs = _load_syncfs()
             self._syncfs_loaded = True
             if self._syncfs is not None:
-                self._early = _EarlyFlush(self._syncfs, self._tmp_dir)
-
-    def _nudge(self) -> None:
-        """More data is waiting in ``tmp/``: start the background ``syncfs``."""
-        if self._early is not None:
-            self._early.nudge()
+                self._nudge.early = _EarlyFlush(self._syncfs, self._tmp_dir)
 
     def _sync_dir(self, path: Path) -> None:
         if not self._fsync:
@@ -579,5 +593,7 @@ class MaildirSink:
                     if stat.S_ISREG(info.st_mode) and max(info.st_atime, info.st_mtime) < limit:
                         os.unlink(entry.path)
                         log.info("maildir: removed stale %s", entry.path)
+                except FileNotFoundError:
+                    continue  # committed (or removed) by another pass since it was listed
                 except OSError as exc:
                     log.warning("maildir: cannot remove %s: %s", entry.path, exc.strerror)
