@@ -98,6 +98,24 @@ def test_check_creatable(
     assert info.value.exit_code == 73
 
 
+def test_an_existing_path_is_checked_with_one_stat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """popkeep serve checks every sink's paths before each poll: a Maildir that is
+    there costs one stat, not one per directory above it."""
+    deep = tmp_path / "a" / "b" / "c" / "Maildir"
+    deep.mkdir(parents=True)
+    (tmp_path / "a" / "mbox").write_text("")
+    calls: list[object] = []
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: calls.append(p) or real_stat(p, *a, **k))
+    check_creatable(deep, "maildir", directory=True)
+    check_creatable(tmp_path / "a" / "mbox", "mbox", directory=False)
+    assert calls == [deep, tmp_path / "a" / "mbox"]
+    with pytest.raises(CannotCreate, match="is a file, not a directory"):
+        check_creatable(tmp_path / "a" / "mbox", "maildir", directory=True)
+
+
 def test_an_mbox_path_that_is_a_directory_is_exit_73(
     tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts,
     capsys: pytest.CaptureFixture[str],

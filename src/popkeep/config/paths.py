@@ -27,7 +27,23 @@ _MAILDIR_SUBDIRS = ("tmp", "new", "cur")  #: the Maildir convention's three dire
 def check_creatable(path: Path, what: str, *, directory: bool) -> None:
     """Raise CannotCreate unless ``path`` (a directory, or a file when not
     ``directory``) exists as that and is writable, or can be created: every
-    ancestor that exists is a directory, and the nearest one is writable."""
+    ancestor that exists is a directory, and the nearest one is writable.
+
+    A path that exists is settled by its own ``stat`` (its ancestors are directories,
+    or it could not be reached): one call instead of one per ancestor, as
+    ``popkeep serve`` checks every sink's paths before each poll."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        _check_ancestors(path, what, directory=directory)
+        return
+    _check_kind(path, what, mode, directory=directory)
+    _check_writable(path, path, what, directory=directory)
+
+
+def _check_ancestors(path: Path, what: str, *, directory: bool) -> None:
+    """check_creatable for a path that does not exist (or cannot be stat'ed): walk down
+    from the root to the nearest existing ancestor."""
     target = path
     for part in (*reversed(path.parents), path):
         try:
@@ -40,9 +56,18 @@ def check_creatable(path: Path, what: str, *, directory: bool) -> None:
         if part != path and not stat.S_ISDIR(mode):
             raise CannotCreate(f"{what} {path}: {part} is a file, not a directory")
     else:
-        if directory != stat.S_ISDIR(mode):
-            wanted, found = ("directory", "file") if directory else ("file", "directory")
-            raise CannotCreate(f"{what} {path}: is a {found}, not a {wanted}")
+        _check_kind(path, what, mode, directory=directory)
+    _check_writable(path, target, what, directory=directory)
+
+
+def _check_kind(path: Path, what: str, mode: int, *, directory: bool) -> None:
+    if directory != stat.S_ISDIR(mode):
+        wanted, found = ("directory", "file") if directory else ("file", "directory")
+        raise CannotCreate(f"{what} {path}: is a {found}, not a {wanted}")
+
+
+def _check_writable(path: Path, target: Path, what: str, *, directory: bool) -> None:
+    """``target``: ``path`` itself, or the nearest existing ancestor it would be made in."""
     # os.access with W_OK also reports a read-only file system (EROFS), even for root.
     if not os.access(target, os.W_OK | (os.X_OK if target != path or directory else 0)):
         raise CannotCreate(f"{what} {path}: {target} is not writable by this user")
