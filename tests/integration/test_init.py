@@ -180,3 +180,32 @@ def test_an_oauth_provider_gets_an_oauth_account_and_no_password_is_asked(
     assert 'auth = "oauth2"' in text
     assert 'provider = "microsoft", client_id = "00000000-1111-2222-3333-444444444444"' in text
     assert "password" not in text.split("[[account]]")[1]
+
+
+def test_an_unchecked_preset_that_is_wrong_makes_init_look_for_the_server(
+    dovecot: Dovecot, dovecot_user: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A preset (tried with --presets, as a contributor would) saying implicit TLS
+    where the server speaks STLS: the login fails on the TLS handshake, and because
+    the preset is marked unverified init probes its host and port and goes on."""
+    presets = tmp_path / "presets.toml"
+    presets.write_text(
+        '[[preset]]\nid = "test-isp"\nname = "Test ISP"\ndomains = ["example.test"]\n'
+        f'host = "{dovecot.host}"\nport = {dovecot.pop3_port}\ntls = "implicit"\n'
+        'user = "local"\nauth = "password"\nquirks = []\nverified = false\n'
+        'note = "unverified: a test"\nsources = []\n'
+    )
+    monkeypatch.setenv("ISP_PASS", dovecot.password)
+    config = tmp_path / "config.toml"
+    argv = ["-c", str(config), "init", "--presets", str(presets),
+            "--email", f"{dovecot_user}@example.test", "--ca-file", str(dovecot.ca_file),
+            "--password-from-env", "ISP_PASS", "--sink", f"maildir:{tmp_path / 'Maildir'}",
+            "--keep", "14d", "--state", str(tmp_path / "state.db"), "--no-baseline", "--yes"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Provider: Test ISP (preset 'test-isp')" in out
+    assert f"{dovecot.host}:{dovecot.pop3_port} (implicit TLS) did not work" in out
+    assert f"Found {dovecot.host}:{dovecot.pop3_port} (starttls TLS)" in out
+    assert 'name = "test-isp"' in config.read_text()
+    assert 'tls = "starttls"' in config.read_text()

@@ -26,8 +26,8 @@ import click
 from popkeep.cli.common import config_option, handles_errors, resolve_config_path, run_async
 from popkeep.cli.configtext import Answers, Secret, SinkAnswer, render
 from popkeep.config import keystore
-from popkeep.config.presets import Preset, find, split_address
-from popkeep.errors import AuthError, ConfigError
+from popkeep.config.presets import Preset, find, load_presets, split_address
+from popkeep.errors import AuthError, ConfigError, ProtocolError, SecurityError, TransportError
 
 DAY = 86400.0
 _TRIES = 3  #: passwords asked before giving up
@@ -101,21 +101,25 @@ def _oauth(w: Wizard, preset: Preset | None) -> tuple[tuple[str, str], ...]:
     return (*table, *([("client_secret", secret)] if secret else []))
 
 
-def _candidates(w: Wizard, domain: str) -> list[tuple[str, int, str]]:
+def _candidates(w: Wizard, domain: str, also: Server | None) -> list[tuple[str, int, str]]:
+    """Where to look: ``--host`` or the usual names (after ``also``'s host, a
+    preset's server that did not answer as the preset says), on ``--port`` or
+    995/110 (after ``also``'s port), with ``--tls`` or both modes."""
     hosts = [w.o["host"]] if w.o["host"] else [f"{p}.{domain}" for p in ("pop", "pop3", "mail")]
-    if w.o["port"]:
-        modes = [(w.o["port"], t) for t in ([w.o["tls"]] if w.o["tls"] else ["implicit",
-                                                                           "starttls"])]
-    else:
-        modes = [(995, "implicit"), (110, "starttls")]
-        modes = [m for m in modes if not w.o["tls"] or m[1] == w.o["tls"]]
-    return [(h, p, t) for h in hosts for p, t in modes]
+    ports = [w.o["port"]] if w.o["port"] else [995, 110]
+    if also is not None:
+        hosts = [also.host, *(h for h in hosts if h != also.host)]
+        ports = [also.port, *(p for p in ports if p != also.port)]
+    modes = [w.o["tls"]] if w.o["tls"] else ["implicit", "starttls"]
+    if not w.o["port"] and also is None and not w.o["tls"]:
+        return [(h, p, t) for h in hosts for p, t in ((995, "implicit"), (110, "starttls"))]
+    return [(h, p, t) for h in hosts for p in ports for t in modes]
 
 
-def _probed_server(w: Wizard, domain: str) -> Server:
+def _probed_server(w: Wizard, domain: str, also: Server | None = None) -> Server:
     from popkeep.app import probe_pop3
 
-    candidates = _candidates(w, domain)
+    candidates = _candidates(w, domain, also)
     click.echo(f"Looking for the POP3 server of {domain} "
                f"({len(candidates)} places, TLS verified) …")
     probes = run_async(probe_pop3(candidates, w.o["ca_file"]))  # type: ignore[arg-type]
@@ -131,7 +135,7 @@ def _probed_server(w: Wizard, domain: str) -> Server:
 # -- the password -----------------------------------------------------------------------
 
 
-def _password(w: Wizard, first: bool) -> str:
+def _password(w: Wizard, *, first: bool) -> str:
     var = w.o["password_env"]
     if var:
         secret = os.environ.get(var)
@@ -143,26 +147,43 @@ def _password(w: Wizard, first: bool) -> str:
     return str(click.prompt("Password" if first else "Password again", hide_input=True))
 
 
-def _logged_in(w: Wizard, server: Server, user: str) -> str:
-    """The password the server accepted (asked again after a refusal)."""
+def _logged_in(w: Wizard, server: Server, user: str, password: str) -> str:
+    """The password the server accepted: ``password``, else one asked again after
+    a refusal (at a terminal, up to three tries)."""
     from popkeep.app import try_login
     from popkeep.config.schema import Connection
 
     conn = Connection(server.host, server.port, server.tls,  # type: ignore[arg-type]
                       ca_file=w.o["ca_file"], user=user)
     for attempt in range(_TRIES):
-        password = _password(w, attempt == 0)
         try:
             stat = run_async(try_login(conn, password))
         except AuthError as exc:
             if w.o["password_env"] or w.yes or attempt == _TRIES - 1:
                 raise
             click.echo(f"The server refused it: {exc}")
+            password = _password(w, first=False)
             continue
         click.echo(f"Logged in: {stat.messages} message(s), {stat.octets / 1e6:.1f} MB "
                    "on the server.")
         return password
     raise AssertionError("unreachable")
+
+
+def _login(w: Wizard, server: Server, user: str, preset: Preset | None,
+           domain: str) -> tuple[Server, str]:
+    """Log in at ``server``; when it is an unchecked preset's and does not answer
+    as the preset says (no connection, no TLS, not POP3), look for the server
+    instead and log in there. The server and the password it accepted."""
+    password = _password(w, first=True)
+    try:
+        return server, _logged_in(w, server, user, password)
+    except (TransportError, ProtocolError, SecurityError) as exc:
+        if preset is None or preset.verified:
+            raise
+        click.echo(f"{server.host}:{server.port} ({server.tls} TLS) did not work: {exc}")
+        found = _probed_server(w, domain, also=server)
+        return found, _logged_in(w, found, user, password)
 
 
 def _keep_secret(w: Wizard, entry: str, password: str, env_given: str | None) -> Secret:
@@ -291,6 +312,8 @@ def _keep(w: Wizard, preset: Preset | None) -> tuple[str, list[str]]:
 @click.option("--email", help="Your email address at the provider.")
 @click.option("--name", "account",
               help="The account's name in the config (default: the provider's).")
+@click.option("--presets", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Use this presets file instead of the shipped one (trying a preset).")
 @click.option("--host", help="The POP3 server (default: the preset's, else probed).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Its port.")
 @click.option("--tls", type=click.Choice(["implicit", "starttls"]), help="Its TLS mode.")
@@ -343,14 +366,15 @@ def init(config_path: Path | None, **options: Any) -> int:
 def _answers(w: Wizard) -> Answers:
     email = w.ask("Your email address", w.o["email"])
     _, domain = split_address(email)
-    preset = None if w.o["host"] else find(email)
+    presets = load_presets(w.o["presets"]) if w.o["presets"] else None
+    preset = None if w.o["host"] else find(email, presets)
     server = _preset_server(w, preset, domain) if preset else _probed_server(w, domain)
     user = w.ask("Login name", w.o["user"], preset.login(email) if preset else email)
     account = w.o["account"] or (preset.id if preset else domain.split(".")[0])
     oauth = _oauth(w, preset)
     secret = None
     if not oauth:
-        password = _logged_in(w, server, user)
+        server, password = _login(w, server, user, preset, domain)
         secret = _keep_secret(w, f"popkeep/{account}", password, w.o["password_env"])
     sink = _sink(w)
     keep, why = _keep(w, preset)
