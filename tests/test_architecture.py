@@ -100,7 +100,7 @@ VIOLATIONS = {
         ("app.py", "import google.auth", "popkeep.app -> google"),
     "msal only in the Microsoft token provider":
         ("oauth/store.py", "import msal", "popkeep.oauth.store -> msal"),
-    "keyring only in the keystores":
+    "keyring only in the keystore":
         ("config/secrets.py", "import keyring", "popkeep.config.secrets -> keyring"),
     "click only in the command line":
         ("scheduler.py", "import click", "popkeep.scheduler -> click"),

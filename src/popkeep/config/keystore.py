@@ -1,11 +1,12 @@
-"""The system keyring as a place for passwords: ``password = { keyring = "popkeep/isp" }``.
+"""The system keyring: passwords (``password = { keyring = "popkeep/isp" }``) and
+OAuth tokens (:mod:`popkeep.oauth.store`).
 
 Owns: the only import of the ``keyring`` package (an optional dependency, extra
 ``keyring``: Secret Service on Linux, the macOS Keychain, the Windows Credential
 Locker, or whatever backend ``PYTHON_KEYRING_BACKEND`` names), imported when a
-password is read or stored, and the translation of its errors into ConfigError.
-An entry is named ``SERVICE/NAME``; a name without ``/`` is under service
-``popkeep``. Must not: log or show a password, or choose a backend itself.
+secret is read or stored, and the translation of its errors into ConfigError.
+A password entry is named ``SERVICE/NAME``; a name without ``/`` is under
+service ``popkeep``. Must not: log or show a secret, or choose a backend itself.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 
 from popkeep.errors import ConfigError
 
-__all__ = ["DEFAULT_SERVICE", "available", "get_password", "set_password", "split_entry"]
+__all__ = [
+    "DEFAULT_SERVICE", "available", "get_password", "read", "set_password", "split_entry", "write",
+]
 
 DEFAULT_SERVICE = "popkeep"
 INSTALL = "pip install 'popkeep[keyring]'"
@@ -30,7 +33,7 @@ def _keyring() -> Any:
     try:
         import keyring
     except ImportError as exc:
-        raise ConfigError(f"a keyring password needs the keyring package: {INSTALL}") from exc
+        raise ConfigError(f"the system keyring needs the keyring package: {INSTALL}") from exc
     return keyring
 
 
@@ -48,15 +51,30 @@ def available() -> bool:
     return not type(backend).__module__.startswith("keyring.backends.fail") and priority > 0
 
 
+def read(service: str, name: str, where: str) -> str | None:
+    """What is stored under ``service``/``name``, or None; ConfigError naming
+    ``where`` when the keyring cannot be read."""
+    keyring = _keyring()
+    try:
+        text: str | None = keyring.get_password(service, name)
+    except keyring.errors.KeyringError as exc:
+        raise ConfigError(f"{where}: cannot read the keyring: {exc}") from exc
+    return text
+
+
+def write(service: str, name: str, secret: str, where: str) -> None:
+    """Store ``secret`` under ``service``/``name``, replacing what was there."""
+    keyring = _keyring()
+    try:
+        keyring.set_password(service, name, secret)
+    except keyring.errors.KeyringError as exc:
+        raise ConfigError(f"{where}: cannot write to the keyring: {exc}") from exc
+
+
 def get_password(entry: str, where: str) -> str:
     """The password stored under ``entry``; ConfigError naming ``where`` when
     there is none or the keyring cannot be read (the message says how to store one)."""
-    keyring = _keyring()
-    service, name = split_entry(entry)
-    try:
-        secret: str | None = keyring.get_password(service, name)
-    except keyring.errors.KeyringError as exc:
-        raise ConfigError(f"{where}: cannot read the keyring: {exc}") from exc
+    secret = read(*split_entry(entry), where)
     if not secret:
         raise ConfigError(f'{where}: the keyring has no password for "{entry}" '
                           "(store one with popkeep set-password)")
@@ -65,9 +83,4 @@ def get_password(entry: str, where: str) -> str:
 
 def set_password(entry: str, secret: str) -> None:
     """Store ``secret`` under ``entry``, replacing what was there."""
-    keyring = _keyring()
-    service, name = split_entry(entry)
-    try:
-        keyring.set_password(service, name, secret)
-    except keyring.errors.KeyringError as exc:
-        raise ConfigError(f'cannot store the password in the keyring ("{entry}"): {exc}') from exc
+    write(*split_entry(entry), secret, f'the keyring entry "{entry}"')

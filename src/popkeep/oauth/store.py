@@ -3,8 +3,9 @@
 Owns: :class:`TokenStore` (load / save one text: the provider's serialised tokens)
 and its two implementations. A file is written atomically (a temporary file with
 mode 0600, fsynced, renamed over the old one) in a directory created with mode
-0700. The keyring (the ``keyring`` package, imported only here and only when
-configured) keeps the text under service ``popkeep-oauth`` and the owner's name.
+0700. The keyring (through :mod:`popkeep.config.keystore`, the one module that
+imports the ``keyring`` package, only when configured) keeps the text under
+service ``popkeep-oauth`` and the owner's name.
 Must not: log the text (it holds a refresh token).
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from popkeep.config.schema import OAuthConfig
 from popkeep.errors import CannotCreate, ConfigError
@@ -80,28 +81,15 @@ class KeyringStore:
         self.owner = owner
         self.where = f"the system keyring ({KEYRING_SERVICE} / {owner})"
 
-    def _keyring(self) -> Any:
-        try:
-            import keyring
-        except ImportError as exc:
-            raise ConfigError(
-                'token_store = "keyring" needs: pip install \'popkeep[keyring]\'') from exc
-        return keyring
-
     def load(self) -> str | None:
-        keyring = self._keyring()
-        try:
-            text: str | None = keyring.get_password(KEYRING_SERVICE, self.owner)
-        except keyring.errors.KeyringError as exc:
-            raise ConfigError(f"{self.where}: cannot read: {exc}") from exc
-        return text
+        from popkeep.config import keystore  # keyring loads only when configured
+
+        return keystore.read(KEYRING_SERVICE, self.owner, self.where)
 
     def save(self, text: str) -> None:
-        keyring = self._keyring()
-        try:
-            keyring.set_password(KEYRING_SERVICE, self.owner, text)
-        except keyring.errors.KeyringError as exc:
-            raise ConfigError(f"{self.where}: cannot write: {exc}") from exc
+        from popkeep.config import keystore
+
+        keystore.write(KEYRING_SERVICE, self.owner, text, self.where)
 
 
 def store_for(config: OAuthConfig) -> TokenStore:
