@@ -69,7 +69,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -251,6 +251,51 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+class _KeyIndex:
+    """Which delivery keys the folder holds (``new/`` and ``cur/``), in memory that does
+    not grow with their file names: one ``hash(key)`` (an int) per file.
+
+    A key whose hash is not there is not held: the common answer, for every message of
+    a fetch, costs no name. A key whose hash is there (recovery after a crash, content
+    already in the folder; or, once in about 2**64 look-ups, another key with the same
+    hash) is resolved by one scan that keeps key → name for the rest of the run, as the
+    whole index did before (issue 16 item 3: a 200,000-file Maildir cost ≈ 50 MiB).
+    """
+
+    __slots__ = ("_directory", "_hashes", "_names")
+
+    def __init__(self, directory: Path) -> None:
+        # The directory, not the sink's method: no sink ↔ index cycle (see _Nudge).
+        self._directory = directory
+        self._names: dict[str, str] | None = None
+        self._hashes = {hash(key) for key, _ in self._scan()}
+
+    def _scan(self) -> Iterator[tuple[str, str]]:
+        """(delivery key, file name) of every message in ``new/``, then ``cur/``."""
+        for sub in ("new", "cur"):
+            with contextlib.suppress(FileNotFoundError), os.scandir(self._directory / sub) as it:
+                for entry in it:
+                    key = _key_of(entry.name)
+                    if key is not None:
+                        yield key, entry.name
+
+    def get(self, key: str) -> str | None:
+        """The file name holding ``key`` (the first one scanned), or None."""
+        if hash(key) not in self._hashes:
+            return None
+        if self._names is None:
+            names: dict[str, str] = {}
+            for held, name in self._scan():
+                names.setdefault(held, name)
+            self._names = names
+        return self._names.get(key)
+
+    def __setitem__(self, key: str, name: str) -> None:
+        self._hashes.add(hash(key))
+        if self._names is not None:
+            self._names[key] = name
+
+
 class _Staged(Staged):
     """One message in ``tmp/`` (``tmp`` set) waiting to be renamed into ``new/``, or one
     that needs no writing (``tmp`` None: already held, or staged by an earlier handle)."""
@@ -298,9 +343,9 @@ class MaildirSink:
         self._tmp_dir = str(self.directory / "tmp")
         #: where the collector spools the LF copy of large messages (module docstring)
         self.lf_copy = LfCopy(self.directory / "tmp", self._nudge)  # no cycle: see _Nudge
-        #: key → file name of what the folder holds; read once per sink, then kept
-        #: up to date by our own deliveries (a reader moving files to cur/ keeps keys)
-        self._names: dict[str, str] | None = None
+        #: the keys the folder holds; read once per sink, then kept up to date by our
+        #: own deliveries (a reader moving files to cur/ keeps keys)
+        self._names: _KeyIndex | None = None
         self._found_scan = False  #: whether find() has scanned the folder since open()
         #: key → final name of what is staged in tmp/ and not committed (not in _names)
         self._staging: dict[str, str] = {}
@@ -353,7 +398,7 @@ class MaildirSink:
         pending key, and one scan per run keeps that linear in the folder size).
         """
         if self._names is None or not self._found_scan:
-            self._names = await _in_thread(self._index)
+            self._names = await _in_thread(_KeyIndex, self.directory)
             self._found_scan = True
         name = self._names.get(delivery_key)
         return None if name is None else Receipt(self.name, name)
@@ -426,18 +471,7 @@ class MaildirSink:
 
     # -- delivering -------------------------------------------------------------------
 
-    def _index(self) -> dict[str, str]:
-        """Delivery key → file name for every message in ``new/`` and ``cur/``."""
-        found: dict[str, str] = {}
-        for sub in ("new", "cur"):
-            with contextlib.suppress(FileNotFoundError), os.scandir(self.directory / sub) as it:
-                for entry in it:
-                    key = _key_of(entry.name)
-                    if key is not None:
-                        found.setdefault(key, entry.name)
-        return found
-
-    def _prepare(self, batch: list[Delivery]) -> dict[str, str]:
+    def _prepare(self, batch: list[Delivery]) -> _KeyIndex:
         """Check the keys, create the folder if needed; the key → name index."""
         for delivery in batch:
             if not _KEY.fullmatch(delivery.key):
@@ -448,7 +482,7 @@ class MaildirSink:
         if self._syncfs is not None and self._sync_fd < 0:  # delivered without open()
             self._sync_fd = self._open_sync_fd()
         if self._names is None:
-            self._names = self._index()
+            self._names = _KeyIndex(self.directory)
         return self._names
 
     def _stage_batch(self, batch: list[Delivery]) -> list[Staged]:
@@ -526,11 +560,14 @@ class MaildirSink:
             self._remove(written)
             self._names = None  # some renames may have happened: rescan next time
             raise self._error(exc) from exc
-        names = self._names if self._names is not None else self._index()
+        names = self._names if self._names is not None else _KeyIndex(self.directory)
         self._names = names
+        renamed = {id(item) for item in written}
         receipts = []
         for item in handles:
-            name = names.get(item.delivery.key)
+            # What this commit renamed is named by its handle: asking the index would
+            # cost it a scan for names (the keys are there now, see _KeyIndex).
+            name = item.name if id(item) in renamed else names.get(item.delivery.key)
             if name is None:  # a follower whose first copy was discarded
                 raise DeliveryError(f"maildir: {item.delivery.key} was discarded, not stored")
             receipts.append(Receipt(self.name, name))
