@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from array import array
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Literal, NamedTuple
@@ -63,11 +64,12 @@ from popkeep.pop3.codec import (
 )
 from popkeep.pop3.codec import apop_digest as _apop_digest
 from popkeep.pop3.listing import (
+    NO_SIZE,
+    ScanBuilder,
     UidIndex,
     UidIndexBuilder,
     identity_key,
     parse_capa,
-    parse_list,
     parse_scan_line,
     parse_stat,
 )
@@ -177,6 +179,8 @@ class POP3Session:
         self._timestamp: str | None = None
         self.capabilities: dict[str, list[str]] = {}
         self.greeting = ""
+        #: sizes by message number from this session's full LIST (see :meth:`sizes`)
+        self._scan: array[int] | None = None
 
     @classmethod
     async def connect(
@@ -495,10 +499,12 @@ class POP3Session:
 
         A few messages are asked one ``LIST n`` each (pipelined where the server
         offers PIPELINING), so a poll with little new mail does not transfer and
-        parse the scan listing of the whole mailbox; many are asked with one LIST.
-        A message whose size the server does not tell consistently (not listed,
-        listed twice, an unparsable line, -ERR to ``LIST n``) is left out of the
-        result: never fetched or deleted on that listing.
+        parse the scan listing of the whole mailbox; many are asked with one LIST,
+        kept for the session in one compact array (a fetch asks in groups: the
+        listing is read once). A message whose size the server does not tell
+        consistently (not listed, listed twice, an unparsable line, -ERR to
+        ``LIST n``) is left out of the result: never fetched or deleted on that
+        listing.
         """
         await self._drain()
         if self._pipelining:
@@ -506,14 +512,23 @@ class POP3Session:
             few = len(numbers) <= min(FEW_SIZES, max(16, count // 32))
         else:
             few = len(numbers) <= FEW_SIZES_SERIAL  # each one a round trip
-        if few:
+        if few and self._scan is None:
             return await self._sizes_one_by_one(numbers)
+        if self._scan is None:
+            self._scan = await self._list_all(count)
+        scan = self._scan
+        return {n: scan[n] for n in numbers if 0 < n < len(scan) and scan[n] != NO_SIZE}
+
+    async def _list_all(self, count: int) -> array[int]:
+        """LIST (RFC 1939 §5) of the whole mailbox: sizes by message number, kept for
+        the session (message numbers and sizes do not change within one; RFC 1939 §6:
+        a DELE'd message is only left out of later listings, see :meth:`delete`)."""
         await self._send(Command("LIST"))
-        scan = await self._collect()
-        if isinstance(scan, Err):
-            raise server_error("LIST", scan)
-        listed = parse_list(scan)
-        return {n: listed[n] for n in numbers if n in listed}
+        builder = ScanBuilder()
+        refused = await self._body(builder.feed)
+        if refused is not None:
+            raise server_error("LIST", refused)
+        return builder.result(count)
 
     async def _sizes_one_by_one(self, numbers: Sequence[int]) -> dict[int, int]:
         window = self._settings.pipeline_window if self._pipelining else 1
@@ -646,6 +661,7 @@ class POP3Session:
         reply is read, the session stays usable, and the caller decides.
         """
         await self._drain()
+        self._scan = None  # a LIST from now on leaves these out (RFC 1939 §6)
         window = self._settings.pipeline_window if self._pipelining else 1
         refused: list[int] = []
         for start in range(0, len(numbers), window):
