@@ -31,6 +31,7 @@ import threading
 import types
 from collections.abc import Generator, Set
 from datetime import datetime
+from itertools import chain, filterfalse
 from typing import TYPE_CHECKING
 
 from popkeep import logs, retention
@@ -52,8 +53,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: (state → uids, uid → state, uids SEEN or DELIVERED): see Collector._index
-_Known = tuple[dict[MessageState, list[str]], dict[str, MessageState], set[str]]
+#: states of the uids on the server at the last run, as far as we know
+_LIVE = frozenset({MessageState.SEEN, MessageState.DELIVERED})
+#: state → uids, as the store reads them (RunState.know)
+_Known = dict[MessageState, list[str]]
 
 
 @types.coroutine
@@ -132,8 +135,7 @@ class Collector:
         await self._open_sinks(run)
         try:
             todo = await self._check_doomed(run, session, listed, todo)
-            wanted = await self._select(run, session, todo)
-            await self._pipeline.fetch(run, session, wanted)
+            await self._fetch(run, session, listed, todo)
             await self._retain(run, session, listed)
         finally:
             for sink in job.sinks:
@@ -173,7 +175,7 @@ class Collector:
             await session.close()
             raise failed[0]
         run.pending_keys, known = got[0]
-        run.by_state, run.states, run.alive = known
+        run.know(known)
         return session
 
     def _read_state(self, account: str) -> tuple[frozenset[str], _Known]:
@@ -181,7 +183,7 @@ class Collector:
         synchronous store itself, called from no loop."""
         store = self._store.store
         pending = frozenset(i.key for i in store.pending_intents(account))
-        return pending, self._index(store.uids_by_state(account))
+        return pending, store.uids_by_state(account)
 
     def _live_octets(self, account: str) -> int | None:
         """What STAT should say if the server holds exactly the live messages, as
@@ -189,16 +191,6 @@ class Collector:
         in the worker thread of _connect, like :meth:`_read_state`."""
         total, unrecorded = self._store.store.live_octets(account)
         return None if unrecorded else total
-
-    @staticmethod
-    def _index(by_state: dict[MessageState, list[str]]) -> _Known:
-        """(by_state, uid → state, uids SEEN or DELIVERED): what a pass looks uids up in."""
-        states: dict[str, MessageState] = {}
-        for state, uids in by_state.items():
-            states.update(dict.fromkeys(uids, state))  # in C: no Python loop per uid
-        alive = set(by_state.get(MessageState.SEEN, ()))
-        alive.update(by_state.get(MessageState.DELIVERED, ()))
-        return by_state, states, alive
 
     async def _open_sinks(self, run: RunState) -> None:
         """Open every sink; one that fails is skipped this run (and blocks deletions).
@@ -253,16 +245,15 @@ class Collector:
         await self._store.revert_delete_pending(account, [u for u in pending if u in listed])
         if complete:
             await self._store.mark_deleted(account, [u for u in pending if u not in listed], now)
-        # Set difference in C over the live uids only: no Python loop per known uid, and
+        # Filtered in C over the live uids only (no set of them, no Python loop per uid);
         # the GONE/DELETED history of years of polls costs nothing.
-        vanished = sorted(run.alive.difference(listed)) if complete else []
+        vanished = sorted(filterfalse(listed.__contains__, run.live_uids())) if complete else []
         if vanished:
             log.info("account %s: %d messages gone (deleted elsewhere)", account, len(vanished))
             await self._store.mark_gone(account, vanished, now)
         run.gone = len(vanished)
         if pending or vanished:
-            by_state = await self._store.uids_by_state(account)
-            run.by_state, run.states, run.alive = self._index(by_state)
+            run.know(await self._store.uids_by_state(account))
             run.live_octets = None  # summed before these changes
         reappeared = self._reappeared(run, listed, complete)
         if reappeared:
@@ -273,13 +264,15 @@ class Collector:
         """Listed uids the store knows as DELETED or GONE: the old message left the
         server, so the server gave its UIDL to a new one (RFC 1939 §7 allows that).
 
-        Free on a poll where every listed uid is live (see :meth:`_todo`); otherwise a
-        set difference in C and a look-up per uid not live (new mail, mostly). Not
-        free when the listing is not ``complete``: then a live uid may be missing
-        from it, so a listing as long as the live set may still hold a reused uid."""
-        if complete and len(run.alive) == len(listed):
+        Free on a poll where every listed uid is live (see :meth:`_todo`); otherwise
+        the uids no longer live are filtered in C by the listing: no set of every
+        known uid (issue 16 item 3). Not free when the listing is not ``complete``:
+        then a live uid may be missing from it, so a listing as long as the live set
+        may still hold a reused uid."""
+        if complete and run.live == len(listed):
             return []
-        return sorted(uid for uid in listed - run.alive if uid in run.states)
+        dead = (uids for state, uids in run.by_state.items() if state not in _LIVE)
+        return sorted(filter(listed.__contains__, chain.from_iterable(dead)))
 
     async def _retire(self, run: RunState, uids: list[str]) -> None:
         """``uids`` now name new messages: their old records move aside (the store's
@@ -296,7 +289,7 @@ class Collector:
             f"the server reused {len(uids)} UIDL(s) for new messages; fetched as new "
             "(docs/guarantees.md, sources: POP3)"
         )
-        run.by_state, run.states, run.alive = self._index(await self._store.uids_by_state(account))
+        run.know(await self._store.uids_by_state(account))
         run.known = None
 
     @staticmethod
@@ -307,7 +300,7 @@ class Collector:
         LIST counts). Costs nothing on the wire: STAT is sent anyway."""
         return (
             run.live_octets is not None
-            and len(run.alive) == len(listed)
+            and run.live == len(listed)
             and run.live_octets != run.server_octets
         )
 
@@ -347,14 +340,33 @@ class Collector:
     def _todo(run: RunState, listed: Set[str], complete: bool = True) -> list[str]:
         """The listed uids that still need delivering: unknown ones, and SEEN ones."""
         seen = run.by_state.get(MessageState.SEEN, ())
-        if complete and len(run.alive) == len(listed):
+        if complete and run.live == len(listed):
             # Every live uid is listed (see _reconcile), so a listing as long as the
             # live set is that set: nothing unknown, only the SEEN ones are due.
             return list(seen)
-        # Set difference first (C speed): unknown uids, then the few SEEN ones.
-        todo = set(listed - run.states.keys())
+        # Set differences in C: unknown uids, then the few SEEN ones. One set, of the
+        # listing: none of every uid the store knows (issue 16 item 3).
+        todo = set(listed)
+        for uids in run.by_state.values():
+            todo.difference_update(uids)
         todo.update(uid for uid in seen if uid in listed)
         return list(todo)
+
+    async def _fetch(
+        self, run: RunState, session: SourceSession, listed: Set[str], todo: list[str]
+    ) -> None:
+        """Describe and fetch ``todo`` in groups of ``fetch_group``, in the listing's
+        order: what the pass holds per message to fetch (its description, the
+        pipeline's maps) is one group's, not the mailbox's (issue 16 item 3)."""
+        group = run.job.fetch_group
+        if len(todo) > group:
+            wanted = set(todo)
+            todo = list(filter(wanted.__contains__, listed))  # in C; the source's order
+            del wanted
+        run.total = len(todo)
+        for start in range(0, len(todo), group):
+            described = await self._select(run, session, todo[start : start + group])
+            await self._pipeline.fetch(run, session, described)
 
     async def _select(
         self, run: RunState, session: SourceSession, todo: list[str]
@@ -371,8 +383,10 @@ class Collector:
             )
         limit = run.job.max_message_size
         wanted: list[ListedMessage] = []
+        run.total -= len(todo) - len(described)
         for message in described:
             if limit is not None and message.size > limit:
+                run.total -= 1
                 run.skipped += 1
                 run.warnings.append(
                     f"message {message.key} ({message.size} octets) is larger than "
@@ -380,7 +394,6 @@ class Collector:
                 )
                 continue
             wanted.append(message)
-        run.total = len(wanted)
         return wanted
 
     # -- retention --------------------------------------------------------------------

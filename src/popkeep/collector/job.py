@@ -10,7 +10,8 @@ it (``popkeep fetch`` start-up is measured, bench/README.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 from popkeep.errors import PopkeepError
@@ -36,6 +37,13 @@ class AccountJob(NamedTuple):
     #: sink, also the commit group (messages are held open until it has them)
     batch_messages: int = 1000
     batch_bytes: int = 16 << 20
+    #: received-but-not-staged messages before the stream pauses: small messages
+    #: must not pile up by the hundred thousand under ``batch_bytes`` while a
+    #: commit runs (each costs a few hundred bytes of objects besides its octets)
+    pending_messages: int = 2048
+    #: the messages to fetch are described (LIST sizes) and streamed this many at a
+    #: time: what a pass holds per message to fetch does not grow with the mailbox
+    fetch_group: int = 10_000
     #: staging sinks only: commit (make durable, record) at the latest after this
     #: many messages, bytes or seconds since the last commit, and at the end
     commit_messages: int = 5000
@@ -61,8 +69,8 @@ class RunState:
     """Mutable counters of one pass; frozen into a RunSummary at the end."""
 
     __slots__ = (
+        "_seen",
         "adopted",
-        "alive",
         "by_state",
         "deleted",
         "delivered",
@@ -73,24 +81,24 @@ class RunState:
         "job",
         "known",
         "listed",
+        "live",
         "live_octets",
         "pending_keys",
         "server_count",
         "server_octets",
         "skipped",
-        "states",
         "total",
         "warnings",
     )
 
     def __init__(self, job: AccountJob) -> None:
         self.job = job
-        #: uid → state of every message the store knows for this account (cheap to load)
-        self.states: dict[str, MessageState] = {}
-        #: the same, grouped: state → uids (the store's form; see Collector._index)
+        #: state → uids of every message the store knows for this account (see :meth:`know`)
         self.by_state: dict[MessageState, list[str]] = {}
-        #: the uids SEEN or DELIVERED: on the server at the last run, as far as we know
-        self.alive: set[str] = set()
+        #: how many uids are SEEN or DELIVERED: on the server at the last run, as far as
+        #: we know
+        self.live = 0
+        self._seen: set[str] | None = None
         #: full records, loaded only when partial receipts matter (see Pipeline.held_by)
         self.known: dict[str, StoredMessage] | None = None
         self.listed = 0
@@ -116,6 +124,27 @@ class RunState:
     @property
     def sink_failed(self) -> bool:
         return bool(self.failed_sinks)
+
+    def know(self, by_state: dict[MessageState, list[str]]) -> None:
+        """What the store knows of the account now: state → uids."""
+        self.by_state = by_state
+        self.live = len(by_state.get(MessageState.SEEN, ())) + len(
+            by_state.get(MessageState.DELIVERED, ())
+        )
+        self._seen = None
+
+    def live_uids(self) -> Iterator[str]:
+        """The uids SEEN or DELIVERED, without building a set of them."""
+        return itertools.chain(
+            self.by_state.get(MessageState.SEEN, ()), self.by_state.get(MessageState.DELIVERED, ())
+        )
+
+    @property
+    def seen(self) -> set[str]:
+        """The uids SEEN (some sinks may hold them), as a set; built on first use."""
+        if self._seen is None:
+            self._seen = set(self.by_state.get(MessageState.SEEN, ()))
+        return self._seen
 
 
 def sink_names(job: AccountJob) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ from popkeep.collector.job import AccountJob, ProgressCallback, RunState, sink_n
 from popkeep.collector.refusals import Refused, remember, skip_refused
 from popkeep.errors import DeliveryError, MessageAborted, MessageRefused, PopkeepError
 from popkeep.headers import header_digest, header_of
-from popkeep.model import MessageState, Receipt
+from popkeep.model import Receipt
 from popkeep.sinks.base import Delivery, Sink, Staged, StagingSink, delivery_key, staging
 from popkeep.sources.base import ListedMessage, SourceSession
 from popkeep.spool import SpooledMessage
@@ -74,7 +74,8 @@ class _Flow:
         self.found: dict[str, list[Receipt]] = {}
         #: (uid, sha256, size) of repeated content, adopted after the next commit
         self.repeats: list[tuple[str, str, int]] = []
-        #: content delivered (or being delivered) this run: later copies are repeats
+        #: content staged or held since the last commit: later copies are repeats (what
+        #: a commit recorded, the store knows; so this holds one group, not the run)
         self.hashes: set[str] = set()
         self.broken = False  #: a step failed: nothing more is committed this run
         #: uid → sinks that refused it for good on an earlier run (not offered it again)
@@ -140,7 +141,7 @@ class Pipeline:
                 if step is None and self._ready(job, flow):
                     step = asyncio.ensure_future(self._step(run, flow))
                 # Backpressure: stop reading while too much waits for the sinks.
-                while step is not None and flow.received_bytes > job.batch_bytes:
+                while step is not None and self._full(job, flow):
                     finished, step = step, None
                     await finished
                     if flow.received:
@@ -185,6 +186,14 @@ class Pipeline:
         except BaseException:
             flow.broken = True  # nothing more is committed this run
             raise
+
+    @staticmethod
+    def _full(job: AccountJob, flow: _Flow) -> bool:
+        """Whether the stream must wait for the step: memory stays bounded by
+        ``batch_bytes`` and ``pending_messages``, not by the mailbox's size."""
+        return (
+            flow.received_bytes > job.batch_bytes or len(flow.received) > job.pending_messages
+        )
 
     def _ready(self, job: AccountJob, flow: _Flow) -> bool:
         """Whether enough has arrived to be worth a step: tiny groups cost a thread
@@ -307,7 +316,7 @@ class Pipeline:
                 delivery.message.close()
         for uid, _, _ in repeats:
             flow.digests.pop(uid, None)
-        flow.deliveries, flow.repeats, flow.found = [], [], {}
+        flow.deliveries, flow.repeats, flow.found, flow.hashes = [], [], {}, set()
         flow.handles = {name: [] for name in flow.stagers}
         flow.taken = flow.uncommitted_bytes = 0
         flow.last_commit = self._clock.monotonic()
@@ -492,14 +501,14 @@ class Pipeline:
     async def _load_known(self, run: RunState, wanted: list[ListedMessage]) -> None:
         """Read the account's messages into ``run.known`` when a wanted one is SEEN (some
         sinks may hold it already: :meth:`held_by`); a pass of new mail reads nothing."""
-        if run.known is None and any(run.states.get(m.key) is MessageState.SEEN for m in wanted):
+        if run.known is None and any(m.key in run.seen for m in wanted):
             run.known = await self._store.messages(run.job.name)
 
     @staticmethod
     def held_by(run: RunState, uid: str) -> frozenset[str]:
         """Sinks already holding ``uid`` (partial receipts of a SEEN message; read by
         :meth:`_load_known` before the fetch)."""
-        if run.states.get(uid) is not MessageState.SEEN or run.known is None:
+        if run.known is None or uid not in run.seen:
             return frozenset()
         known = run.known.get(uid)
         return known.sinks if known is not None else frozenset()
