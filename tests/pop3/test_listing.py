@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from popkeep.errors import RemoteProtocolError
 from popkeep.model import ServerStat
 from popkeep.pop3.listing import (
+    NO_SIZE,
     ODD_UID_PREFIX,
+    ScanBuilder,
     UidIndex,
     UidIndexBuilder,
     identity_key,
@@ -142,3 +144,31 @@ def test_parsers_never_crash(data: bytes) -> None:
     parse_uid_index(data, 10)
     with contextlib.suppress(RemoteProtocolError):
         parse_stat(data.decode("utf-8", "replace"))
+
+
+def _scan(pieces: list[bytes], count: int) -> list[int]:
+    builder = ScanBuilder()
+    for piece in pieces:
+        builder.feed(piece)
+    return list(builder.result(count))
+
+
+@pytest.mark.parametrize(
+    ("pieces", "count"),
+    [
+        ([b"1 10\r\n2 20\r\n", b"3 30\r\n"], 3),  # the usual 1..n, in pieces
+        ([b"1 10\r\n2 20\r\n", b"2 21\r\n3 30\r\n"], 3),  # a number twice
+        ([b"1 10\r\n3 30\r\n"], 3),  # a gap
+        ([b"2 20\r\n1 10\r\n"], 2),  # out of order
+        ([b"1 10\r\n", b"x 5\r\n2 20 extra\r\n"], 2),  # unparsable; text after a size
+        ([b"1 10\r\n2 20\r\n3 30\r\n"], 2),  # beyond STAT's count
+        ([b"1 10\r\n"], 3),  # fewer than the count
+        ([], 0),
+    ],
+)
+def test_scan_builder_agrees_with_parse_list(pieces: list[bytes], count: int) -> None:
+    """ScanBuilder (sizes by number in one array, issue 16 item 3) keeps exactly what
+    parse_list keeps, within STAT's count; a number it does not describe is NO_SIZE."""
+    listed = parse_list(b"".join(pieces))
+    expected = [NO_SIZE] + [listed.get(n, NO_SIZE) for n in range(1, count + 1)]
+    assert _scan(pieces, count) == expected
