@@ -232,27 +232,38 @@ class UidIndexBuilder:
     The bulk of the work (validation, split, ``int``) is done per piece, while the
     rest of a 20,000-line listing is still on its way; :meth:`result` only builds
     the dict. Anything unusual falls back to the line-by-line parser, which keeps
-    the consistent entries and counts the rest.
+    the consistent entries and counts the rest. The body itself is not kept: what
+    the pieces parsed to is (issue 16 item 3).
     """
 
-    __slots__ = ("_bulk", "_by_uid", "_numbers", "_parts")
+    __slots__ = ("_bulk", "_by_uid", "_numbers", "_pairs", "_skipped", "_uids")
 
     def __init__(self) -> None:
-        self._parts: list[bytes] = []
         self._numbers: list[int] = []
+        self._uids: list[str] = []
         self._by_uid: dict[str, int] = {}
         self._bulk = True
+        #: once a piece is not well formed: (number, key) of every line so far
+        self._pairs: list[tuple[int, str]] = []
+        self._skipped = 0
 
     def feed(self, piece: bytes) -> None:
         """Whole lines of the body (a multi-line response's Data event)."""
-        self._parts.append(piece)
         if self._bulk and _UIDL_BODY.fullmatch(piece):
             tokens = piece.decode("ascii").split()
             numbers = list(map(int, tokens[0::2]))
+            uids = tokens[1::2]
             self._numbers += numbers
-            self._by_uid.update(zip(tokens[1::2], numbers, strict=True))
-        else:
+            self._uids += uids
+            self._by_uid.update(zip(uids, numbers, strict=True))
+            return
+        if self._bulk:  # the well-formed lines so far are what parse_uidl makes of them
             self._bulk = False
+            self._pairs = list(zip(self._numbers, self._uids, strict=True))
+            self._numbers, self._uids, self._by_uid = [], [], {}
+        pairs, skipped = parse_uidl(piece)  # whole lines: the same as parsing the body
+        self._pairs += pairs
+        self._skipped += skipped
 
     def result(self, count: int) -> UidIndex:
         """The index of a mailbox of ``count`` messages (STAT)."""
@@ -265,8 +276,9 @@ class UidIndexBuilder:
                 if numbers == sorted(numbers):
                     return UidIndex(by_uid, {}, 0)
                 return UidIndex(dict(sorted(by_uid.items(), key=lambda item: item[1])), {}, 0)
-        pairs, skipped = parse_uidl(b"".join(self._parts))
-        return index_uids(pairs, count, skipped)
+        if self._bulk:
+            return index_uids(list(zip(numbers, self._uids, strict=True)), count)
+        return index_uids(self._pairs, count, self._skipped)
 
 
 #: A message number without a size in a :class:`ScanBuilder` result.
