@@ -5,6 +5,7 @@ bench/README.md under "Bounded memory".
 
     .venv/bin/python bench/memory.py                 # 1/20/200 MB message, 200/2k/20k messages
     .venv/bin/python bench/memory.py --quick         # 1/20 MB, 200/2k messages
+    .venv/bin/python bench/memory.py --kept          # 20k/200k kept on the server
 
 Big messages are served by the scripted server (popkeep.testing.server, in this
 process) from mailgen.big_message, streamed, never held whole; mailboxes by a
@@ -103,15 +104,46 @@ def mailbox_rows(counts: list[int], work: Path) -> list[tuple[str, float, float]
     return rows
 
 
+def _kept_message(i: int) -> bytes:
+    return (
+        b"From: a@example.org\r\nTo: b@example.org\r\nSubject: kept %d\r\n"
+        b"Message-ID: <%d@example.org>\r\n\r\nbody %d\r\n" % (i, i, i)
+    )
+
+
+def kept_rows(counts: list[int], work: Path) -> list[tuple[str, float, float]]:
+    """A mailbox kept on the server (issue 16 item 3): the first collection, the
+    no-op poll, and a poll under ``delete_after = "0s"`` deleting every message, of
+    ``count`` small (≈ 140 bytes) messages from the scripted server, no TLS."""
+    rows = []
+    for count in counts:
+        box = Mailbox((f"uid-{i:08d}-abcdefghij", _kept_message(i)) for i in range(count))
+        with ServerThread(ScriptedPOP3Server(box, user="bench", password="bench-pw")) as thread:
+            base = Path(tempfile.mkdtemp(dir=work))
+            config = _config(base, thread.port, "bench", "bench-pw", "none", None)
+            for what in ("first collection", "nothing new", "deleting all"):
+                if what == "deleting all":
+                    config.write_text(config.read_text().replace('"never"', '"0s"'))
+                rss, secs = peak_rss(config)
+                rows.append((f"{count:,} kept messages (≈ 140 bytes), {what}", rss, secs))
+                print(f"  {rows[-1][0]}: {rss:.1f} MiB in {secs:.1f}s", file=sys.stderr)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, about a minute")
+    parser.add_argument("--kept", action="store_true",
+                        help="only mailboxes kept on the server: 20,000 and 200,000 messages")
     args = parser.parse_args()
     sizes = [1 * MB, 20 * MB] if args.quick else [1 * MB, 20 * MB, 200 * MB]
     counts = [200, 2_000] if args.quick else [200, 2_000, 20_000]
     with tempfile.TemporaryDirectory(prefix="popkeep-mem-") as tmp:
         work = Path(tmp)
-        rows = big_message_rows(sizes, work) + mailbox_rows(counts, work)
+        if args.kept:
+            rows = kept_rows([20_000, 200_000], work)
+        else:
+            rows = big_message_rows(sizes, work) + mailbox_rows(counts, work)
     print("| fetch | peak RSS | time |")
     print("|---|---:|---:|")
     for what, rss, secs in rows:
