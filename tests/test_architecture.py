@@ -108,6 +108,8 @@ VIOLATIONS = {
         ("cli/render.py", "import matplotlib", "popkeep.cli.render -> matplotlib"),
     "Starlette and uvicorn only in the status API":
         ("service/control.py", "import uvicorn", "popkeep.service.control -> uvicorn"),
+    "Jinja2 only in the dashboard":
+        ("service/pages.py", "import jinja2", "popkeep.service.pages -> jinja2"),
     "prometheus-client only in /metrics":
         ("service/web.py", "import prometheus_client",
          "popkeep.service.web -> prometheus_client"),

@@ -1,6 +1,7 @@
 """The status API of a running ``popkeep serve``: what it shows, and for how long it listens.
 
-Owns: the wiring of :mod:`.web` (Starlette, uvicorn) and :mod:`.metrics`
+Owns: the wiring of :mod:`.web` (Starlette, uvicorn), :mod:`.dashboard` (its
+pages, over a :class:`~.records.RecordReader`) and :mod:`.metrics`
 (prometheus-client) to a running service: the view (:class:`~.model.ServiceView`),
 the upcoming deletions read through a read-only connection of its own on a
 worker thread (so a long schedule neither blocks the event loop nor waits on the
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 #: import name → distribution, of the ``serve`` extra (pyproject.toml)
 SERVE_EXTRA = {"starlette": "starlette", "uvicorn": "uvicorn",
-               "prometheus_client": "prometheus-client"}
+               "prometheus_client": "prometheus-client", "jinja2": "jinja2"}
 
 
 def require_extra() -> None:
@@ -83,19 +84,25 @@ async def status_api(
     inside, with ``service.json`` in the state directory; yields what that file holds.
 
     ConfigError when the address is not loopback or cannot be bound."""
+    from popkeep.service.dashboard import Dashboard
     from popkeep.service.metrics import CONTENT_TYPE
+    from popkeep.service.records import RecordReader
     from popkeep.service.web import build_app, serving
 
     app.store  # noqa: B018 (opened, so created and migrated, before a read-only reader)
-    reader = ScheduleReader(app)
+    reader, records = ScheduleReader(app), RecordReader(app)
     token = control.new_token()
+    dashboard = Dashboard(view, reader.upcoming, records=records.records, facts=records.facts,
+                          now=app.clock.now)
     web = build_app(view, token=token, upcoming=reader.upcoming,
-                    metrics=(metrics.exposition, CONTENT_TYPE), now=app.clock.now)
+                    metrics=(metrics.exposition, CONTENT_TYPE), now=app.clock.now,
+                    dashboard=dashboard)
     try:
         async with serving(web, listen, app.state_dir, token) as handle:
             yield handle
     finally:
         reader.close()
+        records.close()
 
 
 __all__ = ["SERVE_EXTRA", "ScheduleReader", "require_extra", "status_api"]

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import uvicorn
 from starlette.applications import Starlette
@@ -35,6 +35,9 @@ from starlette.routing import Route
 from popkeep.errors import ConfigError
 from popkeep.service import control
 from popkeep.service.model import AccountState, ServiceView
+
+if TYPE_CHECKING:
+    from popkeep.service.dashboard import Dashboard
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +165,12 @@ def build_app(
     upcoming: Upcoming,
     metrics: Exposition | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    dashboard: Dashboard | None = None,
 ) -> Starlette:
-    """The status API over ``view``. ``POST`` requests need ``token`` (from service.json)."""
+    """The status API over ``view``. ``POST`` requests need ``token`` (from service.json).
+
+    With ``dashboard``, its pages too (docs/dashboard.md), and its guard on every
+    answer: security headers, and the password when the service has one."""
 
     async def status(request: Request) -> Response:
         planned = await upcoming()
@@ -195,7 +202,10 @@ def build_app(
             return Response(render(), media_type=media_type)
 
         routes.append(Route("/metrics", exposition, methods=["GET"]))
-    return Starlette(routes=routes)
+    if dashboard is None:
+        return Starlette(routes=routes)
+    return Starlette(routes=[*routes, *dashboard.routes()],
+                     middleware=dashboard.middleware(token))
 
 
 class _QuietServer(uvicorn.Server):

@@ -1,0 +1,94 @@
+"""What the dashboard reads from the state store and the configuration of a running service.
+
+Owns: :class:`RecordReader`, the dashboard's read-only view of the store (each
+account's last run and skipped messages; with ``history``, the recent runs, the
+messages delivered in the last weeks, the open alerts and the measured mail
+volume), through a read-only connection of its own, one call at a time, on a
+worker thread (as :class:`~popkeep.service.api.ScheduleReader` reads the
+schedule); and the account settings the cards show (:meth:`RecordReader.facts`).
+
+Must not: write to the store, import the web stack, or hold the records between
+calls (every page shows the store as it is).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from popkeep.errors import ConfigError
+from popkeep.planner.history import HistoryRecord, measure
+from popkeep.service.pages import HISTORY_DAYS, Facts, Records
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from popkeep.app import App
+    from popkeep.state.base import StateStore
+
+#: runs listed on the History page
+RECENT = 50
+
+
+class RecordReader:
+    """The store of ``app`` (its current configuration: a reload is followed), read-only."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self._store: StateStore | None = None
+        self._lock = threading.Lock()
+
+    def facts(self) -> dict[str, Facts]:
+        """Every configured account's sinks and quota marks."""
+        return {name: Facts(a.sinks, a.retention.server_quota, a.retention.high_water,
+                            a.retention.low_water)
+                for name, a in self._app.config.accounts.items()}  # fmt: skip
+
+    async def records(self, history: bool = False) -> Records:
+        return await asyncio.to_thread(self._read, history)
+
+    def _read(self, history: bool) -> Records:
+        from popkeep.app import open_store
+
+        with self._lock:
+            if self._store is None:
+                self._store = open_store(self._app.config, read_only=True)
+            return read_records(self._store, list(self._app.config.accounts),
+                                self._app.clock.now(), history)  # fmt: skip
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
+def read_records(store: StateStore, accounts: list[str], now: datetime, history: bool) -> Records:
+    """The records of ``accounts`` (see the module docstring)."""
+    last = [run for name in accounts for run in store.runs(name, limit=1)]
+    refusals = {name: store.refusals(name) for name in accounts}
+    if not history:
+        return Records(last, {}, refusals, (), None)
+    since = now - timedelta(days=HISTORY_DAYS + 1)
+    delivered: dict[str, list[datetime]] = {}
+    everything: list[HistoryRecord] = []
+    for name in accounts:
+        records = store.delivered_history(name)
+        everything += [HistoryRecord(*r) for r in records]
+        delivered[name] = [r.first_retrieved_at for r in records if r.first_retrieved_at >= since]
+    alerts = [alert for name in accounts for alert in store.open_alerts(name)]
+    runs = store.runs(None, limit=RECENT)
+    return Records(runs or last, delivered, refusals, alerts, _volume(everything))
+
+
+def _volume(records: list[HistoryRecord]) -> tuple[float, int] | None:
+    try:
+        mail = measure(records).mail
+    except ConfigError:  # nothing delivered yet
+        return None
+    return mail.per_day, mail.mean_size
+
+
+__all__ = ["RECENT", "RecordReader", "read_records"]
