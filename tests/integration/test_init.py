@@ -209,3 +209,49 @@ def test_an_unchecked_preset_that_is_wrong_makes_init_look_for_the_server(
     assert f"Found {dovecot.host}:{dovecot.pop3_port} (starttls TLS)" in out
     assert 'name = "test-isp"' in config.read_text()
     assert 'tls = "starttls"' in config.read_text()
+
+
+def test_init_with_an_imap_central_mailbox_then_fetch_appends_there(
+    dovecot: Dovecot, dovecot_user: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import imaplib
+    import ssl
+
+    central = dovecot_user + "c"
+    dovecot.add_user(central)
+    dovecot.add_messages(dovecot_user, realistic_mailbox(2, seed=35))
+    monkeypatch.setenv("ISP_PASS", dovecot.password)
+    monkeypatch.setenv("CENTRAL_PASS", dovecot.password)
+    argv = _flags(dovecot, dovecot_user, tmp_path, "--keep", "14d", "--no-baseline")
+    sink = argv.index("--sink") + 1
+    argv[sink] = f"imap:{central}@{dovecot.host}:{dovecot.imaps_port}"
+    argv += ["--sink-password-from-env", "CENTRAL_PASS", "--sink-ca-file", str(dovecot.ca_file),
+             "--folder", "ISP"]
+    assert main(argv) == 0
+    text = (tmp_path / "conf" / "config.toml").read_text()
+    assert 'type = "imap"' in text and 'password_env = "CENTRAL_PASS"' in text
+
+    code, data = fetch(tmp_path / "conf" / "config.toml", capsys)
+    assert (code, data["delivered"]) == (0, 2), data
+    context = ssl.create_default_context(cafile=str(dovecot.ca_file))
+    with imaplib.IMAP4_SSL(dovecot.host, dovecot.imaps_port, ssl_context=context) as client:
+        client.login(central, dovecot.password)
+        typ, counted = client.select("ISP", readonly=True)
+        assert typ == "OK" and counted == [b"2"]
+
+
+def test_init_with_the_gmail_api_writes_a_sink_to_authorise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    dovecot: Dovecot, dovecot_user: str,
+) -> None:
+    client = tmp_path / "client_secret.json"
+    client.write_text("{}")
+    monkeypatch.setenv("ISP_PASS", dovecot.password)
+    argv = _flags(dovecot, dovecot_user, tmp_path, "--keep", "14d", "--no-baseline")
+    argv[argv.index("--sink") + 1] = "gmail"
+    argv += ["--gmail-client", str(client)]
+    assert main(argv) == 0
+    assert "Next: popkeep auth gmail, then popkeep fetch" in capsys.readouterr().out
+    text = (tmp_path / "conf" / "config.toml").read_text()
+    assert 'type = "gmail"' in text and f'client_secret_file = "{client}"' in text

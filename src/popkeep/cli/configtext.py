@@ -24,7 +24,7 @@ Secret = tuple[str, str]
 
 class SinkAnswer(NamedTuple):
     """Where mail goes: ``kind`` is "maildir" (``path``), "imap" (``host``,
-    ``port``, ``user``, ``secret``, ``folder``) or "gmail" (``token_file``,
+    ``port``, ``user``, ``secret``, ``folder``, ``ca_file``) or "gmail" (``token_file``,
     ``client_secret_file``)."""
 
     kind: str
@@ -37,6 +37,7 @@ class SinkAnswer(NamedTuple):
     folder: str = ""
     token_file: Path | None = None
     client_secret_file: Path | None = None
+    ca_file: Path | None = None  #: an imap sink's private CA
 
 
 class Answers(NamedTuple):
@@ -99,6 +100,7 @@ def _sink(s: SinkAnswer) -> list[str]:
     elif s.kind == "imap":
         lines += ['type = "imap"', f"host = {q(s.host)}"]
         lines += [f"port = {s.port}"] if s.port is not None else []
+        lines += [f"ca_file = {q(str(s.ca_file))}"] if s.ca_file is not None else []
         lines += [f"user = {q(s.user)}"]
         lines += _secret_lines(s.secret) if s.secret is not None else []
         lines += [f"folder = {q(s.folder or 'INBOX')}   # with Gmail a folder is a label"]

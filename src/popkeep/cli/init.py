@@ -250,7 +250,8 @@ def _imap_sink(w: Wizard, rest: str) -> SinkAnswer:
         secret = ("env", w.ask("Environment variable with the IMAP password",
                                default="POPKEEP_IMAP_PASSWORD"))
     return SinkAnswer("imap", "central", host=host, port=int(port) if port else None,
-                      user=user, secret=secret, folder=w.o["folder"] or "INBOX")
+                      user=user, secret=secret, folder=w.o["folder"] or "INBOX",
+                      ca_file=w.o["sink_ca_file"])
 
 
 def _devices(w: Wizard) -> list[tuple[str, str]]:
@@ -332,6 +333,8 @@ def _keep(w: Wizard, preset: Preset | None) -> tuple[str, list[str]]:
 @click.option("--sink-password-from-env", "sink_password_env", metavar="VAR",
               help="An imap sink's password is in VAR.")
 @click.option("--folder", help="The imap sink's folder (default INBOX).")
+@click.option("--sink-ca-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The imap sink's server has a private CA: trust this one too.")
 @click.option("--gmail-client", help="The gmail sink's OAuth client file.")
 @click.option("--keep", help="delete_after: how long mail stays at the provider (14d, never, 0s).")
 @click.option("--device", multiple=True, metavar="NAME=SCHEDULE",
