@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from popkeep.config import convert as cv
-from popkeep.config.connection import CONNECTION_KEYS, OAUTH_KEYS, PASSWORD_KEYS, connection
+from popkeep.config.connection import (
+    CONNECTION_KEYS,
+    OAUTH_KEYS,
+    PASSWORD_KEYS,
+    connection,
+    password,
+)
 from popkeep.config.convert import Keys, Where
 from popkeep.config.schema import (
     AccountConfig,
@@ -326,11 +332,22 @@ def _state(table: object, where: Where, ctx: _Context) -> StateConfig:
     return StateConfig(path=keys.get("path", cv.absolute_path, default_state_path(ctx.env)))
 
 
-def _service(table: object, where: Where) -> ServiceConfig:
-    """``[service]``: alerts (docs/alerts.md) and polling (docs/running.md); every
-    key optional."""
-    keys = Keys(table, where, ServiceConfig._fields)
+def _service(table: object, where: Where, ctx: _Context) -> ServiceConfig:
+    """``[service]``: alerts (docs/alerts.md), polling (docs/running.md), the
+    dashboard's password (docs/dashboard.md); every key optional, but a ``listen``
+    address beyond loopback needs a password."""
+    allowed = (*(f for f in ServiceConfig._fields if f != "password"), *PASSWORD_KEYS)
+    keys = Keys(table, where, allowed)
+    _check_table(keys.table, where, ctx)
     default = ServiceConfig()
+    secret = password(keys, required=False)
+    listen = keys.get("listen", cv.listen_address, default.listen)
+    if secret is None and keys.has("listen") and not _loopback(listen):
+        where.key("listen").fail(
+            f"{listen!r} is not a loopback address: other machines could reach the "
+            "dashboard, so set a password first (password_command, password_env or "
+            'password), or listen on "127.0.0.1:8025"'
+        )
     return ServiceConfig(
         alerts=keys.get("alerts", cv.to_bool, default.alerts),
         alert_after=keys.get("alert_after", cv.positive_duration, default.alert_after),
@@ -340,8 +357,20 @@ def _service(table: object, where: Where) -> ServiceConfig:
         jitter=keys.get("jitter", cv.fraction_below(0.5), default.jitter),
         concurrency=keys.get("concurrency", cv.int_between(1, 1000), default.concurrency),
         backoff_cap=keys.get("backoff_cap", cv.poll_interval, default.backoff_cap),
-        listen=keys.get("listen", cv.listen_address, default.listen),
+        listen=listen,
+        password=secret,
     )
+
+
+def _loopback(listen: str) -> bool:
+    """``HOST:PORT`` names 127.0.0.0/8, ``::1`` or ``localhost``."""
+    import ipaddress  # only when [service] listen is set: fetch start-up is measured
+
+    host = listen.rpartition(":")[0].removeprefix("[").removesuffix("]")
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _mailbox(value: object, where: Where) -> str:
@@ -381,7 +410,7 @@ def parse_config(
     top = Where(source)
     keys = Keys(dict(data), top, ("state", "service", "sink", "account"))
     state = _state(keys.table.get("state", {}), top.key("state"), ctx)
-    service = _service(keys.table.get("service", {}), top.key("service"))
+    service = _service(keys.table.get("service", {}), top.key("service"), ctx)
     sinks = _named(_array_of_tables(keys.table, "sink", top), "sink", ctx, _sink)
 
     def account(table: object, where: Where, ctx: _Context) -> AccountConfig:

@@ -192,6 +192,9 @@ class ServiceConfig(NamedTuple):
     concurrency: int = 4  #: accounts polled at the same time, at most
     backoff_cap: float = 3600.0  #: the longest wait after failed polls
     listen: str = "127.0.0.1:8025"  #: the status API's address, HOST:PORT
+    #: the dashboard's and status API's password (HTTP Basic); required for a
+    #: ``listen`` address that is not loopback (docs/dashboard.md)
+    password: SecretSource | None = None
 
 
 class Config(NamedTuple):

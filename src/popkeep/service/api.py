@@ -92,17 +92,32 @@ async def status_api(
     app.store  # noqa: B018 (opened, so created and migrated, before a read-only reader)
     reader, records = ScheduleReader(app), RecordReader(app)
     token = control.new_token()
+    password = _password(app)
     dashboard = Dashboard(view, reader.upcoming, records=records.records, facts=records.facts,
-                          now=app.clock.now)
+                          now=app.clock.now, password=password)
     web = build_app(view, token=token, upcoming=reader.upcoming,
                     metrics=(metrics.exposition, CONTENT_TYPE), now=app.clock.now,
                     dashboard=dashboard)
     try:
-        async with serving(web, listen, app.state_dir, token) as handle:
+        async with serving(web, listen, app.state_dir, token,
+                           remote_ok=password is not None) as handle:
             yield handle
     finally:
         reader.close()
         records.close()
+
+
+def _password(app: App) -> str | None:
+    """``[service]``'s password, resolved now (ConfigError before anything listens)
+    and masked in every log line from here on."""
+    source = app.config.service.password
+    if source is None:
+        return None
+    from popkeep.app import MASK
+
+    secret = source.resolve()
+    MASK.add(secret)
+    return secret
 
 
 __all__ = ["SERVE_EXTRA", "ScheduleReader", "require_extra", "status_api"]

@@ -132,7 +132,9 @@ def _http_error(exc: urllib.error.HTTPError) -> Exception:
 
 def fetch_status(handle: ServiceHandle, timeout: float = TIMEOUT) -> dict[str, Any]:
     """The service's ``GET /api/status`` document (docs/status-api.md)."""
-    req = _api(handle, "/api/status", headers={"Accept": "application/json"})
+    # the token too: a service with a password asks for it (or the password) everywhere
+    req = _api(handle, "/api/status", headers={"Accept": "application/json",
+                                               "Authorization": f"Bearer {handle.token}"})
     document = _request(handle, req, timeout)
     if not isinstance(document, dict):
         raise ServiceUnavailable(f"the service at {handle.url} sent no status document")

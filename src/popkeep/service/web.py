@@ -259,37 +259,38 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def loopback_address(listen: str) -> tuple[str, int]:
+def loopback_address(listen: str, remote_ok: bool = False) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:PORT``) of ``[service] listen`` → ``(host, port)``.
 
     ConfigError unless the host is a loopback address (127.0.0.0/8, ::1) or
-    ``localhost``: the API has no password yet, so it must not be reachable from
-    other machines."""
+    ``localhost``, or ``remote_ok`` (the service has a password: every request
+    needs it, docs/dashboard.md) and it is any IP address."""
     host, _, port = listen.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if host == "localhost":
         host = "127.0.0.1"
     try:
-        local = ipaddress.ip_address(host).is_loopback
+        local = ipaddress.ip_address(host).is_loopback or remote_ok
         number = int(port)
     except ValueError:
         local, number = False, -1
     if not local or not 0 <= number <= 65535:
         raise ConfigError(
-            f"service.listen: {listen!r} is not a loopback address and port; the status "
-            f'API has no password yet, so it listens on this machine only (e.g. "127.0.0.1:8025")'
+            f"service.listen: {listen!r} is not a loopback address and port; without a "
+            f'[service] password it listens on this machine only (e.g. "127.0.0.1:8025")'
         )
     return host, number
 
 
 @asynccontextmanager
 async def serving(
-    app: Starlette, listen: str, state_dir: Path, token: str
+    app: Starlette, listen: str, state_dir: Path, token: str, remote_ok: bool = False
 ) -> AsyncIterator[control.ServiceHandle]:
-    """Serve ``app`` on ``listen`` (loopback only) while inside, and let the CLI find
-    it: ``service.json`` in ``state_dir`` names this process, the URL and ``token``
-    while the API listens, and is removed on the way out."""
-    host, port = loopback_address(listen)
+    """Serve ``app`` on ``listen`` (loopback only, unless ``remote_ok``: the app asks
+    for a password) while inside, and let the CLI find it: ``service.json`` in
+    ``state_dir`` names this process, the URL and ``token`` while the API listens,
+    and is removed on the way out."""
+    host, port = loopback_address(listen, remote_ok)
     server = HttpServer(app)
     url = await server.start(host, port)
     try:
