@@ -23,6 +23,7 @@ Rules, in order:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -88,9 +89,21 @@ def _by_age(msg: StoredMessage, delete_after: timedelta | None, now: datetime) -
     first = _retrieved(msg, now)
     due = first + delete_after
     if now >= due:
-        reason = f"delete_after {_duration(delete_after)} elapsed (first retrieved {_when(first)})"
-        return Decision(msg.uid, True, reason, due)
-    return Decision(msg.uid, False, f"kept: due {_when(due)}", due)
+        return Decision(msg.uid, True, _elapsed(delete_after, first), due)
+    return Decision(msg.uid, False, _kept_until(due), due)
+
+
+# Messages collected in one batch share their first retrieval time, so most reasons
+# repeat: one string each, not one per message (a 200,000-message mailbox held 200,000
+# copies; issue 16 item 3).
+@functools.lru_cache(maxsize=4096)
+def _elapsed(delete_after: timedelta, first: datetime) -> str:
+    return f"delete_after {_duration(delete_after)} elapsed (first retrieved {_when(first)})"
+
+
+@functools.lru_cache(maxsize=4096)
+def _kept_until(due: datetime) -> str:
+    return f"kept: due {_when(due)}"
 
 
 def _apply_quota(

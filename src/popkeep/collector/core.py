@@ -461,13 +461,15 @@ class Collector:
         if not recorded:
             return todo
         changed = []
-        for message in await session.describe(recorded, identify=True):
-            then = messages[message.key]
-            if then.digest is not None and message.identity is not None:
-                if message.identity != then.digest:
+        group = run.job.fetch_group  # sizes and digests of one group at a time
+        for start in range(0, len(recorded), group):
+            for message in await session.describe(recorded[start : start + group], identify=True):
+                then = messages[message.key]
+                if then.digest is not None and message.identity is not None:
+                    if message.identity != then.digest:
+                        changed.append(message.key)
+                elif then.listed_size is not None and then.listed_size != message.size:
                     changed.append(message.key)
-            elif then.listed_size is not None and then.listed_size != message.size:
-                changed.append(message.key)
         if not changed:
             return todo
         await self._retire(run, sorted(changed))
