@@ -28,7 +28,9 @@ RECORDS = Records(
     refusals={"isp": [Refusal("uid-9", "home", 52_000_000, "ab" * 32, "larger than 50 MB",
                               NOW - timedelta(hours=3))]},
     alerts=[Alert("work", "failing", NOW - timedelta(hours=1), NOW - timedelta(hours=13),
-                  "connection refused")],
+                  "connection refused"),
+            Alert("isp", "quota", NOW - timedelta(days=2), NOW - timedelta(days=2),
+                  "above 90 %", cleared_at=NOW - timedelta(days=1))],
     volume=(12.5, 64_000),
 )
 PLANNED = [

@@ -143,6 +143,8 @@ def test_history_charts_the_delivered_messages_and_lists_runs_and_alerts(
     body = ask(board.url + "/history").body
     assert "12-05: 2" in body and "12-02: 3" in body  # the bars' titles
     assert "connection refused or lost" in body and "failing" in body
+    assert "raised 2026-12-05 08:00, still active" in body
+    assert "raised 2026-12-03 09:00, cleared 2026-12-04 09:00" in body
 
 
 def test_the_planner_is_prefilled_with_the_measured_volume(board: ServedDashboard) -> None:

@@ -439,6 +439,23 @@ def test_an_alert_is_raised_once_per_active_condition(store: StateStore) -> None
     assert store.open_alerts("b") == []
 
 
+def test_recent_alerts_include_the_settled_ones_newest_first(store: StateStore) -> None:
+    assert store.recent_alerts("a") == []
+    old = _alert()
+    store.raise_alert(old)
+    store.alert_told(old, cleared=False, now=T0)
+    store.clear_alert("a", "failing", T0 + timedelta(hours=1))
+    store.alert_told(old, cleared=True, now=T0 + timedelta(hours=1))
+    assert store.open_alerts("a") == []  # settled: history
+    store.raise_alert(_alert(minutes=90))
+    recent = store.recent_alerts("a")
+    assert [(a.raised_at, a.active) for a in recent] == [(T0 + timedelta(minutes=90), True),
+                                                          (T0, False)]
+    assert recent[1].cleared_at == T0 + timedelta(hours=1)
+    assert store.recent_alerts("a", limit=1) == recent[:1]
+    assert store.recent_alerts("b") == []
+
+
 def test_an_alert_lives_until_its_clearing_notice_is_told(store: StateStore) -> None:
     alert = _alert()
     store.raise_alert(alert)

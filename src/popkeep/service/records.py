@@ -2,8 +2,8 @@
 
 Owns: :class:`RecordReader`, the dashboard's read-only view of the store (each
 account's last run and skipped messages; with ``history``, the recent runs, the
-messages delivered in the last weeks, the open alerts and the measured mail
-volume), through a read-only connection of its own, one call at a time, on a
+messages delivered in the last weeks, the alerts raised and cleared and the
+measured mail volume), through a read-only connection of its own, one call at a time, on a
 worker thread (as :class:`~popkeep.service.api.ScheduleReader` reads the
 schedule); and the account settings the cards show (:meth:`RecordReader.facts`).
 
@@ -78,7 +78,8 @@ def read_records(store: StateStore, accounts: list[str], now: datetime, history:
         records = store.delivered_history(name)
         everything += [HistoryRecord(*r) for r in records]
         delivered[name] = [r.first_retrieved_at for r in records if r.first_retrieved_at >= since]
-    alerts = [alert for name in accounts for alert in store.open_alerts(name)]
+    alerts = sorted((alert for name in accounts for alert in store.recent_alerts(name, RECENT)),
+                    key=lambda a: a.raised_at, reverse=True)[:RECENT]
     runs = store.runs(None, limit=RECENT)
     return Records(runs or last, delivered, refusals, alerts, _volume(everything))
 

@@ -186,6 +186,9 @@ class AsyncStore:
     async def open_alerts(self, account: str) -> list[Alert]:
         return await self._call(self.store.open_alerts, account)
 
+    async def recent_alerts(self, account: str, limit: int = 20) -> list[Alert]:
+        return await self._call(self.store.recent_alerts, account, limit)
+
     async def raise_alert(self, alert: Alert) -> bool:
         return await self._call(self.store.raise_alert, alert)
 

@@ -290,6 +290,11 @@ class StateStore(AccountLocks, Protocol):
         first. Fully settled alerts (cleared and told) are history, not returned."""
         ...
 
+    def recent_alerts(self, account: str, limit: int = 20) -> list[Alert]:
+        """The account's alerts, settled ones included, most recently raised first, at
+        most ``limit``: what the dashboard's History page shows."""
+        ...
+
     def raise_alert(self, alert: Alert) -> bool:
         """Record ``alert`` as raised (its notice owed), unless its condition is already
         active for the account. Returns whether it was recorded."""

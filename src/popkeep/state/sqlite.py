@@ -87,6 +87,14 @@ def _decode_time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
+def _alerts(rows: list[Any]) -> list[Alert]:
+    return [
+        Alert(acct, condition, datetime.fromisoformat(raised), datetime.fromisoformat(since),
+              details, _decode_time(sent), _decode_time(cleared), _decode_time(told))
+        for acct, condition, raised, since, details, sent, cleared, told in rows
+    ]  # fmt: skip
+
+
 class SQLiteStore:
     """A :class:`~popkeep.state.base.StateStore` in one SQLite file.
 
@@ -787,11 +795,17 @@ class SQLiteStore:
                 " WHERE account = ? AND cleared_sent_at IS NULL ORDER BY raised_at, condition",
                 (account,),
             ).fetchall()
-        return [
-            Alert(acct, condition, datetime.fromisoformat(raised), datetime.fromisoformat(since),
-                  details, _decode_time(sent), _decode_time(cleared), _decode_time(told))
-            for acct, condition, raised, since, details, sent, cleared, told in rows
-        ]  # fmt: skip
+        return _alerts(rows)
+
+    def recent_alerts(self, account: str, limit: int = 20) -> list[Alert]:
+        """Every alert of the account, most recently raised first, at most ``limit``."""
+        with self._reading("read alerts") as conn:
+            rows = conn.execute(
+                f"SELECT {_ALERT_COLUMNS} FROM alerts"  # noqa: S608 - constant columns
+                " WHERE account = ? ORDER BY raised_at DESC, condition LIMIT ?",
+                (account, limit),
+            ).fetchall()
+        return _alerts(rows)
 
     def raise_alert(self, alert: Alert) -> bool:
         """Insert ``alert`` unless its condition is already active for the account."""
