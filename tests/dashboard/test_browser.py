@@ -86,7 +86,11 @@ def test_check_now_shows_the_new_poll_without_a_reload(
 def test_the_planner_reproduces_the_14_day_example(
     page: Any, service: Service, screenshots: Path
 ) -> None:
+    _first_poll_done(page, service)
     page.goto(service.url + "/planner")
+    # prefilled with the volume measured from the store: isp's collected messages
+    assert page.locator("p.volume").inner_text().startswith("Prefilled with your mail volume")
+    assert float(page.locator('input[name="per_day"]').input_value()) > 0
     page.locator("#example").click()
     page.locator("#result").wait_for()
     assert page.locator('tr[data-device="laptop"] td.missed').inner_text() == "1"
