@@ -140,3 +140,10 @@ def test_loose_file_mode_refuses_an_oauth_table(tmp_path: Path) -> None:
     path.chmod(0o664)
     with pytest.raises(ConfigError, match="oauth: the file says where a secret comes from"):
         load_config(path, env=ENV)
+
+
+def test_tls_none_warns_that_the_token_travels_in_clear(tmp_path: Path) -> None:
+    config = load(tmp_path, SINK + OUTLOOK + 'tls = "none"\n')
+    assert config.warnings == (  # type: ignore[attr-defined]
+        f'{tmp_path / "config.toml"}: account "outlook".tls: "none" sends the access token '
+        "and all mail unencrypted",)

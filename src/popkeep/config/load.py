@@ -264,8 +264,11 @@ def _check_table(table: Mapping[str, object], where: Where, ctx: _Context) -> No
 def _check_record(record: Any, where: Where, ctx: _Context) -> None:
     """Rules every account and sink shares: warn on ``tls = "none"``; its extra installed."""
     server = getattr(record, "server", None)
-    if isinstance(server, Connection) and server.tls == "none" and server.secret is not None:
-        ctx.warn(where.key("tls"), '"none" sends the password and all mail unencrypted')
+    if isinstance(server, Connection) and server.tls == "none":
+        if server.oauth is not None or getattr(record, "auth", "") in _OAUTH_MODES:
+            ctx.warn(where.key("tls"), '"none" sends the access token and all mail unencrypted')
+        elif server.secret is not None:
+            ctx.warn(where.key("tls"), '"none" sends the password and all mail unencrypted')
     if isinstance(server, Connection) and server.secret is not None \
             and server.secret.kind == "keyring" and not _installed("keyring"):
         where.key("password").fail(
