@@ -49,6 +49,8 @@ class Authority:
     expires_in: int = 3600  #: lifetime of each access token
     device_scope: str = ""  #: the scope the device authorization request asked for
     nonce: str | None = None  #: the authorization request's, for the next ID token
+    #: while set, POSTs get no answer (until it is cleared or 10 s pass): a hung server
+    stall: threading.Event = field(default_factory=threading.Event)
 
     def tokens(self, scope: str) -> dict[str, Any]:
         self.issued += 1
@@ -140,6 +142,10 @@ def _handler(state: Authority) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             path = urlsplit(self.path).path
+            if state.stall.is_set():  # a hung server: no answer while stalled (10 s at most)
+                stalled = time.monotonic() + 10
+                while state.stall.is_set() and time.monotonic() < stalled:
+                    time.sleep(0.01)
             length = int(self.headers.get("Content-Length", "0"))
             form = parse_qs(self.rfile.read(length).decode())
             state.requests.append(("POST", path, form))
@@ -170,6 +176,7 @@ def serve(context: ssl.SSLContext) -> Iterator[Authority]:
     try:
         yield state
     finally:
+        state.stall.clear()
         server.shutdown()
         server.server_close()
         thread.join(5)

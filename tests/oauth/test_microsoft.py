@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from popkeep.config.schema import OAuthConfig
-from popkeep.errors import AuthError, SignInRequired
+from popkeep.errors import AuthError, ConnectError, SignInRequired
 from popkeep.oauth import provider
 from popkeep.oauth.microsoft import MicrosoftTokens
 from popkeep.oauth.store import FileStore
@@ -131,3 +132,16 @@ def test_browser_flow_redirects_to_localhost_and_stores_the_tokens(
     grants = [f["grant_type"] for m, p, f in authority.requests if p.endswith("/token")]
     assert grants == [["authorization_code"]]
     assert provider(cfg).access_token() == "at-1"
+
+
+def test_a_sign_in_server_that_does_not_answer_is_a_connect_error(
+    authority: Authority, tmp_path: Path
+) -> None:
+    cfg = config(authority, tmp_path)
+    assert cfg.token_file is not None
+    provider = MicrosoftTokens(cfg, FileStore(cfg.token_file), timeout=0.3)
+    authority.stall.set()
+    started = time.monotonic()
+    with pytest.raises(ConnectError, match='account "outlook": Microsoft sign-in server'):
+        provider.sign_in("device", lambda _line: None)
+    assert time.monotonic() - started < 5

@@ -31,6 +31,7 @@ from popkeep.oauth.store import TokenStore, store_for
 logger = logging.getLogger(__name__)
 
 AUTHORITY = "https://login.microsoftonline.com"
+TIMEOUT = 30.0  #: seconds for each request to the sign-in server (msal sets none)
 _PENDING = ("authorization_pending", "slow_down")  # RFC 8628 §3.5: poll again
 
 
@@ -49,13 +50,15 @@ def _network(config: OAuthConfig) -> Iterator[None]:
 class MicrosoftTokens:
     """:class:`~popkeep.oauth.TokenProvider` for ``provider = "microsoft"``.
 
-    ``sleep`` waits between device-flow polls (the tests pass one that only records)."""
+    ``sleep`` waits between device-flow polls (the tests pass one that only records);
+    ``timeout`` bounds each request to the sign-in server."""
 
     def __init__(self, config: OAuthConfig, store: TokenStore,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, timeout: float = TIMEOUT) -> None:
         self.config = config
         self._store = store
         self._sleep = sleep
+        self._timeout = timeout
         self._cache = msal.SerializableTokenCache()
         saved = store.load()
         if saved:
@@ -72,7 +75,7 @@ class MicrosoftTokens:
                 self._app_ = msal.PublicClientApplication(
                     self.config.client_id, authority=f"{base}/{self.config.tenant}",
                     token_cache=self._cache, validate_authority=not custom,
-                    instance_discovery=not custom,
+                    instance_discovery=not custom, timeout=self._timeout,
                 )
         return self._app_
 
