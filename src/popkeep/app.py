@@ -29,7 +29,7 @@ from popkeep.config.schema import (
     TLSMode,
 )
 from popkeep.config.secrets import MaskingFilter
-from popkeep.errors import AlreadyRunning, ConfigError
+from popkeep.errors import AlreadyRunning, AuthError, ConfigError, SignInRequired
 from popkeep.spool import Spool
 
 if TYPE_CHECKING:
@@ -154,16 +154,36 @@ def _pop3(
     opens = opener or open_stream
     resolve = _credential(account)
 
-    async def connect() -> SourceSession:
-        password = resolve()
+    async def login(renew: bool) -> SourceSession:
+        password = resolve(renew)
         MASK.add(password)
         return await POP3Source.connect(_pop3_settings(account, password), opens, spool)
+
+    async def connect() -> SourceSession:
+        if account.server.oauth is None:
+            return await login(False)
+        try:
+            return await login(False)
+        except AuthError as exc:
+            if isinstance(exc, SignInRequired):
+                raise
+        # The server refused an access token that looked valid here (revoked early):
+        # one fresh token, then the server's answer stands.
+        log.info("account %s: access token refused; renewing it once", account.name)
+        try:
+            return await login(True)
+        except AuthError as exc:
+            if not isinstance(exc, SignInRequired):
+                exc.hint = (f"a fresh access token was refused too: check that the mailbox "
+                            f"allows POP, or sign in again: popkeep auth {account.name}")
+            raise
 
     return connect
 
 
-def _credential(account: AccountConfig) -> Callable[[], str]:
-    """What resolves ``account``'s password or OAuth access token when a session opens."""
+def _credential(account: AccountConfig) -> Callable[[bool], str]:
+    """What resolves ``account``'s password or OAuth access token when a session
+    opens; its argument asks for a fresh token (a password is read again)."""
     server = account.server
     if server.oauth is not None:
         from popkeep.oauth import provider
@@ -171,7 +191,8 @@ def _credential(account: AccountConfig) -> Callable[[], str]:
         return provider(server.oauth).access_token
     if server.user is None or server.secret is None:  # config.load requires both
         raise ConfigError(f'account "{account.name}": no user or password source')
-    return server.secret.resolve
+    secret = server.secret
+    return lambda _renew: secret.resolve()
 
 
 #: ``[[account]] type`` → builder; :data:`popkeep.config.load.ACCOUNT_TYPES` lists the

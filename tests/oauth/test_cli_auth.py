@@ -160,3 +160,31 @@ def test_the_service_holds_the_account_and_its_alert_names_popkeep_auth(
     text = body.get_content()
     assert 'account "outlook": no sign-in yet; run: popkeep auth outlook' in text
     assert pop.sessions == []  # no token: the server was never asked
+
+
+@pytest.mark.parametrize("accepted", ["at-2", "at-9"])
+def test_a_refused_access_token_is_renewed_once(
+    tmp_path: Path, authority: Authority, certs: TestCerts, accepted: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The server refuses the cached token (revoked before it expired): popkeep gets
+    a fresh one and signs in again, once. A fresh token refused too is the server's
+    answer, with what to check."""
+    pop = ScriptedPOP3Server(Mailbox.from_messages(demo_mailbox()), user="taro@outlook.com",
+                             password=accepted, tls_context=certs.server_context(),
+                             sasl=("PLAIN", "XOAUTH2"))
+    with ServerThread(pop):
+        config = write(tmp_path, pop, authority, certs)
+        assert main(["-c", str(config), "auth", "outlook", "--device"]) == 0
+        capsys.readouterr()
+        code = main(["-c", str(config), "fetch"])
+    sent = [line for s in pop.sessions for line in s.lines if line.startswith(b"AUTH ")]
+    tokens = [base64.b64decode(line.split()[2]).split(b"Bearer ")[1][:-2] for line in sent]
+    assert tokens == [b"at-1", b"at-2"]  # the cached token, then one renewed
+    if accepted == "at-2":
+        assert code == 0 and capsys.readouterr().out.startswith("outlook: 12 new")
+    else:
+        assert code == 77
+        err = capsys.readouterr().err
+        assert "the access token was refused" in err
+        assert "a fresh access token was refused too" in err and "popkeep auth outlook" in err

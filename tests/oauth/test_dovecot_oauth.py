@@ -144,6 +144,8 @@ def test_sign_in_fetch_and_deliver_with_xoauth2_then_a_refused_token(
     capsys.readouterr()
     oauth_dovecot.add_messages(USER, [b"Subject: one\r\n\r\nbody 1\r\n",
                                       b"Subject: two\r\n\r\nbody 2\r\n"])
+    # The sink's token (at-2) was revoked before it expired: the sink gets a fresh one.
+    introspection[0].refused.add("at-2")
     assert main(["-c", str(config), "fetch"]) == 0, capsys.readouterr().err
     assert capsys.readouterr().out.startswith("isp: 2 new")
     log = oauth_dovecot.log_text()
@@ -152,16 +154,20 @@ def test_sign_in_fetch_and_deliver_with_xoauth2_then_a_refused_token(
     collected = oauth_dovecot.maildir(USER).parent / "Maildir" / ".Collected"
     stored = [p.read_bytes() for d in ("new", "cur") for p in (collected / d).iterdir()]
     assert sorted(stored) == [b"Subject: one\n\nbody 1\n", b"Subject: two\n\nbody 2\n"]
-    assert {"at-1", "at-2"} <= set(introspection[0].asked)
+    assert introspection[0].asked == ["at-1", "at-2", "at-3"]
 
-    # Dovecot's introspection now calls the account's token inactive.
+    # The account's sign-in is revoked: its token is refused by Dovecot, and the
+    # refresh token by the authority: one line naming the command.
     introspection[0].refused.add("at-1")
+    authority.revoked.add("rt-1")
     oauth_dovecot.add_messages(USER, [b"Subject: three\r\n\r\nbody 3\r\n"])
     assert main(["-c", str(config), "fetch"]) == 77
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
-    assert err[0].startswith("isp: FAILED: AUTH XOAUTH2: server said -ERR [AUTH]")
-    assert "the access token was refused: status 401" in err[0]
+    assert err[0].startswith('isp: FAILED: account "isp": Microsoft refused to renew the '
+                             "sign-in: invalid_grant")
+    assert err[0].endswith("; run: popkeep auth isp")
+    assert introspection[0].asked.count("at-1") == 2  # Dovecot refused it first
 
 
 @pytest.mark.parametrize("mechanism", ["oauthbearer", "xoauth2"])

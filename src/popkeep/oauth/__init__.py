@@ -32,8 +32,9 @@ Flow = Literal["browser", "device"]
 class TokenProvider(Protocol):
     """Access tokens for one account or sink."""
 
-    def access_token(self) -> str:
-        """A valid access token, refreshed (and the new tokens stored) when needed.
+    def access_token(self, renew: bool = False) -> str:
+        """A valid access token, refreshed (and the new tokens stored) when needed, or
+        with ``renew`` always (the server refused the one that looked valid here).
 
         Raises SignInRequired when there is no token yet or the provider refused the
         refresh token; TransportError when its server cannot be reached."""

@@ -59,7 +59,7 @@ class GoogleTokens:
             "redirect_uris": ["http://localhost"],
         }}
 
-    def access_token(self) -> str:
+    def access_token(self, renew: bool = False) -> str:
         saved = self._store.load()
         if not saved:
             raise sign_in_required(self.config, "no sign-in yet")
@@ -72,7 +72,7 @@ class GoogleTokens:
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{self.config.owner}: saved Google token unreadable "
                               f"({self._store.where}): {exc}") from exc
-        if not creds.valid:
+        if renew or not creds.valid:
             with _network(self.config):
                 creds.refresh(Request())
             self._store.save(creds.to_json())

@@ -89,14 +89,15 @@ class MicrosoftTokens:
         return sign_in_required(self.config, "Microsoft refused to renew the sign-in: "
                                 f"{result.get('error')}: {result.get('error_description', '')}")
 
-    def access_token(self) -> str:
-        """The cached access token, or a new one from the refresh token (msal decides)."""
+    def access_token(self, renew: bool = False) -> str:
+        """The cached access token, or a new one from the refresh token (msal decides;
+        ``renew``: always a new one)."""
         with _network(self.config):
             accounts = self._app.get_accounts()
             if not accounts:
                 raise self._refused(None)
             result = self._app.acquire_token_silent_with_error(
-                list(self.config.scopes), account=accounts[0])
+                list(self.config.scopes), account=accounts[0], force_refresh=renew)
         if not result or "access_token" not in result:
             raise self._refused(result)
         self._save()

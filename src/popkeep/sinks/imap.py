@@ -50,6 +50,7 @@ from popkeep.errors import (
     MessageRefused,
     PopkeepError,
     SecurityError,
+    SignInRequired,
     TLSError,
 )
 from popkeep.model import Receipt
@@ -123,18 +124,26 @@ class ImapSink:
     # -- session ------------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect, secure, authenticate and make sure the folder exists."""
+        """Connect, secure, authenticate and make sure the folder exists. With an
+        ``oauth`` provider, an access token the server refuses is renewed once."""
         token = await self._secret()
-        await asyncio.to_thread(self._connect, token)
+        try:
+            await asyncio.to_thread(self._connect, token)
+        except AuthError as exc:
+            if self.config.server.oauth is None or isinstance(exc, SignInRequired):
+                raise
+            logger.info("%s: access token refused; renewing it once", self._where)
+            token = await self._secret(renew=True)
+            await asyncio.to_thread(self._connect, token)
 
-    async def _secret(self) -> str:
-        return await asyncio.to_thread(self._resolve_secret)
+    async def _secret(self, renew: bool = False) -> str:
+        return await asyncio.to_thread(self._resolve_secret, renew)
 
-    def _resolve_secret(self) -> str:
+    def _resolve_secret(self, renew: bool = False) -> str:
         if self.config.server.oauth is not None:
             from popkeep.oauth import provider
 
-            return provider(self.config.server.oauth).access_token()
+            return provider(self.config.server.oauth).access_token(renew)
         source = self.config.server.secret
         if source is None:
             raise ConfigError(f"{self._where}: no password or token configured")
