@@ -486,7 +486,7 @@ class App:
         installed-app flow into its ``token_file``."""
         oauth = self._oauth_of(name)
         if oauth is None:
-            return f"token stored in {self._authorize_gmail(name)}"
+            return f"token stored in {self._authorize_gmail(name, say)}"
         from popkeep.oauth import provider
         from popkeep.oauth.store import store_for
 
@@ -512,19 +512,11 @@ class App:
         raise ConfigError(f"{name!r} has no oauth table: popkeep auth is for accounts and sinks "
                           'with auth = "oauth2" and oauth = { … }, and Gmail API sinks')
 
-    def _authorize_gmail(self, sink_name: str) -> Path:
-        """Run the OAuth installed-app flow for a Gmail API sink; returns the token file."""
-        cfg = self.config.sinks[sink_name]
-        secret: Path | None = getattr(cfg, "client_secret_file", None)
-        token: Path | None = getattr(cfg, "token_file", None)
-        if secret is None or token is None:
-            raise ConfigError(
-                f'sink "{sink_name}": set client_secret_file and token_file to use popkeep auth'
-            )
+    def _authorize_gmail(self, sink_name: str, say: Callable[[str], None]) -> str:
+        """Run Google's installed-app flow for a Gmail API sink; returns the token file."""
         from popkeep.sinks.gmail import authorize
 
-        authorize(secret, token)
-        return token
+        return authorize(self.config.sinks[sink_name], say)  # type: ignore[arg-type]
 
     def retry_refused(self, account: str, uids: Sequence[str] = ()) -> list[Refusal]:
         """Forget the account's remembered refusals (of ``uids`` only, when given), so

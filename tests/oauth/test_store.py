@@ -3,6 +3,7 @@ never the user's real keyring)."""
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from popkeep.config.schema import OAuthConfig
 from popkeep.errors import CannotCreate
-from popkeep.oauth.store import FileStore, KeyringStore, store_for
+from popkeep.oauth.store import FileStore, KeyringStore, store_for, write_private
 
 
 class MemoryKeyring(keyring.backend.KeyringBackend):
@@ -54,6 +55,17 @@ def test_file_store_writes_0600_in_a_0700_directory(tmp_path: Path) -> None:
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     assert stat.S_IMODE(store.path.parent.stat().st_mode) == 0o700
     assert [p.name for p in store.path.parent.iterdir()] == ["account-isp.json"]
+
+
+def test_token_written_private(tmp_path: Path) -> None:
+    path = tmp_path / "token.json"
+    old = os.umask(0)
+    try:
+        write_private(path, b'{"token": "x"}')
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_bytes() == b'{"token": "x"}'
 
 
 def test_file_store_that_cannot_be_written(tmp_path: Path) -> None:

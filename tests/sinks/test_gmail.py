@@ -11,6 +11,7 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
+from functools import partial
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,16 @@ from popkeep.errors import (
     DeliveryError,
     DeliveryRefused,
     MessageRefused,
+    SignInRequired,
 )
+from popkeep.sinks import gmail as gmail_module
 from popkeep.sinks.base import Delivery, delivery_key
-from popkeep.sinks.gmail import GmailSink, write_private
+from popkeep.sinks.gmail import SCOPES, GmailSink, authorize
 from popkeep.spool import SpooledMessage
+from popkeep.testing.certs import TestCerts
 
+from ..oauth.fake_authority import Authority, serve
+from . import fake_gmail
 from .fake_gmail import TOKEN, FakeGmail, make_handler
 
 MESSAGE = (
@@ -191,15 +197,68 @@ def test_endpoint_must_be_https_or_loopback() -> None:
     sink("https://gmail.googleapis.com")
 
 
-def test_token_written_private(tmp_path: Path) -> None:
+def token_file_sink(endpoint: str, path: Path, token: str, expiry: str) -> GmailSink:
+    """A sink whose tokens are in ``path``, as ``popkeep auth`` leaves them."""
+    path.write_text(json.dumps({
+        "token": token, "refresh_token": "rt-0", "client_id": "id.apps.googleusercontent.com",
+        "client_secret": "cs", "token_uri": "https://oauth2.googleapis.com/token",
+        "scopes": list(SCOPES), "expiry": expiry}))
+    return sink(endpoint, oauth_token=None, token_file=path)
+
+
+@pytest.fixture
+def authority(certs: TestCerts, monkeypatch: pytest.MonkeyPatch) -> Iterator[Authority]:
+    """The fake sign-in server, in place of Google's for the sink's token file."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certs.ca_file))
+    with serve(certs.server_context()) as state:
+        monkeypatch.setattr(gmail_module, "google_tokens",
+                            partial(gmail_module.google_tokens, authority=state.base))
+        yield state
+
+
+def test_token_file_refused_by_the_api_is_renewed_and_saved_0600(
+    api: tuple[FakeGmail, str], authority: Authority, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A token that looks valid here but the API refuses (revoked early) is refreshed
+    once with the file's refresh token, and the new one is saved (mode 0600)."""
+    state, endpoint = api
+    monkeypatch.setattr(fake_gmail, "TOKEN", "at-1")  # what the authority issues first
     path = tmp_path / "token.json"
+    gmail = token_file_sink(endpoint, path, "revoked", "2999-01-01T00:00:00Z")
     old = os.umask(0)
     try:
-        write_private(path, b'{"token": "x"}')
+        assert [r.ref for r in asyncio.run(gmail.deliver([make()]))] == ["id0001"]
     finally:
         os.umask(old)
+    assert [(m, p) for m, p, _form in authority.requests] == [("POST", "/token")]
+    assert authority.requests[0][2]["refresh_token"] == ["rt-0"]
+    assert [r["headers"]["Authorization"] for r in state.requests[:2]] == [
+        "Bearer revoked", "Bearer at-1"]
+    assert json.loads(path.read_text())["token"] == "at-1"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert path.read_bytes() == b'{"token": "x"}'
+
+
+def test_token_file_with_a_revoked_refresh_token_names_popkeep_auth(
+    api: tuple[FakeGmail, str], authority: Authority, tmp_path: Path
+) -> None:
+    _state, endpoint = api
+    authority.revoked.add("rt-0")
+    gmail = token_file_sink(endpoint, tmp_path / "token.json", "old", "2000-01-01T00:00:00Z")
+    with pytest.raises(SignInRequired, match=r"^sink \"gmail\": Google refused to renew the "
+                       r"sign-in: invalid_grant.*; run: popkeep auth gmail$"):
+        asyncio.run(gmail.open())
+
+
+def test_authorize_reads_the_client_of_client_secret_file(tmp_path: Path) -> None:
+    client = tmp_path / "client_secret.json"
+    client.write_text('{"web": {"client_id": "id-1"}}')
+    config = GmailSinkConfig(name="g", token_file=tmp_path / "t.json",
+                             client_secret_file=client)
+    with pytest.raises(ConfigError, match=f"client_secret_file {client}: not an OAuth client"):
+        authorize(config, lambda _line: None)
+    with pytest.raises(ConfigError, match="set client_secret_file and token_file"):
+        authorize(config._replace(client_secret_file=None), lambda _line: None)
 
 
 def test_config_converter() -> None:

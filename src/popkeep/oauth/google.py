@@ -4,7 +4,8 @@ Owns: the authorized-user JSON (client id and secret, refresh token, access toke
 and its expiry) kept in the configured :mod:`~popkeep.oauth.store`, refreshing it
 with google-auth, and signing in with the installed-app flow: a browser goes to
 Google, which redirects to a one-shot server on http://localhost (RFC 8252 §7.3).
-The Google libraries are imported only here (and in the Gmail API sink).
+The Google libraries are imported only here (the Gmail API sink's token file
+comes here too).
 
 Google does not offer its device flow ("TV and limited-input devices") for the
 mail scope, so ``flow = "device"`` is refused with what to do instead.
@@ -93,7 +94,10 @@ class GoogleTokens:
 
     def _installed_app(self, say: Callable[[str], None]) -> str:
         """google-auth-oauthlib's local-redirect flow; it prints the address itself."""
-        from google_auth_oauthlib.flow import InstalledAppFlow  # type: ignore[import-untyped]
+        try:
+            from google_auth_oauthlib.flow import InstalledAppFlow  # type: ignore[import-untyped]
+        except ImportError as exc:
+            raise ConfigError("popkeep auth needs: pip install 'popkeep[oauth]'") from exc
 
         say("a browser opens for Google's sign-in; if none does, open the address below")
         app = InstalledAppFlow.from_client_config(self._client_config(),

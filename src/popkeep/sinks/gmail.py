@@ -3,10 +3,11 @@
 Owns: the REST calls (made directly with ``urllib``: the request shape is what
 Google documents, and a discovery-based client adds nothing here), label
 names → label ids (created if missing), exponential backoff on 429 / 5xx /
-rate-limit 403, and OAuth access tokens: either from ``oauth_token_command``
-or from an authorized-user token file (``token_file``, written with mode 0600
-by :func:`authorize`, the installed-app flow), refreshed with google-auth. The
-Google libraries are imported lazily and only here.
+rate-limit 403, and where its OAuth access tokens come from: either
+``oauth_token_command``, or an authorized-user token file (``token_file``)
+kept by the Google token provider (:mod:`popkeep.oauth.google`: refreshed with
+google-auth and saved with mode 0600; :func:`authorize` runs its installed-app
+flow with the client of ``client_secret_file``). It imports no Google library.
 
 The import request (https://developers.google.com/gmail/api/reference/rest/v1/users.messages/import)::
 
@@ -36,15 +37,15 @@ import hashlib
 import ipaddress
 import json
 import logging
-import os
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib import error as urlerror
 from urllib import parse, request
 
 from popkeep.clock import Clock, SystemClock
+from popkeep.config.schema import OAuthConfig
 from popkeep.config.sink_types import GmailSinkConfig
 from popkeep.errors import (
     AuthError,
@@ -57,6 +58,9 @@ from popkeep.model import Receipt
 from popkeep.sinks.base import Delivery
 from popkeep.sinks.trace import message_id, network_chunks, trace_lines
 from popkeep.spool import SpooledMessage
+
+if TYPE_CHECKING:
+    from popkeep.oauth import TokenProvider
 
 logger = logging.getLogger(__name__)
 
@@ -128,12 +132,14 @@ class GmailSink:
     # -- auth ---------------------------------------------------------------
 
     async def _access_token(self, renew: bool = False) -> str:
+        """The token to send; with ``renew`` (the API answered 401) a new one: the
+        command runs again, or the token file's refresh token is used."""
         if self._token is None or renew:
             if self.config.oauth_token is not None:
                 self._token = await asyncio.to_thread(self.config.oauth_token.resolve)
             else:
-                assert self.config.token_file is not None
-                self._token = await asyncio.to_thread(_token_from_file, self.config.token_file)
+                tokens = google_tokens(self.config)
+                self._token = await asyncio.to_thread(tokens.access_token, renew)
         return self._token
 
     # -- HTTP ---------------------------------------------------------------
@@ -324,50 +330,42 @@ def _strip_trace(raw: bytes) -> bytes:
     return raw
 
 
-# -- OAuth token file (google-auth, imported lazily) ---------------------------
+# -- OAuth token file (kept by popkeep.oauth's Google provider) -----------------
 
 
-def _token_from_file(path: Path) -> str:
-    """A valid access token from an authorized-user file, refreshed (and saved) if expired."""
+def google_tokens(config: GmailSinkConfig, client_id: str = "", client_secret: str | None = None,
+                  authority: str | None = None) -> TokenProvider:
+    """The Google token provider over the sink's ``token_file`` (mode 0600). Refreshing
+    needs no client: the authorized-user JSON holds it; signing in takes the one of
+    ``client_secret_file`` (:func:`authorize`). ``authority``: another sign-in server
+    than Google's (the tests' fake one)."""
+    from popkeep.oauth import provider  # google-auth loads only for a token file
+
+    if config.token_file is None:
+        raise ConfigError(f'sink "{config.name}": no token_file')
+    return provider(OAuthConfig(
+        provider="google", client_id=client_id, client_secret=client_secret, scopes=SCOPES,
+        token_file=config.token_file, authority=authority, owner=f'sink "{config.name}"'))
+
+
+def authorize(config: GmailSinkConfig, say: Callable[[str], None]) -> str:
+    """``popkeep auth``: Google's installed-app flow (a browser on this machine) with the
+    client of ``client_secret_file``; the tokens go into ``token_file``. Where, in words."""
+    if config.client_secret_file is None or config.token_file is None:
+        raise ConfigError(f'sink "{config.name}": set client_secret_file and token_file '
+                          "to use popkeep auth")
+    client_id, client_secret = _client(config.client_secret_file)
+    google_tokens(config, client_id, client_secret).sign_in("browser", say)
+    return str(config.token_file)
+
+
+def _client(path: Path) -> tuple[str, str]:
+    """Client id and secret from the OAuth client JSON Google's console gives
+    (``{"installed": {"client_id": …, "client_secret": …}}``, or ``"web"``)."""
     try:
-        from google.auth.exceptions import GoogleAuthError
-        from google.auth.transport.requests import Request
-        from google.oauth2.credentials import Credentials
-    except ImportError as exc:
-        raise ConfigError("token_file needs: pip install 'popkeep[gmail]'") from exc
-    try:
-        creds = Credentials.from_authorized_user_file(  # type: ignore[no-untyped-call]
-            str(path), list(SCOPES)
-        )
-        if not creds.valid:
-            creds.refresh(Request())
-            write_private(path, creds.to_json().encode())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"token_file {path}: unreadable: {exc}") from exc
-    except GoogleAuthError as exc:
-        raise AuthError(f"token_file {path}: refresh refused: {exc}") from exc
-    return str(creds.token)
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically with mode 0600 (the token is a credential)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def authorize(client_secret_file: Path, token_file: Path) -> None:  # pragma: no cover - browser
-    """Run Google's installed-app flow (a browser on this machine) and save the token (0600)."""
-    try:
-        from google_auth_oauthlib.flow import InstalledAppFlow  # type: ignore[import-untyped]
-    except ImportError as exc:
-        raise ConfigError("popkeep auth needs: pip install 'popkeep[gmail]'") from exc
-    flow = InstalledAppFlow.from_client_secrets_file(str(client_secret_file), list(SCOPES))
-    creds = flow.run_local_server(host="127.0.0.1", port=0, open_browser=True)
-    write_private(token_file, creds.to_json().encode())
+        document = json.loads(path.read_text(encoding="utf-8"))
+        client = document.get("installed") or document["web"]
+        return str(client["client_id"]), str(client["client_secret"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"client_secret_file {path}: not an OAuth client JSON from "
+                          f"Google's console: {exc!r}") from exc
