@@ -38,6 +38,15 @@ def test_initial_and_failure_responses_are_base64() -> None:
         sasl.initial_response("PLAIN", "u", "t", "h", 1)
 
 
+def test_raw_messages_for_imapclient() -> None:
+    """The IMAP sink hands IMAPClient the messages before base64 (it encodes them)."""
+    assert sasl.client_message("XOAUTH2", "u", "t", "h", 993) == sasl.xoauth2("u", "t")
+    assert sasl.client_message("OAUTHBEARER", "u", "t", "h", 993) == sasl.oauthbearer(
+        "u", "t", "h", 993)
+    assert sasl.failure_message("XOAUTH2") == b""
+    assert sasl.failure_message("OAUTHBEARER") == b"\x01"  # RFC 7628 §3.2.3
+
+
 @pytest.mark.parametrize(("challenge", "detail"), [
     (base64.b64encode(json.dumps({"status": "401", "schemes": "bearer",
                                   "scope": "https://mail.google.com/"}).encode()).decode(),

@@ -23,7 +23,9 @@ import binascii
 
 __all__ = [
     "MECHANISMS",
+    "client_message",
     "error_detail",
+    "failure_message",
     "failure_response",
     "initial_response",
     "oauthbearer",
@@ -50,21 +52,31 @@ def oauthbearer(user: str, token: str, host: str, port: int) -> bytes:
     ).encode()
 
 
+def client_message(mechanism: str, user: str, token: str, host: str, port: int) -> bytes:
+    """The first client message of ``mechanism`` (``XOAUTH2`` or ``OAUTHBEARER``),
+    before base64 (IMAPClient encodes it itself)."""
+    if mechanism == "XOAUTH2":
+        return xoauth2(user, token)
+    if mechanism == "OAUTHBEARER":
+        return oauthbearer(user, token, host, port)
+    raise ValueError(f"not a bearer-token mechanism: {mechanism}")
+
+
 def initial_response(mechanism: str, user: str, token: str, host: str, port: int) -> str:
     """The base64 first client message of ``mechanism`` (``XOAUTH2`` or ``OAUTHBEARER``)."""
-    if mechanism == "XOAUTH2":
-        raw = xoauth2(user, token)
-    elif mechanism == "OAUTHBEARER":
-        raw = oauthbearer(user, token, host, port)
-    else:
-        raise ValueError(f"not a bearer-token mechanism: {mechanism}")
+    raw = client_message(mechanism, user, token, host, port)
     return base64.b64encode(raw).decode("ascii")
 
 
+def failure_message(mechanism: str) -> bytes:
+    """What the client answers (before base64) to a challenge that follows its token:
+    the server's error. XOAUTH2: an empty response; OAUTHBEARER: ``^A`` (RFC 7628 §3.2.3)."""
+    return b"\x01" if mechanism == "OAUTHBEARER" else b""
+
+
 def failure_response(mechanism: str) -> str:
-    """What the client sends (base64) to a challenge that follows its token: the
-    server's error. XOAUTH2: an empty response; OAUTHBEARER: ``^A`` (RFC 7628 §3.2.3)."""
-    return "AQ==" if mechanism == "OAUTHBEARER" else ""
+    """:func:`failure_message` in base64, as POP3's AUTH continuation carries it."""
+    return base64.b64encode(failure_message(mechanism)).decode("ascii")
 
 
 def error_detail(challenge: str) -> str:

@@ -78,7 +78,7 @@ def appenduid(response: bytes | str) -> tuple[int, int] | None:
 
 def _sasl(initial: bytes, failure: bytes) -> Callable[[bytes], bytes]:
     """A SASL callback: the initial response; to a challenge after it (the server's
-    error), ``failure`` (:func:`popkeep.pop3.sasl.failure_response`)."""
+    error), ``failure`` (:func:`popkeep.pop3.sasl.failure_message`)."""
     sent = False
 
     def respond(challenge: bytes) -> bytes:
@@ -193,11 +193,10 @@ class ImapSink:
         self._check_pin(client)
         if config.auth == "password":
             client.login(user, secret)
-        elif config.auth in ("oauth2", "xoauth2"):
-            client.sasl_login("XOAUTH2", _sasl(sasl.xoauth2(user, secret), b""))
         else:
-            initial = sasl.oauthbearer(user, secret, server.host, server.port)
-            client.sasl_login("OAUTHBEARER", _sasl(initial, b"\x01"))
+            mechanism = "OAUTHBEARER" if config.auth == "oauthbearer" else "XOAUTH2"
+            initial = sasl.client_message(mechanism, user, secret, server.host, server.port)
+            client.sasl_login(mechanism, _sasl(initial, sasl.failure_message(mechanism)))
         logger.debug("%s: logged in as %s", self._where, user)
 
     def _check_pin(self, client: Any) -> None:
