@@ -41,9 +41,7 @@ def _network(config: OAuthConfig) -> Iterator[None]:
     authority (the discovery document did not load) → ConnectError too."""
     try:
         yield
-    except requests.RequestException as exc:
-        raise ConnectError(f"{config.owner}: Microsoft sign-in server: {exc}") from exc
-    except ValueError as exc:
+    except (requests.RequestException, ValueError) as exc:
         raise ConnectError(f"{config.owner}: Microsoft sign-in server: {exc}") from exc
 
 
