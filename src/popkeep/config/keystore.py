@@ -41,11 +41,8 @@ def available() -> bool:
     """Whether a usable keyring backend is there (the package installed, and a
     backend other than keyring's "fail" one, which refuses everything)."""
     try:
-        keyring = _keyring()
-        backend = keyring.get_keyring()
-    except ConfigError:
-        return False
-    except Exception:
+        backend = _keyring().get_keyring()
+    except Exception:  # not installed (ConfigError), or a backend that fails to load
         return False
     priority: float = getattr(backend, "priority", 1)
     return not type(backend).__module__.startswith("keyring.backends.fail") and priority > 0
