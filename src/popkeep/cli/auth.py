@@ -42,9 +42,8 @@ def auth(name: str, flow: str | None, config_path: Path | None) -> int:
     sinks (a browser, their token_file). Run it again when popkeep says the sign-in
     was refused or expired.
     """
-    chosen: Literal["browser", "device"] = "browser" if flow == "browser" else "device"
-    if flow is None and has_display():
-        chosen = "browser"
+    chosen: Literal["browser", "device"] = (
+        "browser" if flow == "browser" or (flow is None and has_display()) else "device")
     app = runner.load(resolve_config_path(config_path))
     try:
         done = app.authorize(name, chosen, click.echo)
