@@ -24,9 +24,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html import escape
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
+
+from ..fixtures.http import serving
 
 TENANT = "consumers"
 USER = "taro@outlook.example"
@@ -168,15 +170,9 @@ def _handler(state: Authority) -> type[BaseHTTPRequestHandler]:
 def serve(context: ssl.SSLContext) -> Iterator[Authority]:
     """The fake authority over TLS on 127.0.0.1 (``context``: the server's)."""
     state = Authority()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    state.base = f"https://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.stall.clear()
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(_handler(state), context) as base:
+        state.base = base
+        try:
+            yield state
+        finally:
+            state.stall.clear()  # a stalled POST lets go, so the server can stop

@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -29,6 +28,7 @@ from popkeep.spool import SpooledMessage
 from popkeep.testing.certs import TestCerts
 
 from ..fixtures.dovecot import INSTALL_HINT, Dovecot, find_binary
+from ..fixtures.http import serving
 from .fake_authority import Authority, serve
 
 pytestmark = pytest.mark.dovecot
@@ -71,13 +71,8 @@ def introspection() -> Iterator[tuple[Introspection, str]]:
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield state, f"http://127.0.0.1:{server.server_address[1]}/introspect"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serving(Handler) as base:
+        yield state, f"{base}/introspect"
 
 
 @pytest.fixture(scope="module")

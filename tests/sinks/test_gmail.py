@@ -9,10 +9,8 @@ import asyncio
 import json
 import os
 import stat
-import threading
 from collections.abc import Iterator
 from functools import partial
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from popkeep.sinks.gmail import SCOPES, GmailSink, authorize
 from popkeep.spool import SpooledMessage
 from popkeep.testing.certs import TestCerts
 
+from ..fixtures.http import serving
 from ..oauth.fake_authority import Authority, serve
 from . import fake_gmail
 from .fake_gmail import TOKEN, FakeGmail, make_handler
@@ -48,13 +47,8 @@ MESSAGE = (
 @pytest.fixture
 def api() -> Iterator[tuple[FakeGmail, str]]:
     state = FakeGmail()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield state, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serving(make_handler(state)) as base:
+        yield state, base
     assert state.errors == []
 
 
