@@ -50,6 +50,7 @@ class Authority:
     requests: list[tuple[str, str, dict[str, list[str]]]] = field(default_factory=list)
     expires_in: int = 3600  #: lifetime of each access token
     device_scope: str = ""  #: the scope the device authorization request asked for
+    asked_scope: str = ""  #: the scope the browser's authorization request asked for
     nonce: str | None = None  #: the authorization request's, for the next ID token
     #: while set, POSTs get no answer (until it is cleared or 10 s pass): a hung server
     stall: threading.Event = field(default_factory=threading.Event)
@@ -90,7 +91,7 @@ class Authority:
         if grant == "authorization_code":  # RFC 6749 §4.1.3, after the browser's redirect
             if form.get("code") != ["ac-1"]:
                 return 400, {"error": "invalid_grant"}
-            return 200, self.tokens(scope or "https://mail.google.com/")
+            return 200, self.tokens(scope or self.asked_scope)  # Google's omits it
         if grant == "refresh_token":
             refresh = form.get("refresh_token", [""])[0]
             if refresh in self.revoked or not refresh.startswith("rt-"):
@@ -124,6 +125,7 @@ def _handler(state: Authority) -> type[BaseHTTPRequestHandler]:
                 state.requests.append(("GET", path, query))
                 redirect, given = query["redirect_uri"][0], query.get("state", [""])[0]
                 state.nonce = query.get("nonce", [None])[0]
+                state.asked_scope = query.get("scope", [""])[0]
                 if query.get("response_mode") == ["form_post"]:  # OpenID form_post: a form
                     page = (f'<form method="post" action="{escape(redirect)}">'
                             f'<input type="hidden" name="code" value="ac-1">'

@@ -33,6 +33,7 @@ from popkeep.spool import SpooledMessage
 from popkeep.testing.certs import TestCerts
 
 from ..fixtures.http import serving
+from ..oauth.browser import install
 from ..oauth.fake_authority import Authority, serve
 from . import fake_gmail
 from .fake_gmail import TOKEN, FakeGmail, make_handler
@@ -242,6 +243,31 @@ def test_token_file_with_a_revoked_refresh_token_names_popkeep_auth(
     with pytest.raises(SignInRequired, match=r"^sink \"gmail\": Google refused to renew the "
                        r"sign-in: invalid_grant.*; run: popkeep auth gmail$"):
         asyncio.run(gmail.open())
+
+
+def test_authorize_signs_in_with_the_client_of_client_secret_file(
+    api: tuple[FakeGmail, str], authority: Authority, tmp_path: Path, certs: TestCerts,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """popkeep auth for the sink: the browser flow with the console's client JSON, the
+    tokens into token_file (0600), and the sink delivers with them."""
+    _state, endpoint = api
+    browser = install(monkeypatch, certs.ca_file)
+    client = tmp_path / "client_secret.json"
+    client.write_text(json.dumps({"installed": {
+        "client_id": "id-7.apps.googleusercontent.com", "client_secret": "cs-7"}}))
+    token = tmp_path / "gmail" / "token.json"
+    config = GmailSinkConfig(name="gmail", token_file=token, client_secret_file=client,
+                             api_endpoint=endpoint, labels=("INBOX",))
+    assert authorize(config, lambda _line: None) == str(token)
+    (url,) = browser.opened
+    assert "client_id=id-7.apps.googleusercontent.com" in url and "gmail.insert" in url
+    saved = json.loads(token.read_text())
+    assert (saved["client_id"], saved["client_secret"]) == ("id-7.apps.googleusercontent.com",
+                                                            "cs-7")
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    monkeypatch.setattr(fake_gmail, "TOKEN", saved["token"])
+    assert [r.ref for r in asyncio.run(GmailSink(config).deliver([make()]))] == ["id0001"]
 
 
 def test_authorize_reads_the_client_of_client_secret_file(tmp_path: Path) -> None:
