@@ -213,6 +213,10 @@ def test_live_octets_sum_what_list_said_of_the_messages_on_the_server(store: Sta
     assert store.live_octets("a") == (37, 0)
     assert store.messages("a")["u1"].listed_size == 12
     store.record_listed_sizes("a", {})
+    store.record_listed_sizes("a", {"u2": 21}, {"u2": "d" * 64})
+    store.record_listed_sizes("a", {}, {"u2": "e" * 64})  # a recorded digest is kept
+    assert (store.messages("a")["u2"].listed_size, store.messages("a")["u2"].digest) == (
+        21, "d" * 64)
 
 
 def test_mark_collected_records_delivered_messages_without_content(store: StateStore) -> None:

@@ -161,7 +161,7 @@ class Collector:
         def read() -> None:
             try:
                 got.append(self._read_state(run.job.name))
-                run.live_octets = self._live_octets(run.job.name)
+                run.live_octets, run.unsized = self._live_octets(run.job.name)
             except BaseException as exc:  # re-raised below, in the pass
                 failed.append(exc)
 
@@ -185,12 +185,13 @@ class Collector:
         pending = frozenset(i.key for i in store.pending_intents(account))
         return pending, store.uids_by_state(account)
 
-    def _live_octets(self, account: str) -> int | None:
-        """What STAT should say if the server holds exactly the live messages, as
-        collected (see :meth:`_sizes_moved`); None when some lack a recorded size. Read
-        in the worker thread of _connect, like :meth:`_read_state`."""
+    def _live_octets(self, account: str) -> tuple[int | None, int]:
+        """(What STAT should say if the server holds exactly the live messages, as
+        collected (see :meth:`_sizes_moved`), None when some lack a recorded size;
+        how many lack one). Read in the worker thread of _connect, like
+        :meth:`_read_state`."""
         total, unrecorded = self._store.store.live_octets(account)
-        return None if unrecorded else total
+        return (None if unrecorded else total), unrecorded
 
     async def _open_sinks(self, run: RunState) -> None:
         """Open every sink; one that fails is skipped this run (and blocks deletions).
@@ -224,9 +225,33 @@ class Collector:
         complete = not listing.skipped
         await self._reconcile(run, listed, complete)
         todo = self._todo(run, listed, complete)
-        if complete and not todo and self._sizes_moved(run, listed):
-            todo = await self._check_sizes(run, session, listed)
+        if complete and not todo:
+            if run.unsized and run.live == len(listed):
+                await self._record_sizes(run, session)
+            elif self._sizes_moved(run, listed):
+                todo = await self._check_sizes(run, session, listed)
         return listed, todo
+
+    async def _record_sizes(self, run: RunState, session: SourceSession) -> None:
+        """On a poll listing exactly the live messages, some of which have no recorded
+        LIST size (marked collected by ``popkeep import-state``, which knows only their
+        UIDLs, or collected before popkeep recorded sizes): record the size LIST gives
+        them now and, where none is recorded, their ``TOP n 0`` header digest, once
+        (one LIST, or a few ``LIST n``, and a TOP each), so that later polls can
+        compare STAT's octets with the sum (:meth:`_sizes_moved`) and tell a message
+        the server rewrote (``Status:``) from a new one (:meth:`_check_sizes`,
+        :meth:`_check_doomed`). What is under their UIDL now is taken to be what was
+        collected, as when they were marked."""
+        account = run.job.name
+        messages = await self._store.messages(account)
+        unsized = [uid for uid in run.live_uids() if messages[uid].listed_size is None]
+        described = await session.describe(unsized, identify=True)
+        await self._store.record_listed_sizes(
+            account, {m.key: m.size for m in described},
+            {m.key: m.identity for m in described if m.identity is not None},
+        )
+        log.info("account %s: recorded LIST size and header digest of %d message(s) "
+                 "collected without them", account, len(described))
 
     # -- diff -----------------------------------------------------------------------
 

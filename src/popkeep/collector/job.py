@@ -88,6 +88,7 @@ class RunState:
         "server_octets",
         "skipped",
         "total",
+        "unsized",
         "warnings",
     )
 
@@ -105,6 +106,9 @@ class RunState:
         #: the sum of the live messages' sizes as LIST gave them when collected (what
         #: STAT should say if nothing changed); None when unknown
         self.live_octets: int | None = None
+        #: live messages without a recorded LIST size (marked collected by ``popkeep
+        #: import-state``, or collected before popkeep recorded it)
+        self.unsized = 0
         self.delivered = 0
         self.delivered_bytes = 0
         self.adopted = 0

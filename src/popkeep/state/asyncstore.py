@@ -147,8 +147,10 @@ class AsyncStore:
     async def live_octets(self, account: str) -> tuple[int, int]:
         return await self._call(self.store.live_octets, account)
 
-    async def record_listed_sizes(self, account: str, sizes: Mapping[str, int]) -> None:
-        await self._call(self.store.record_listed_sizes, account, sizes)
+    async def record_listed_sizes(
+        self, account: str, sizes: Mapping[str, int], digests: Mapping[str, str] | None = None
+    ) -> None:
+        await self._call(self.store.record_listed_sizes, account, sizes, digests)
 
     async def retire(self, account: str, uids: Sequence[str], now: datetime) -> dict[str, str]:
         return await self._call(self.store.retire, account, uids, now)

@@ -233,9 +233,13 @@ class StateStore(AccountLocks, Protocol):
         server holds exactly these messages, unchanged."""
         ...
 
-    def record_listed_sizes(self, account: str, sizes: Mapping[str, int]) -> None:
+    def record_listed_sizes(
+        self, account: str, sizes: Mapping[str, int], digests: Mapping[str, str] | None = None
+    ) -> None:
         """uid → the size LIST gives now, for messages checked to be the ones
-        collected (their header digest matched) whose size the server changed."""
+        collected (their header digest matched) whose size the server changed, or
+        that had none recorded; ``digests``: uid → a header digest to record for
+        messages that had none (a recorded digest is kept)."""
         ...
 
     def retire(self, account: str, uids: Sequence[str], now: datetime) -> dict[str, str]:

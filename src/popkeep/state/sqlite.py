@@ -573,13 +573,20 @@ class SQLiteStore:
             ).fetchone()
         return int(total), int(missing)
 
-    def record_listed_sizes(self, account: str, sizes: Mapping[str, int]) -> None:
-        if not sizes:
+    def record_listed_sizes(
+        self, account: str, sizes: Mapping[str, int], digests: Mapping[str, str] | None = None
+    ) -> None:
+        if not sizes and not digests:
             return
         with self._transaction("record listed sizes") as cur:
             cur.executemany(
                 "UPDATE messages SET listed_size = ? WHERE account = ? AND uid = ?",
                 [(size, account, uid) for uid, size in sizes.items()],
+            )
+            cur.executemany(
+                "UPDATE messages SET header_digest = coalesce(header_digest, ?)"
+                " WHERE account = ? AND uid = ?",
+                [(digest, account, uid) for uid, digest in (digests or {}).items()],
             )
 
     def retire(self, account: str, uids: Sequence[str], now: datetime) -> dict[str, str]:
