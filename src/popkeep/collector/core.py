@@ -245,6 +245,8 @@ class Collector:
         account = run.job.name
         messages = await self._store.messages(account)
         unsized = [uid for uid in run.live_uids() if messages[uid].listed_size is None]
+        if not unsized:  # counted before this poll's changes (see _reconcile)
+            return
         described = await session.describe(unsized, identify=True)
         await self._store.record_listed_sizes(
             account, {m.key: m.size for m in described},
