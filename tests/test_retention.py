@@ -91,6 +91,16 @@ def test_quota_deletes_oldest_first_down_to_low_water() -> None:
     assert decisions["u3"].reason == "kept: delete_after = never"
 
 
+def test_quota_counts_what_list_says_a_message_takes_on_the_server() -> None:
+    """STAT counts LIST's octets; a message marked collected without being fetched
+    (popkeep import-state) has only those."""
+    policy = RetentionPolicy(delete_after=None, server_quota=1000, high_water=0.9, low_water=0.7)
+    imported = msg("u9", 9 * DAY, size=0)._replace(listed_size=300)
+    messages = [imported, msg("u7", 7 * DAY, size=95)._replace(listed_size=100), msg("u1", DAY)]
+    decisions = {d.uid: d for d in decide(messages, ServerStat(3, 950), policy, NOW)}
+    assert {u for u, d in decisions.items() if d.delete} == {"u9"}  # 950 - 300 <= 700
+
+
 def test_quota_below_high_water_deletes_nothing() -> None:
     policy = RetentionPolicy(delete_after=None, server_quota=1000)
     messages = [msg(f"u{i}", i * DAY) for i in range(9)]

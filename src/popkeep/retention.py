@@ -118,7 +118,7 @@ def _apply_quota(
     if server.octets <= policy.high_water * quota:
         return
     target = policy.low_water * quota
-    projected = server.octets - sum(m.size for m in candidates if decisions[m.uid].delete)
+    projected = server.octets - sum(_octets(m) for m in candidates if decisions[m.uid].delete)
     keep = [m for m in candidates if not decisions[m.uid].delete]
     keep.sort(key=lambda m: m.first_retrieved_at or datetime.max.replace(tzinfo=UTC))
     chosen: list[StoredMessage] = []
@@ -126,7 +126,7 @@ def _apply_quota(
         if projected <= target:
             break
         chosen.append(msg)
-        projected -= msg.size
+        projected -= _octets(msg)
     above = f"{_size(server.octets)} on the server > {policy.high_water:.0%} of {_size(quota)}"
     if projected <= target:
         reason = f"quota: {above}; deleting oldest down to {policy.low_water:.0%}"
@@ -137,6 +137,14 @@ def _apply_quota(
         )
     for msg in chosen:
         decisions[msg.uid] = Decision(msg.uid, True, reason, decisions[msg.uid].due_at)
+
+
+def _octets(msg: StoredMessage) -> int:
+    """What deleting ``msg`` takes off STAT's count: its LIST size where recorded (RFC
+    1939 §5: STAT counts the octets LIST counts), else the octets retrieved (a
+    message marked collected without being fetched has neither until a poll records
+    its LIST size, and counts as nothing until then)."""
+    return msg.size if msg.listed_size is None else msg.listed_size
 
 
 def _when(moment: datetime) -> str:

@@ -168,6 +168,7 @@ def test_thunderbirds_popstate_keeps_kept_messages_and_their_times(
     its first-retrieval times are the retention clock.
     ``k`` and ``d`` messages were downloaded, ``b`` (too big, header only) was not."""
     uids = [entry.uid for entry in server.mailbox.snapshot()]
+    sizes = {entry.uid: entry.size for entry in server.mailbox.snapshot()}
     then = datetime(2020, 10, 1, 9, 30, tzinfo=UTC)  # long past any delete_after below
     stamp = int(then.timestamp())
     popstate = tmp_path / "popstate.dat"
@@ -194,6 +195,9 @@ def test_thunderbirds_popstate_keeps_kept_messages_and_their_times(
     assert messages[uids[0]].first_retrieved_at == then
     assert messages[uids[1]].first_retrieved_at == then
     assert "other-1" not in messages
+    # recorded by this first fetch, before its retention counted their octets
+    assert messages[uids[3]].listed_size == sizes[uids[3]]
+    assert messages[uids[3]].digest is not None
 
 
 def test_a_file_without_the_accounts_mailbox_is_refused(

@@ -225,26 +225,28 @@ class Collector:
         complete = not listing.skipped
         await self._reconcile(run, listed, complete)
         todo = self._todo(run, listed, complete)
-        if complete and not todo:
-            if run.unsized and run.live == len(listed):
-                await self._record_sizes(run, session)
-            elif self._sizes_moved(run, listed):
-                todo = await self._check_sizes(run, session, listed)
+        if run.unsized:
+            await self._record_sizes(run, session, listed)
+        elif complete and not todo and self._sizes_moved(run, listed):
+            todo = await self._check_sizes(run, session, listed)
         return listed, todo
 
-    async def _record_sizes(self, run: RunState, session: SourceSession) -> None:
-        """On a poll listing exactly the live messages, some of which have no recorded
-        LIST size (marked collected by ``popkeep import-state``, which knows only their
-        UIDLs, or collected before popkeep recorded sizes): record the size LIST gives
-        them now and, where none is recorded, their ``TOP n 0`` header digest, once
-        (one LIST, or a few ``LIST n``, and a TOP each), so that later polls can
-        compare STAT's octets with the sum (:meth:`_sizes_moved`) and tell a message
-        the server rewrote (``Status:``) from a new one (:meth:`_check_sizes`,
-        :meth:`_check_doomed`). What is under their UIDL now is taken to be what was
-        collected, as when they were marked."""
+    async def _record_sizes(self, run: RunState, session: SourceSession, listed: Set[str]) -> None:
+        """Live messages with no recorded LIST size (marked collected by ``popkeep
+        import-state``, which knows only their UIDLs, or collected before popkeep
+        recorded sizes): record the size LIST gives those listed now and, where none
+        is recorded, their ``TOP n 0`` header digest, once (one LIST, or a few ``LIST
+        n``, and a TOP each), before this pass's retention counts their octets
+        (``retention``'s quota) and so that later polls can compare STAT's octets
+        with the sum (:meth:`_sizes_moved`) and tell a message the server rewrote
+        (``Status:``) from a new one (:meth:`_check_sizes`, :meth:`_check_doomed`).
+        What is under their UIDL now is taken to be what was collected, as when they
+        were marked."""
         account = run.job.name
         messages = await self._store.messages(account)
-        unsized = [uid for uid in run.live_uids() if messages[uid].listed_size is None]
+        unsized = [
+            uid for uid in run.live_uids() if uid in listed and messages[uid].listed_size is None
+        ]
         if not unsized:  # counted before this poll's changes (see _reconcile)
             return
         described = await session.describe(unsized, identify=True)
