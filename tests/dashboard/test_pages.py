@@ -164,6 +164,14 @@ def test_a_planner_mistake_is_shown_not_a_crash(board: ServedDashboard) -> None:
     assert answer.status == 200 and "expected “name = schedule”" in answer.body
 
 
+def test_a_planner_asked_for_billions_of_messages_refuses_instead_of_simulating(
+    board: ServedDashboard,
+) -> None:
+    # a GET any page the reader visits can send: it must not hold a core and memory
+    answer = ask(board.url + "/planner?devices=a+%3D+daily+09:00&per_day=1e9&horizon=3650d")
+    assert answer.status == 200 and "more than 2000000 messages" in answer.body
+
+
 def test_with_a_password_every_request_needs_it(fake: FakeView) -> None:
     served = ServedDashboard(fake, password="pa55")
     try:

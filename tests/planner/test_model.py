@@ -7,6 +7,7 @@ from datetime import date
 
 import pytest
 
+from popkeep.errors import ConfigError
 from popkeep.planner.model import (
     DAY,
     INF,
@@ -212,3 +213,14 @@ def test_a_year_of_200_a_day_and_five_devices_in_under_a_second() -> None:
     assert len(sim.arrival) > 70_000
     assert outcome(sim, 3).missed > 0
     assert best < 1.0
+
+
+@pytest.mark.parametrize("per_day", [1e6, float("inf"), float("nan")])
+def test_mail_that_would_bring_more_than_two_million_messages_is_refused(per_day: float) -> None:
+    raw = {"horizon": "3650d", "mail": {"per_day": per_day}, "device": [{"name": "a",
+                                                                        "checks": "daily 09:00"}]}
+    with pytest.raises(ConfigError, match="more than 2000000 messages"):
+        scenario_from_dict(raw, START)
+    raw["horizon"] = "50d"
+    raw["mail"] = {"per_day": 40_000}  # exactly the most
+    assert scenario_from_dict(raw, START).mail is not None

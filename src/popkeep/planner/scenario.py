@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from popkeep.errors import ConfigError
-from popkeep.planner.model import Device, MailModel, Scenario
+from popkeep.planner.model import DAY, Device, MailModel, Scenario
 from popkeep.planner.schedule import parse_checks, parse_off, parse_point, remove_off
 from popkeep.planner.units import parse_octets, parse_seconds
 
@@ -29,6 +29,10 @@ _MESSAGE = {"at", "size"}
 DEFAULT_HORIZON = "180d"
 DEFAULT_SIZE = "50KB"
 COLLECTOR_CHECKS = "every 5m"
+#: the most messages ``mail`` may bring over the horizon (as many as checks a
+#: schedule may make): the simulation holds every one, and the dashboard's
+#: Planner runs whatever its form asks
+MAX_MESSAGES = 2_000_000
 
 
 def read_scenario(path: Path) -> dict[str, Any]:
@@ -74,6 +78,9 @@ def _convert(raw: Mapping[str, Any], today: date) -> Scenario:
     horizon = _at("horizon", _positive_duration, raw.get("horizon", DEFAULT_HORIZON))
     retention = _at("retention", _duration, raw.get("retention", "never"))
     mail = _mail(raw["mail"]) if "mail" in raw else None
+    if mail is not None and not mail.per_day * horizon / DAY <= MAX_MESSAGES:
+        raise ConfigError(f"mail: per_day {mail.per_day:g} over the horizon makes more than "
+                          f"{MAX_MESSAGES} messages")
     default_size = mail.mean_size if mail else parse_octets(DEFAULT_SIZE)
     messages = _messages(raw["messages"], start, default_size) if "messages" in raw else None
     if mail is None and messages is None:

@@ -141,6 +141,8 @@ class Dashboard:
         self.now, self.zone = now, zone or pages.local_zone()
         self.password = password
         self.env = _templates()
+        #: one simulation at a time (each may hold a core and hundreds of MB a few seconds)
+        self._planning = asyncio.Lock()
 
     def middleware(self, token: str) -> list[Middleware]:
         """:class:`Guard` over the whole application (the status API too)."""
@@ -225,7 +227,8 @@ class Dashboard:
         error = ""
         if asked:
             try:
-                plan = await asyncio.to_thread(planform.simulate, values, who.now.date())
+                async with self._planning:
+                    plan = await asyncio.to_thread(planform.simulate, values, who.now.date())
                 shown = planform.result(plan, who.lang)
             except ConfigError as exc:
                 error = exc.message
