@@ -42,7 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from popkeep.errors import ConfigError
 from popkeep.service import pages, planform
-from popkeep.service.words import TEXT, Lang, choose, octets
+from popkeep.service.words import choose, octets
 
 if TYPE_CHECKING:
     from popkeep.service.model import ServiceView
@@ -180,7 +180,7 @@ class Dashboard:
         token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
         zone = getattr(who.zone, "key", None) or who.now.astimezone(who.zone).tzname() or "UTC"
         html = self.env.get_template(template).render(
-            t=_say(who.lang), lang=who.lang, csrf=token, path=request.url.path,
+            t=who.say, lang=who.lang, csrf=token, path=request.url.path,
             other="ja" if who.lang == "en" else "en", zone=zone,
             updated=who.time(who.now), **context,
         )  # fmt: skip
@@ -265,14 +265,6 @@ class Dashboard:
         if "application/json" in request.headers.get("accept", ""):
             return JSONResponse({"polling": polling})
         return RedirectResponse(f"/?asked={quote(name)}", status_code=303)
-
-
-def _say(lang: Lang) -> Callable[..., str]:
-    def t(key: str, **fields: object) -> str:
-        en, ja = TEXT[key]
-        return (ja if lang == "ja" else en).format(**fields)
-
-    return t
 
 
 async def _form(request: Request) -> dict[str, str]:
