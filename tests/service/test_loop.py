@@ -137,6 +137,25 @@ def test_an_accounts_own_interval_wins(tmp_path: Path, server: ScriptedPOP3Serve
         assert [p.started for p in mine[1:]] == [p.state.next_poll_at for p in mine[:-1]]
 
 
+def test_six_accounts_on_six_intervals_each_polled_when_due_for_four_days(
+    tmp_path: Path, server: ScriptedPOP3Server
+) -> None:
+    """Passes that end together, as the fake clock is about to jump to the next
+    deadline (it moves on while passes run, so counts vary), do not let it jump
+    past a poll that just became due (seen as
+    test_an_accounts_own_interval_wins failing under load: a poll 2 h late)."""
+    names = tuple(f"a{i}" for i in range(1, 7))
+    text = config_text(tmp_path, server, "concurrency = 6\n", names=names)
+    for hours, name in enumerate(names, start=1):
+        text = text.replace(f'name = "{name}"\n', f'name = "{name}"\ninterval = "{hours}h"\n')
+    app, service, recorder = start(tmp_path, text, days=4)
+    run(app, service)
+    for name in names:
+        mine = [p for p in recorder.passes if p.state.name == name]
+        assert len(mine) >= 3, name
+        assert [p.started for p in mine[1:]] == [p.state.next_poll_at for p in mine[:-1]], name
+
+
 def test_jitter_moves_each_wait_within_its_fraction(
     tmp_path: Path, server: ScriptedPOP3Server
 ) -> None:
@@ -252,6 +271,33 @@ def test_a_refused_password_holds_the_account_until_asked(
             app.close()
     others = [p for p in recorder.passes if p.state.name == "other"]
     assert len(others) >= 48 and {p.outcome for p in others} == {"ok"}
+
+
+def test_a_reload_during_a_pass_polls_again_with_the_new_settings_when_it_ends(
+    tmp_path: Path, server: ScriptedPOP3Server
+) -> None:
+    """The running pass used the old settings: the changed account is polled again as
+    soon as it ends (not an interval or a backoff later), by the new ones."""
+    text = config_text(tmp_path, server, 'interval = "1h"\n', extra='timeout = "1s"\n')
+    server.misbehave = mb.Misbehaviour(silent=True)  # the pass waits for a greeting
+    app, service, recorder = start(tmp_path, text, days=100)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(service.run())
+        await wait_for(lambda: len(server.sessions) == 1)  # the first pass is running
+        server.misbehave = mb.Misbehaviour()
+        service.reload(load_config(save_config(tmp_path, text.replace('"1s"', '"5s"'))))
+        await wait_for(lambda: len(recorder.passes) >= 2)  # then hourly: the clock runs on
+        service.stop()
+        await task
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        app.close()
+    first, second = recorder.passes[:2]
+    assert (first.outcome, second.outcome) == ("NetworkTimeout", "ok")
+    assert second.started == first.ended
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:

@@ -20,7 +20,7 @@ import random as _random
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from popkeep.errors import PopkeepError, outcome_words
 from popkeep.service import schedule
@@ -44,7 +44,7 @@ STOP_GRACE = 0.5
 class _Slot:
     """One account in the service: its config, state, next poll (monotonic) and pass."""
 
-    __slots__ = ("again", "config", "due", "state", "task")
+    __slots__ = ("again", "config", "due", "reconfigured", "state", "task")
 
     def __init__(self, config: AccountConfig, state: AccountState, due: float | None) -> None:
         self.config = config
@@ -52,6 +52,9 @@ class _Slot:
         self.due = due  #: monotonic time of the next poll; None while polling or held
         self.task: asyncio.Task[None] | None = None
         self.again = False  #: a check-now arrived during the pass: poll again at once
+        #: a reload changed the account during the pass, which ran on the old settings:
+        #: poll again at once, even if the pass ended held (the password may be fixed)
+        self.reconfigured = False
 
 
 class Service:
@@ -76,6 +79,7 @@ class Service:
         self._removed: set[str] = set()
         self._stopping = False
         self._wake: asyncio.Event | None = None
+        self._sleeper: asyncio.Future[None] | None = None  #: waiting for the next due poll
         self._add_accounts(app.config)
 
     # -- ServiceView ------------------------------------------------------------------
@@ -119,7 +123,8 @@ class Service:
         """Poll the accounts of ``config`` (already validated) from now on.
 
         An account that is new or whose settings changed is polled at once (a held
-        one is no longer held: its password may have been fixed); one no longer
+        one is no longer held: its password may have been fixed), or as soon as its
+        running pass ends, since that pass used the old settings; one no longer
         configured is dropped once its running pass ends. The state store stays the
         one opened at start."""
         if config.state != self._app.config.state:
@@ -146,6 +151,8 @@ class Service:
                     slot.due = now
                     slot.state = replace(slot.state, phase="waiting",
                                          next_poll_at=self._clock.now())
+                else:
+                    slot.reconfigured = True
         self._add_accounts(config)
         self._slots = {name: self._slots[name] for name in (*wanted, *self._removed)}
         log.info("reload: polling %d account(s)", len(wanted))
@@ -181,8 +188,13 @@ class Service:
                 self._slots[account.name] = _Slot(account, state, now)
 
     def _poke(self) -> None:
+        """Wake :meth:`_sleep`. Cancelling its wait for the clock here, in the same
+        step as what changed (a pass that ended, a check-now), keeps a fake clock
+        from jumping to the old deadline past a poll that has just become due."""
         if self._wake is not None:
             self._wake.set()
+        if self._sleeper is not None:
+            self._sleeper.cancel()
 
     def _running(self) -> int:
         return sum(1 for slot in self._slots.values() if slot.task is not None)
@@ -207,13 +219,15 @@ class Service:
         """Until the next poll is due, a pass ends, or something asks (check-now,
         reload, stop)."""
         assert self._wake is not None
-        waits: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
         idle = [s.due for s in self._slots.values() if s.task is None and s.due is not None]
         if idle and self._running() < self._app.config.service.concurrency:
-            waits.append(asyncio.ensure_future(self._clock.sleep_until(min(idle))))
+            self._sleeper = asyncio.ensure_future(self._clock.sleep_until(min(idle)))
+            waits.append(self._sleeper)
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._sleeper = None
             for wait in waits:
                 wait.cancel()
 
@@ -269,11 +283,11 @@ class Service:
                                self._app.config.service, self._random)  # fmt: skip
         now_mono, now = self._clock.monotonic(), self._clock.now()
         phase: Phase = after.phase
-        if slot.again and after.phase != "held":
+        if slot.reconfigured or (slot.again and after.phase != "held"):
             slot.due, phase = now_mono, "waiting"
         else:
             slot.due = None if after.delay is None else now_mono + after.delay
-        slot.again = False
+        slot.again = slot.reconfigured = False
         failed = after.error_streak > 0
         slot.state = replace(
             old,
