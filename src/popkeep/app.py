@@ -366,13 +366,14 @@ class App:
 
     def alerts(self) -> Alerts:
         """The pass observer that tells the user about trouble in each account's
-        central mailbox, its first sink (docs/alerts.md; ``[service]`` settings)."""
+        central mailbox, its first sink (docs/alerts.md; the ``[service]`` settings in
+        force at each pass, so a reload changes them)."""
         from popkeep.alerts.notify import Alerts
 
         def central(account: AccountConfig) -> Sink:
             return build_sink(self.config.sinks[account.sinks[0]])
 
-        return Alerts(self.store, self.clock, self.config.service, central)
+        return Alerts(self.store, self.clock, lambda: self.config.service, central)
 
     async def fetch(
         self, names: Sequence[str] = (), progress: ProgressCallback | None = None

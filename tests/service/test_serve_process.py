@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from popkeep.cli import main
+from popkeep.testing import misbehaviour as mb
 from popkeep.testing.mailgen import realistic_mailbox
 from popkeep.testing.server import ScriptedPOP3Server
 
+from ..alerts.test_alerts import alerts_in
 from ..fixtures.dovecot import Dovecot
 from ..integration.helpers import dovecot_config, maildir_messages, server_config
 
@@ -116,3 +119,47 @@ def test_sighup_with_a_broken_config_keeps_serving_and_a_good_one_is_used_at_onc
             proc.wait()
     assert proc.returncode == 0, err
     assert len(server.sessions) == 2
+
+
+def test_a_config_that_does_not_load_ends_serve_at_start_with_78(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[service]\ninterval = "10s"\n')
+    config.chmod(0o600)
+    assert main(["-c", str(config), "serve"]) == 78
+    err = capsys.readouterr().err
+    assert "service.interval: must be at least 1m" in err and len(err.splitlines()) == 1
+
+
+def test_a_reload_that_turns_the_alerts_on_is_heard_by_the_next_pass(
+    tmp_path: Path, server: ScriptedPOP3Server, certs: object
+) -> None:
+    """SIGHUP changed ``[service]`` (alerts on, in Japanese) and the account: the pass
+    that follows at once tells of the refused sign-in under the new settings."""
+    server.misbehave = mb.Misbehaviour(auth_error=mb.AUTH_FAILED)
+    config = server_config(tmp_path, server, certs)  # type: ignore[arg-type]
+    good = config.read_text()
+    service = '\n[service]\ninterval = "1h"\n' + LISTEN
+    config.write_text(good + service + "alerts = false\n")
+    maildir = tmp_path / "Maildir"
+    proc = _serve(config)
+    try:
+        assert proc.stderr is not None
+        held = proc.stderr.readline()  # the first pass has ended: the account is held
+        assert "not polled again until its configuration changes" in held, held
+        assert _count(maildir) == 0
+        config.write_text(good.replace('delete_after = "never"', 'delete_after = "30d"')
+                          + service + 'language = "ja"\n')
+        proc.send_signal(signal.SIGHUP)
+        _wait(lambda: _count(maildir) > 0 or proc.poll() is not None, 30, "the alert")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    [notice] = alerts_in(maildir)
+    assert str(notice["X-Popkeep-Alert"]) == "signin; raised"
+    assert "ログインが拒否されました" in str(notice["Subject"])

@@ -37,13 +37,15 @@ log = logging.getLogger(__name__)
 
 #: builds the account's central mailbox (its first sink), unopened (``app`` supplies it)
 SinkFor = Callable[[AccountConfig], Sink]
+#: the ``[service]`` settings in force, read at each pass (a reload may change them)
+Settings = Callable[[], ServiceConfig]
 
 
 class Alerts:
     """A pass observer (the service's ``PassObserver``; also called after ``popkeep fetch``)."""
 
     def __init__(
-        self, store: StateStore, clock: Clock, settings: ServiceConfig, sink_for: SinkFor
+        self, store: StateStore, clock: Clock, settings: Settings, sink_for: SinkFor
     ) -> None:
         self._store = store
         self._astore: AsyncStore | None = None  #: made by the first pass_finished
@@ -61,7 +63,7 @@ class Alerts:
         (:meth:`AsyncStore.run`). Never raises a PopkeepError: it is logged and the
         notice stays owed for the next pass.
         """
-        if not self._settings.alerts:
+        if not self._settings().alerts:
             return
         if self._astore is None:
             from popkeep.state.asyncstore import AsyncStore
@@ -84,14 +86,15 @@ class Alerts:
         a condition is raised or cleared. A pass that did not run (another process
         holds the account) settles nothing. Raises StateError.
         """
-        if not self._settings.alerts or isinstance(result.error, AlreadyRunning):
+        settings = self._settings()
+        if not settings.alerts or isinstance(result.error, AlreadyRunning):
             return []
         store, summary = self._store, result.summary
         since = store.failing_since(account.name) if summary.outcome != "ok" else None
         refused = isinstance(result.error, AuthError)
         facts = conditions.Facts(summary, result.warnings, since, refused)
         now = self._clock.now()
-        after = timedelta(seconds=self._settings.alert_after)
+        after = timedelta(seconds=settings.alert_after)
         verdict = conditions.evaluate(facts, account.retention, after, now)
         current = store.open_alerts(account.name)
         active = {a.condition for a in current if a.active}
@@ -112,9 +115,10 @@ class Alerts:
         # Imported here: the email package costs milliseconds, paid only when owed.
         from popkeep.alerts.message import Envelope, alert_uid, compose, recipient
 
+        settings = self._settings()
         envelope = Envelope(
-            self._settings.alert_from, recipient(account.server.user or account.name),
-            self._settings.language,
+            settings.alert_from, recipient(account.server.user or account.name),
+            settings.language,
         )  # fmt: skip
         sink = self._sink_for(account)
         await sink.open()
