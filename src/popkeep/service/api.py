@@ -3,9 +3,10 @@
 Owns: the wiring of :mod:`.web` (Starlette, uvicorn), :mod:`.dashboard` (its
 pages, over a :class:`~.records.RecordReader`) and :mod:`.metrics`
 (prometheus-client) to a running service: the view (:class:`~.model.ServiceView`),
-the upcoming deletions read through a read-only connection of its own on a
-worker thread (so a long schedule neither blocks the event loop nor waits on the
-passes' transactions), the token and ``service.json``; and the check that the
+the store read through a read-only connection of its own on a worker thread
+(:class:`StoreReader`: the upcoming deletions, and the dashboard's records, so a
+long schedule neither blocks the event loop nor waits on the passes'
+transactions), the token and ``service.json``; and the check that the
 ``serve`` extra is installed, made before anything starts (:func:`require_extra`).
 
 Must not: import the web stack at module level (``popkeep serve`` without the
@@ -17,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from popkeep.errors import ConfigError
 from popkeep.service import control
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from popkeep.service.model import ServiceView
     from popkeep.state.base import StateStore
 
+T = TypeVar("T")
 #: import name → distribution, of the ``serve`` extra (pyproject.toml)
 SERVE_EXTRA = {"starlette": "starlette", "uvicorn": "uvicorn",
                "prometheus_client": "prometheus-client", "jinja2": "jinja2"}
@@ -48,26 +50,34 @@ def require_extra() -> None:
                               f"not installed: pip install 'popkeep[serve]'")
 
 
-class ScheduleReader:
-    """``App.schedule`` of the service's current configuration, through a read-only
-    connection opened on first use, one call at a time, on a worker thread."""
+class StoreReader:
+    """The store of ``app`` (its current configuration: a reload is followed) through
+    a read-only connection opened on first use, one call at a time, on a worker thread."""
 
     def __init__(self, app: App) -> None:
         self._app = app
         self._store: StateStore | None = None
         self._lock = threading.Lock()
 
-    def _schedule(self) -> list[PlannedDeletion]:
-        from popkeep.app import App, open_store
+    async def read(self, reading: Callable[[StateStore], T]) -> T:
+        """``reading(store)`` on a worker thread."""
+        return await asyncio.to_thread(self._read, reading)
+
+    def _read(self, reading: Callable[[StateStore], T]) -> T:
+        from popkeep.app import open_store
 
         with self._lock:
             if self._store is None:
                 self._store = open_store(self._app.config, read_only=True)
-            # the service's App: its config follows a reload (SIGHUP)
-            return App(self._app.config, clock=self._app.clock, store=self._store).schedule()
+            return reading(self._store)
 
     async def upcoming(self) -> Sequence[PlannedDeletion]:
-        return await asyncio.to_thread(self._schedule)
+        """``App.schedule`` of the service's current configuration."""
+        from popkeep.app import App
+
+        app = self._app
+        return await self.read(lambda store: App(app.config, clock=app.clock, store=store)
+                               .schedule())  # fmt: skip
 
     def close(self) -> None:
         with self._lock:
@@ -90,7 +100,8 @@ async def status_api(
     from popkeep.service.web import build_app, serving
 
     app.store  # noqa: B018 (opened, so created and migrated, before a read-only reader)
-    reader, records = ScheduleReader(app), RecordReader(app)
+    reader = StoreReader(app)
+    records = RecordReader(app, reader)
     token = control.new_token()
     password = _password(app)
     dashboard = Dashboard(view, reader.upcoming, records=records.records, facts=records.facts,
@@ -104,7 +115,6 @@ async def status_api(
             yield handle
     finally:
         reader.close()
-        records.close()
 
 
 def _password(app: App) -> str | None:
@@ -120,4 +130,4 @@ def _password(app: App) -> str | None:
     return secret
 
 
-__all__ = ["SERVE_EXTRA", "ScheduleReader", "require_extra", "status_api"]
+__all__ = ["SERVE_EXTRA", "StoreReader", "require_extra", "status_api"]

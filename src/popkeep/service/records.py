@@ -3,9 +3,9 @@
 Owns: :class:`RecordReader`, the dashboard's read-only view of the store (each
 account's last run and skipped messages; with ``history``, the recent runs, the
 messages delivered in the last weeks, the alerts raised and cleared and the
-measured mail volume), through a read-only connection of its own, one call at a time, on a
-worker thread (as :class:`~popkeep.service.api.ScheduleReader` reads the
-schedule); and the account settings the cards show (:meth:`RecordReader.facts`).
+measured mail volume), through the service's read-only connection
+(:class:`~popkeep.service.api.StoreReader`, which reads the schedule too); and
+the account settings the cards show (:meth:`RecordReader.facts`).
 
 Must not: write to the store, import the web stack, or hold the records between
 calls (every page shows the store as it is).
@@ -13,8 +13,6 @@ calls (every page shows the store as it is).
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -26,6 +24,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from popkeep.app import App
+    from popkeep.service.api import StoreReader
     from popkeep.state.base import StateStore
 
 #: runs listed on the History page
@@ -33,12 +32,11 @@ RECENT = 50
 
 
 class RecordReader:
-    """The store of ``app`` (its current configuration: a reload is followed), read-only."""
+    """The store of ``app`` (its current configuration: a reload is followed), read-only
+    through ``reader``."""
 
-    def __init__(self, app: App) -> None:
-        self._app = app
-        self._store: StateStore | None = None
-        self._lock = threading.Lock()
+    def __init__(self, app: App, reader: StoreReader) -> None:
+        self._app, self._reader = app, reader
 
     def facts(self) -> dict[str, Facts]:
         """Every configured account's sinks and quota marks."""
@@ -47,22 +45,9 @@ class RecordReader:
                 for name, a in self._app.config.accounts.items()}  # fmt: skip
 
     async def records(self, history: bool = False) -> Records:
-        return await asyncio.to_thread(self._read, history)
-
-    def _read(self, history: bool) -> Records:
-        from popkeep.app import open_store
-
-        with self._lock:
-            if self._store is None:
-                self._store = open_store(self._app.config, read_only=True)
-            return read_records(self._store, list(self._app.config.accounts),
-                                self._app.clock.now(), history)  # fmt: skip
-
-    def close(self) -> None:
-        with self._lock:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
+        app = self._app
+        return await self._reader.read(lambda store: read_records(
+            store, list(app.config.accounts), app.clock.now(), history))
 
 
 def read_records(store: StateStore, accounts: list[str], now: datetime, history: bool) -> Records:
