@@ -64,9 +64,9 @@ class ServedDashboard(ServedApi):
             return {"isp": Facts(("home",), 1_000_000, 0.9, 0.7), "work": Facts(("home",), None,
                                                                                0.9, 0.7)}
 
-        board = Dashboard(fake, upcoming, records=read, facts=facts, now=lambda: NOW, zone=UTC,
-                          password=password)
-        app = build_app(fake, token=TOKEN, upcoming=upcoming, now=lambda: NOW, dashboard=board)
+        board = Dashboard(fake, upcoming, records=read, facts=facts, now=lambda: NOW, zone=UTC)
+        app = build_app(fake, token=TOKEN, upcoming=upcoming, now=lambda: NOW, dashboard=board,
+                        password=password)
         self._start(app)
 
     def _start(self, app: Any) -> None:

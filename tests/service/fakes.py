@@ -53,11 +53,13 @@ class ServedApi:
     """``build_app(view, …)`` served by :class:`HttpServer` on 127.0.0.1 in a thread."""
 
     def __init__(self, view: FakeView, planned: Sequence[PlannedDeletion] = (),
-                 token: str = "t0ken", metrics: Any = None) -> None:
+                 token: str = "t0ken", metrics: Any = None, password: str | None = None
+                 ) -> None:  # fmt: skip
         async def upcoming() -> Sequence[PlannedDeletion]:
             return planned
 
-        app = build_app(view, token=token, upcoming=upcoming, metrics=metrics, now=lambda: NOW)
+        app = build_app(view, token=token, upcoming=upcoming, metrics=metrics, now=lambda: NOW,
+                        password=password)
         self.server = HttpServer(app)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)

@@ -112,6 +112,23 @@ def test_a_long_schedule_is_counted_and_only_its_first_deletions_listed(view: Fa
 AUTH = {"Authorization": "Bearer t0ken", "Content-Type": "application/json"}
 
 
+def test_the_password_guards_the_api_without_the_dashboard(view: FakeView) -> None:
+    served = ServedApi(view, PLANNED, password="pa55")
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            NO_PROXY.open(served.url + "/api/status", timeout=5)
+        assert refused.value.code == 401
+        assert refused.value.headers["x-frame-options"] == "DENY"
+        refused.value.close()
+        asked = urllib.request.Request(served.url + "/api/status",
+                                       headers={"Authorization": "Bearer t0ken"})
+        with NO_PROXY.open(asked, timeout=5) as answer:
+            assert answer.status == 200
+            assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    finally:
+        served.close()
+
+
 def test_check_now_with_the_token_asks_the_service(api: ServedApi, view: FakeView) -> None:
     code, answer = post(api.url + "/api/check-now", b'{"accounts": ["work"]}', AUTH)
     assert (code, answer) == (200, {"polling": ["work"]})

@@ -105,10 +105,10 @@ async def status_api(
     token = control.new_token()
     password = _password(app)
     dashboard = Dashboard(view, reader.upcoming, records=records.records, facts=records.facts,
-                          now=app.clock.now, password=password)
+                          now=app.clock.now)
     web = build_app(view, token=token, upcoming=reader.upcoming,
                     metrics=(metrics.exposition, CONTENT_TYPE), now=app.clock.now,
-                    dashboard=dashboard)
+                    dashboard=dashboard, password=password)
     try:
         async with serving(web, listen, app.state_dir, token,
                            remote_ok=password is not None) as handle:

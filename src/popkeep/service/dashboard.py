@@ -5,10 +5,10 @@ Owns: the dashboard's routes (added to the status API's application by
 serving the static CSS and script shipped beside this module; the language and
 time zone of a request (``?lang=``/``?tz=``, remembered in cookies); the CSRF
 check of every POST (a double-submit token: the ``popkeep_csrf`` cookie, set
-``SameSite=Strict``, must equal the form's ``csrf`` field, else 403); and the
-headers every answer of the service carries (:class:`Guard`: a strict
-Content-Security-Policy, no framing, and HTTP Basic authentication when the
-service has a password, RFC 7617). The only module that imports jinja2.
+``SameSite=Strict``, must equal the form's ``csrf`` field, else 403). The
+security headers and the password guard every answer of the service, the
+dashboard's too, are :class:`popkeep.service.web.Guard`'s. The only module that
+imports jinja2.
 
 Must not: read the store or the configuration itself (what it shows comes from
 the view and the callables it is built with), compute retention or a plan
@@ -19,8 +19,6 @@ service (no CDN, no inline script or style).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hmac
 import logging
 import secrets
@@ -33,12 +31,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 from markupsafe import Markup
-from starlette.datastructures import MutableHeaders
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from popkeep.errors import ConfigError
 from popkeep.service import pages, planform
@@ -51,18 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CSRF_COOKIE = "popkeep_csrf"
-#: every answer of the service: nothing but its own scripts, styles and images,
-#: never inside a frame (RFC 7034; CSP Level 3 ``frame-ancestors``)
-SECURITY_HEADERS = {
-    "content-security-policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
-        "object-src 'none'"
-    ),
-    "x-frame-options": "DENY",
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-}
 STATIC = {"dashboard.css": "text/css; charset=utf-8",
           "dashboard.js": "text/javascript; charset=utf-8"}  # fmt: skip
 #: the largest form body read (the planner's is the biggest, well under this)
@@ -72,52 +55,6 @@ YEAR = 365 * 86400
 #: the store's records; ``True``: with the history (History and Planner pages)
 Records = Callable[[bool], Awaitable[pages.Records]]
 Facts = Callable[[], Mapping[str, pages.Facts]]
-
-
-class Guard:
-    """ASGI middleware: the security headers on every answer, and with a
-    ``password``, HTTP Basic (any user name) or the API's bearer ``token`` on
-    every request (RFC 7617; compared in constant time)."""
-
-    def __init__(self, app: ASGIApp, password: str | None = None, token: str = "") -> None:
-        self.app, self.password, self.token = app, password, token
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if self.password is not None and not self._allowed(scope):
-            await _challenge(scope, receive, send)
-            return
-
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers[name] = value
-            await send(message)
-
-        await self.app(scope, receive, sending)
-
-    def _allowed(self, scope: Scope) -> bool:
-        given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() == "bearer" and self.token:
-            return hmac.compare_digest(value.strip().encode(), self.token.encode())
-        if scheme.lower() != "basic" or self.password is None:
-            return False
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        return hmac.compare_digest(decoded.partition(":")[2].encode(), self.password.encode())
-
-
-async def _challenge(scope: Scope, receive: Receive, send: Send) -> None:
-    response = Response("popkeep: the dashboard needs its password\n", status_code=401,
-                        headers={"www-authenticate": 'Basic realm="popkeep", charset="UTF-8"',
-                                 **SECURITY_HEADERS})  # fmt: skip
-    await response(scope, receive, send)
 
 
 def _templates() -> jinja2.Environment:
@@ -135,18 +72,13 @@ class Dashboard:
 
     def __init__(
         self, view: ServiceView, upcoming: Upcoming, *, records: Records, facts: Facts,
-        now: Callable[[], datetime], zone: tzinfo | None = None, password: str | None = None,
+        now: Callable[[], datetime], zone: tzinfo | None = None,
     ) -> None:  # fmt: skip
         self.view, self.upcoming, self.records, self.facts = view, upcoming, records, facts
         self.now, self.zone = now, zone or pages.local_zone()
-        self.password = password
         self.env = _templates()
         #: one simulation at a time (each may hold a core and hundreds of MB a few seconds)
         self._planning = asyncio.Lock()
-
-    def middleware(self, token: str) -> list[Middleware]:
-        """:class:`Guard` over the whole application (the status API too)."""
-        return [Middleware(Guard, password=self.password, token=token)]
 
     def routes(self) -> list[Route]:
         return [
@@ -286,4 +218,4 @@ def _csrf_ok(request: Request, form: Mapping[str, str]) -> bool:
     return bool(cookie) and hmac.compare_digest(cookie.encode(), given.encode())
 
 
-__all__ = ["CSRF_COOKIE", "SECURITY_HEADERS", "Dashboard", "Guard"]
+__all__ = ["CSRF_COOKIE", "Dashboard"]

@@ -3,7 +3,9 @@
 Owns: the Starlette application (:func:`build_app`) over a
 :class:`~popkeep.service.model.ServiceView`, the JSON shape of ``GET /api/status``
 (:func:`status_document`, documented with its JSON Schema in docs/status-api.md),
-the token check of ``POST /api/check-now``, and :class:`HttpServer`, uvicorn
+the token check of ``POST /api/check-now``, the guard of every answer
+(:class:`Guard`: a strict Content-Security-Policy, no framing, and with a
+password HTTP Basic, RFC 7617, or the token on every request), and :class:`HttpServer`, uvicorn
 serving that application as one task in the service's event loop. The only
 module that imports starlette and uvicorn.
 
@@ -15,6 +17,8 @@ SIGTERM/SIGINT/SIGHUP), or listen beyond the address it is given.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import ipaddress
 import json
@@ -28,9 +32,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from popkeep.errors import ConfigError
 from popkeep.service import control
@@ -45,6 +52,18 @@ log = logging.getLogger(__name__)
 STATUS_VERSION = 1
 #: Upcoming deletions listed one by one per account (the rest are only counted).
 LISTED_DELETIONS = 50
+#: every answer of the service: nothing but its own scripts, styles and images,
+#: never inside a frame (RFC 7034; CSP Level 3 ``frame-ancestors``)
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "object-src 'none'"
+    ),
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
 
 
 class Deletion(Protocol):
@@ -135,12 +154,63 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def _bearer(authorization: str, token: str) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time (never an empty token)."""
+    scheme, _, value = authorization.partition(" ")
+    return (scheme.lower() == "bearer" and bool(token)
+            and hmac.compare_digest(value.strip().encode(), token.encode()))
+
+
 def _authorised(request: Request, token: str) -> bool:
-    """``Authorization: Bearer <token>``, compared in constant time."""
-    given = request.headers.get("authorization", "")
-    scheme, _, value = given.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(),
-                                                              token.encode())
+    return _bearer(request.headers.get("authorization", ""), token)
+
+
+class Guard:
+    """ASGI middleware: the security headers on every answer, and with a
+    ``password``, HTTP Basic (any user name) or the API's bearer ``token`` on
+    every request (RFC 7617; compared in constant time)."""
+
+    def __init__(self, app: ASGIApp, password: str | None = None, token: str = "") -> None:
+        self.app, self.password, self.token = app, password, token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.password is not None and not self._allowed(scope):
+            await _challenge(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+    def _allowed(self, scope: Scope) -> bool:
+        given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        if _bearer(given, self.token):
+            return True
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "basic" or self.password is None:
+            return False
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return hmac.compare_digest(decoded.partition(":")[2].encode(), self.password.encode())
+
+
+async def _challenge(scope: Scope, receive: Receive, send: Send) -> None:
+    response = Response("popkeep: the dashboard needs its password\n", status_code=401,
+                        headers={"www-authenticate": 'Basic realm="popkeep", charset="UTF-8"',
+                                 **SECURITY_HEADERS})  # fmt: skip
+    await response(scope, receive, send)
+
+
 
 
 async def _names(request: Request) -> list[str] | None:
@@ -166,11 +236,12 @@ def build_app(
     metrics: Exposition | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     dashboard: Dashboard | None = None,
+    password: str | None = None,
 ) -> Starlette:
-    """The status API over ``view``. ``POST`` requests need ``token`` (from service.json).
-
-    With ``dashboard``, its pages too (docs/dashboard.md), and its guard on every
-    answer: security headers, and the password when the service has one."""
+    """The status API over ``view``, and with ``dashboard`` its pages too
+    (docs/dashboard.md). ``POST /api/check-now`` needs ``token`` (from
+    service.json); with ``password`` every request needs it or the token
+    (:class:`Guard`, which puts the security headers on every answer)."""
 
     async def status(request: Request) -> Response:
         planned = await upcoming()
@@ -191,7 +262,7 @@ def build_app(
         log.info("check-now: polling %s", ", ".join(polling) or "nothing")
         return JSONResponse({"polling": polling})
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/api/status", status, methods=["GET"]),
         Route("/api/check-now", check_now, methods=["POST"]),
     ]
@@ -202,10 +273,9 @@ def build_app(
             return Response(render(), media_type=media_type)
 
         routes.append(Route("/metrics", exposition, methods=["GET"]))
-    if dashboard is None:
-        return Starlette(routes=routes)
-    return Starlette(routes=[*routes, *dashboard.routes()],
-                     middleware=dashboard.middleware(token))
+    if dashboard is not None:
+        routes += dashboard.routes()
+    return Starlette(routes=routes, middleware=[Middleware(Guard, password=password, token=token)])
 
 
 class _QuietServer(uvicorn.Server):
