@@ -360,3 +360,23 @@ def test_an_observer_that_fails_is_logged_and_polling_goes_on(
         run(app, service)
     assert len(recorder.passes) == 13
     assert "an observer of the pass failed" in caplog.text
+
+
+def test_a_reload_that_moves_the_status_api_says_it_needs_a_restart(
+    tmp_path: Path, server: ScriptedPOP3Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The status API listens where it did at start: a reload changing ``listen``
+    says so (the accounts' changes still apply), one that does not stays quiet."""
+    text = config_text(tmp_path, server, 'interval = "1h"\n')
+    app, service, _ = start(tmp_path, text, days=1)
+    try:
+        with caplog.at_level(logging.WARNING):
+            service.reload(load_config(save_config(tmp_path, text)))
+            assert "take effect when popkeep serve restarts" not in caplog.text
+            moved = text.replace('interval = "1h"\n', 'interval = "2h"\nlisten = "127.0.0.1:9"\n')
+            service.reload(load_config(save_config(tmp_path, moved)))
+    finally:
+        app.close()
+    assert ("reload: [service] listen and password take effect when popkeep serve "
+            "restarts (the status API keeps 127.0.0.1:8025)") in caplog.text
+    assert app.config.service.interval == 7200

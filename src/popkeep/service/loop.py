@@ -126,10 +126,15 @@ class Service:
         one is no longer held: its password may have been fixed), or as soon as its
         running pass ends, since that pass used the old settings; one no longer
         configured is dropped once its running pass ends. The state store stays the
-        one opened at start."""
+        one opened at start, the status API on the address and password it had."""
         if config.state != self._app.config.state:
             log.warning("reload: [state] changes take effect when popkeep serve restarts")
             config = config._replace(state=self._app.config.state)
+        old_service = self._app.config.service
+        if (config.service.listen, config.service.password) != (
+                old_service.listen, old_service.password):
+            log.warning("reload: [service] listen and password take effect when popkeep "
+                        "serve restarts (the status API keeps %s)", old_service.listen)
         old = self._slots
         self._app.config = config
         wanted = {a.name: a for a in self._app.accounts()}
