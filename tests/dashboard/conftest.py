@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from popkeep.service import control
+from popkeep.service.control import ServiceHandle
 from popkeep.testing.mailgen import demo_mailbox
 
 from ..fixtures.dovecot import Dovecot
@@ -69,6 +70,24 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def start_serve(config: Path, state_dir: Path) -> tuple[subprocess.Popen[str], ServiceHandle]:
+    """``popkeep -c CONFIG serve`` started, once it has written service.json in
+    ``state_dir`` (its stderr in the failure when it ends first, killed when it never
+    writes it); the caller ends it."""
+    proc = subprocess.Popen([sys.executable, "-m", "popkeep", "-c", str(config), "serve"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: control.read_handle(state_dir) is not None or proc.poll() is not None,
+                 30, "service.json")
+        handle = control.read_handle(state_dir)
+        assert handle is not None, proc.stderr.read() if proc.stderr else ""
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc, handle
+
+
 @pytest.fixture(scope="module")
 def service(dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """``popkeep serve`` with two Dovecot accounts, polled hourly: "isp" (one message
@@ -85,14 +104,8 @@ def service(dovecot: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> Itera
             + account_toml(name="isp", user=good, password=dovecot.password, delete_after="10d",
                            **server)
             + account_toml(name="work", user=good, password="not-the-password", **server))
-    config = save_config(base, text)
-    proc = subprocess.Popen([sys.executable, "-m", "popkeep", "-c", str(config), "serve"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc, handle = start_serve(save_config(base, text), base)
     try:
-        wait_for(lambda: control.read_handle(base) is not None or proc.poll() is not None,
-                 30, "service.json")
-        handle = control.read_handle(base)
-        assert handle is not None, proc.stderr.read() if proc.stderr else ""
         yield Service(handle.url, good, proc)
     finally:
         proc.terminate()

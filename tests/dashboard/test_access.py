@@ -16,13 +16,12 @@ import pytest
 
 from popkeep.config import load_config
 from popkeep.errors import ConfigError
-from popkeep.service import control
 from popkeep.service.web import loopback_address
 from popkeep.testing.certs import TestCerts
 from popkeep.testing.server import ScriptedPOP3Server
 
 from ..integration.helpers import save_config, server_config
-from .conftest import wait_for
+from .conftest import start_serve
 from .test_pages import ask
 
 ACCOUNT = """
@@ -86,13 +85,8 @@ def protected(tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts
     text = server_config(tmp_path, server, certs).read_text()
     config = save_config(tmp_path, '[service]\ninterval = "1h"\nlisten = "127.0.0.1:0"\n'
                                    'password = "dash-pa55"\n\n' + text)
-    proc = subprocess.Popen([sys.executable, "-m", "popkeep", "-c", str(config), "serve"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc, handle = start_serve(config, tmp_path)
     try:
-        wait_for(lambda: control.read_handle(tmp_path) is not None or proc.poll() is not None,
-                 30, "service.json")
-        handle = control.read_handle(tmp_path)
-        assert handle is not None, proc.stderr.read() if proc.stderr else ""
         yield handle.url, config
     finally:
         proc.terminate()
