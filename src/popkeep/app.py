@@ -29,7 +29,7 @@ from popkeep.config.schema import (
     TLSMode,
 )
 from popkeep.config.secrets import MaskingFilter
-from popkeep.errors import AlreadyRunning, AuthError, ConfigError, SignInRequired
+from popkeep.errors import AlreadyRunning, ConfigError
 from popkeep.spool import Spool
 
 if TYPE_CHECKING:
@@ -162,21 +162,11 @@ def _pop3(
     async def connect() -> SourceSession:
         if account.server.oauth is None:
             return await login(False)
-        try:
-            return await login(False)
-        except AuthError as exc:
-            if isinstance(exc, SignInRequired):
-                raise
-        # The server refused an access token that looked valid here (revoked early):
-        # one fresh token, then the server's answer stands.
-        log.info("account %s: access token refused; renewing it once", account.name)
-        try:
-            return await login(True)
-        except AuthError as exc:
-            if not isinstance(exc, SignInRequired):
-                exc.hint = (f"a fresh access token was refused too: check that the mailbox "
-                            f"allows POP, or sign in again: popkeep auth {account.name}")
-            raise
+        from popkeep.oauth import renewing
+
+        return await renewing(f"account {account.name}", login,
+                              "a fresh access token was refused too: check that the mailbox "
+                              f"allows POP, or sign in again: popkeep auth {account.name}")
 
     return connect
 

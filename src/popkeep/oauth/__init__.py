@@ -15,13 +15,18 @@ the address to open itself).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from typing import Literal, Protocol
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Literal, Protocol, TypeVar
 
 from popkeep.config.schema import OAuthConfig
-from popkeep.errors import SignInRequired
+from popkeep.errors import AuthError, SignInRequired
 
-__all__ = ["Flow", "TokenProvider", "provider", "sign_in_required"]
+__all__ = ["Flow", "TokenProvider", "provider", "renewing", "sign_in_required"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: ``browser``: sign in with a browser on this machine (a local redirect to
 #: 127.0.0.1, RFC 8252 §7.3); ``device``: show a code to enter on any other
@@ -67,3 +72,22 @@ def sign_in_required(config: OAuthConfig, why: str) -> SignInRequired:
     name = config.owner.partition('"')[2].rstrip('"') or config.owner
     why = " ".join(why.split())[:200]
     return SignInRequired(f"{config.owner}: {why}; run: popkeep auth {name}", name)
+
+
+async def renewing(who: str, login: Callable[[bool], Awaitable[T]], hint: str) -> T:
+    """``login(renew=False)``; when the server refuses an access token that looked valid
+    here (revoked before it expired), once more with a fresh one (``login(True)``), and
+    the server's answer then stands: its AuthError carries ``hint``. SignInRequired
+    (no token, or the refresh token refused) is raised at once."""
+    try:
+        return await login(False)
+    except AuthError as exc:
+        if isinstance(exc, SignInRequired):
+            raise
+    logger.info("%s: access token refused; renewing it once", who)
+    try:
+        return await login(True)
+    except AuthError as exc:
+        if not isinstance(exc, SignInRequired):
+            exc.hint = hint
+        raise

@@ -50,7 +50,6 @@ from popkeep.errors import (
     MessageRefused,
     PopkeepError,
     SecurityError,
-    SignInRequired,
     TLSError,
 )
 from popkeep.model import Receipt
@@ -126,15 +125,16 @@ class ImapSink:
     async def open(self) -> None:
         """Connect, secure, authenticate and make sure the folder exists. With an
         ``oauth`` provider, an access token the server refuses is renewed once."""
-        token = await self._secret()
-        try:
-            await asyncio.to_thread(self._connect, token)
-        except AuthError as exc:
-            if self.config.server.oauth is None or isinstance(exc, SignInRequired):
-                raise
-            logger.info("%s: access token refused; renewing it once", self._where)
-            token = await self._secret(renew=True)
-            await asyncio.to_thread(self._connect, token)
+        async def login(renew: bool) -> None:
+            await asyncio.to_thread(self._connect, await self._secret(renew))
+
+        if self.config.server.oauth is None:
+            return await login(False)
+        from popkeep.oauth import renewing
+
+        await renewing(self._where, login, "a fresh access token was refused too: check that "
+                       "the mailbox allows IMAP, or sign in again: "
+                       f"popkeep auth {self.config.name}")
 
     async def _secret(self, renew: bool = False) -> str:
         return await asyncio.to_thread(self._resolve_secret, renew)
