@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from popkeep.cli import main
+from popkeep.config import load_config
 from popkeep.config.sink_types import imap_sink
 from popkeep.errors import AuthError
 from popkeep.sinks.base import Delivery, delivery_key
@@ -191,3 +192,24 @@ def test_imap_sink_with_a_token_command_and_either_mechanism(
     introspection[0].refused.add(f"tok-{mechanism}")
     with pytest.raises(AuthError, match="login refused"):
         asyncio.run(ImapSink(imap_sink(table, 'c: sink "central"')).open())
+
+
+def test_imap_sink_whose_fresh_token_is_refused_too_says_what_to_check(
+    tmp_path: Path, oauth_dovecot: Dovecot, authority: Authority,
+    introspection: tuple[Introspection, str], capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The sink's cached token is refused, so is the one renewed once: the AuthError
+    names what to check and the command to sign in again, as an account's does."""
+    config = write(tmp_path, oauth_dovecot, authority)
+    assert main(["-c", str(config), "auth", "central", "--device"]) == 0
+    capsys.readouterr()
+    refused = set(introspection[0].refused)
+    introspection[0].refused |= {"at-1", "at-2"}
+    try:
+        with pytest.raises(AuthError) as caught:
+            asyncio.run(ImapSink(load_config(config).sinks["central"]).open())
+    finally:
+        introspection[0].refused = refused
+    assert introspection[0].asked[-2:] == ["at-1", "at-2"]
+    assert caught.value.hint == ("a fresh access token was refused too: check that the "
+                                 "mailbox allows IMAP, or sign in again: popkeep auth central")
