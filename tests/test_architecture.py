@@ -16,6 +16,10 @@ from typing import Any
 import pytest
 
 import popkeep
+from popkeep.testing.certs import TestCerts
+from popkeep.testing.server import ScriptedPOP3Server
+
+from .integration.helpers import server_config
 
 SRC = Path(popkeep.__file__).resolve().parent
 
@@ -207,3 +211,46 @@ def test_docs_cited_by_the_code_exist() -> None:
         if not (ROOT / name).is_file() and not (ROOT / "docs" / name).is_file()
     )
     assert missing == []
+
+
+# -- what a cron poll loads --------------------------------------------------------------
+
+#: What ``popkeep fetch`` with nothing new must not load (a name and its submodules):
+#: each costs every cron poll instructions for nothing (bench/README.md, "Round 11").
+#: The other commands' (click, the planner) and the service's, with their libraries;
+#: the optional adapters and the sinks the config does not name; and what only rarer
+#: paths of a fetch need — asyncio (a pass with work), json (``--json``, JSON log
+#: lines), secrets (a server without UIDL).
+NOT_ON_THE_CRON_PATH = (
+    "click", "popkeep.cli.group", "popkeep.cli.serve", "popkeep.planner",
+    "popkeep.service", "starlette", "uvicorn", "prometheus_client", "jinja2",
+    "popkeep.oauth", "msal", "google", "keyring", "imapclient", "matplotlib",
+    "popkeep.sinks.imap", "popkeep.sinks.gmail", "popkeep.sinks.lmtp", "popkeep.sinks.mbox",
+    "popkeep.sinks.mda", "popkeep.alerts.notify", "popkeep.testing",
+    "asyncio", "json", "secrets",
+)  # fmt: skip
+
+_NOOP_FETCH = """
+import sys
+from popkeep.cli import main
+code = main(["-c", sys.argv[1], "fetch"])
+with open(sys.argv[2], "w") as f:
+    f.write(" ".join([str(code), *sorted(sys.modules)]))
+"""
+
+
+def test_a_poll_with_nothing_new_loads_nothing_it_does_not_use(
+    tmp_path: Path, server: ScriptedPOP3Server, certs: TestCerts
+) -> None:
+    """A cron ``popkeep fetch`` of an account with nothing new, in a fresh interpreter
+    (the path of ``popkeep -c CONFIG fetch``, without ending by ``os._exit``)."""
+    config = server_config(tmp_path, server, certs)
+    loaded = tmp_path / "modules"
+    for _ in range(2):  # the first poll collects; the second has nothing new
+        subprocess.run([sys.executable, "-c", _NOOP_FETCH, str(config), str(loaded)],
+                       capture_output=True, timeout=60, check=True)  # fmt: skip
+    code, *modules = loaded.read_text().split()
+    assert code == "0"
+    assert "popkeep.sinks.maildir" in modules  # (the poll did run)
+    assert [m for m in modules
+            if any(m == n or m.startswith(n + ".") for n in NOT_ON_THE_CRON_PATH)] == []

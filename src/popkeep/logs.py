@@ -13,7 +13,6 @@ sets it where it runs (:func:`account`), in whichever thread or task that is.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,6 +66,8 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             event["exception"] = self.formatException(record.exc_info)
+        import json  # here: a cron poll logging text lines never loads it (≈ 5 M instructions)
+
         return json.dumps(event, ensure_ascii=False)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
