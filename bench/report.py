@@ -26,8 +26,9 @@ SCENARIO_TEXT = {
     "noop": "no-op poll: second run on the 20k mailbox ({corpus}), nothing new; "
     "each tool's state primed by a full fetch first",
 }
-# The issue's bar for popkeep/raw (wall) per scenario.
-BAR = {"2k": 1.5, "20k": 1.5, "noop": 1.5, "big": 1.5}
+# The bar for popkeep/raw (wall) per scenario: issue 5's 1.5, and issue 17's 1.2 for
+# bulk collection ("2k and 20k mailboxes in at most 1.2× the raw reference's time").
+BAR = {"2k": 1.2, "20k": 1.2, "noop": 1.5, "big": 1.5}
 BIG_RSS_BAR_MB = 64.0
 STARTUP_BAR_S = 0.150
 
@@ -146,9 +147,10 @@ def bar_line(scenario: str, stats: dict[str, dict[str, Any]]) -> str:
     if not me or not me["ok"] or not raw or not raw["ok"]:
         return "Bar: not evaluated (popkeep or raw missing or failed).\n"
     ratio = me["wall"] / raw["wall"] if raw["wall"] else float("inf")
+    cpu = f"{me['cpu'] / raw['cpu']:.2f}" if raw["cpu"] else "n/a"
     verdict = f"popkeep/raw = {ratio:.2f} (bar ≤ {BAR.get(scenario, 1.5)}): " + (
         "**met**" if ratio <= BAR.get(scenario, 1.5) else "**not met**"
-    )
+    ) + f"; CPU popkeep/raw = {cpu}"
     if scenario == "big":
         verdict += f"; peak RSS {me['rss']:.1f} MB (bar < {BIG_RSS_BAR_MB:.0f} MB): " + (
             "**met**" if me["rss"] < BIG_RSS_BAR_MB else "**not met**"
