@@ -569,18 +569,20 @@ class App:
         return marked, len(entries)
 
     async def _listed(self, account: AccountConfig) -> list[Collected]:
-        """Every message on ``account``'s server as (key, size), read in one session
-        that ends with QUIT (nothing was marked deleted)."""
+        """Every message on ``account``'s server as (key, LIST size, ``TOP n 0``
+        header digest), read in one session that ends with QUIT (nothing was marked
+        deleted): what a later poll compares with to tell the message from new mail
+        under its UIDL (docs/guarantees.md, point 10)."""
         from popkeep.state.base import Collected
 
         session = await self.source(account)()
         try:
             listing = await session.list_mailbox()
-            described = await session.describe(list(listing.keys))
+            described = await session.describe(list(listing.keys), identify=True)
             await session.commit()
         finally:
             await session.close()
-        return [Collected(m.key, None, m.size) for m in described]
+        return [Collected(m.key, None, m.size, m.identity) for m in described]
 
     def status(self) -> list[AccountStatus]:
         """Per account: its last run and the store's counts (two indexed queries each)."""

@@ -15,10 +15,12 @@ import pytest
 
 from popkeep.cli import main
 from popkeep.state.sqlite import SQLiteStore
+from popkeep.testing.certs import TestCerts
 from popkeep.testing.mailgen import realistic_mailbox
+from popkeep.testing.server import ScriptedPOP3Server
 
 from ..fixtures.dovecot import Dovecot
-from .helpers import dovecot_config, fetch, maildir_messages
+from .helpers import dovecot_config, fetch, maildir_messages, server_config
 
 pytestmark = pytest.mark.dovecot
 
@@ -52,9 +54,34 @@ def test_baseline_then_fetch_delivers_only_newer_mail(
     assert all(m.first_retrieved_at is not None and m.first_retrieved_at >= before
                for m in marked)
     assert all(m.size > 0 for m in marked)  # LIST's size, for the checks before DELE
+    assert all(m.digest is not None for m in marked)  # TOP n 0's, to tell them apart
 
     code, data = fetch(config, capsys)
     assert (code, data["delivered"]) == (0, 0)
     assert main(["-c", str(config), "baseline", "isp"]) == 0
     assert "isp: 0 message(s) on the server marked as collected (6 already known)" in (
         capsys.readouterr().out)
+
+
+def test_a_baselined_message_the_server_rewrites_is_not_fetched_again(
+    server: ScriptedPOP3Server, certs: TestCerts, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Baseline records each message's LIST size and TOP n 0 header digest, so a poll
+    whose STAT octets moved tells a message the server rewrote (``Status:``) from new
+    mail under its UIDL (docs/guarantees.md, point 10), as for fetched messages."""
+    box = server.mailbox
+    uids = box.uids
+    config = server_config(tmp_path, server, certs, delete_after="never")
+    assert main(["-c", str(config), "baseline", "isp"]) == 0
+    marked = box.message(uids[3]).replace(b"\r\n\r\n", b"\r\nStatus: RO\r\n\r\n", 1)
+    box.reuse_uid(uids[3], marked)  # the same message, rewritten in place by the server
+    code, data = fetch(config, capsys)
+    assert (code, data["delivered"]) == (0, 0), data
+    new = b"From: x@example.com\r\nSubject: under an old uidl\r\nMessage-ID: <n@x>\r\n\r\nhi\r\n"
+    box.remove(uids[4])  # deleted elsewhere, and its UIDL given to new mail, between polls
+    box.reuse_uid(uids[4], new)
+    code, data = fetch(config, capsys)
+    assert (code, data["delivered"]) == (0, 1), data
+    assert [p.read_bytes() for p in (tmp_path / "Maildir" / "new").iterdir()] == [
+        new.replace(b"\r\n", b"\n")]

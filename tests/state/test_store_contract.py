@@ -222,7 +222,7 @@ def test_live_octets_sum_what_list_said_of_the_messages_on_the_server(store: Sta
 def test_mark_collected_records_delivered_messages_without_content(store: StateStore) -> None:
     store.record_delivered("a", [delivered("u1", sha="e" * 64)], SINKS, T0)
     t1, then = T0 + timedelta(days=3), T0 - timedelta(days=40)
-    entries = [Collected("u1"), Collected("u2", then), Collected("u3", None, 1234),
+    entries = [Collected("u1"), Collected("u2", then), Collected("u3", None, 1234, "d" * 64),
                Collected("u2", t1)]  # a uid twice: its first entry counts
     assert store.mark_collected("a", entries, SINKS, "imported from fetchmail", t1) == 2
     msgs = store.messages("a")
@@ -230,8 +230,9 @@ def test_mark_collected_records_delivered_messages_without_content(store: StateS
     u2, u3 = msgs["u2"], msgs["u3"]
     assert (u2.state, u2.first_retrieved_at, u2.sinks) == (
         MessageState.DELIVERED, then, frozenset(SINKS))
-    assert (u2.sha256, u2.size, u2.listed_size) == (None, 0, None)
-    assert (u3.first_retrieved_at, u3.size, u3.listed_size) == (t1, 1234, 1234)
+    assert (u2.sha256, u2.size, u2.listed_size, u2.digest) == (None, 0, None, None)
+    assert (u3.first_retrieved_at, u3.size, u3.listed_size, u3.digest) == (
+        t1, 1234, 1234, "d" * 64)
     assert sorted(store.uids_by_state("a")[MessageState.DELIVERED]) == ["u1", "u2", "u3"]
     assert "u2" not in store.messages("b")
     assert store.mark_collected("a", entries, SINKS, "again", t1) == 0

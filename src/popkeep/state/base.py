@@ -57,6 +57,8 @@ class Collected(NamedTuple):
     #: when it was first collected (the retention clock); None: when it is marked
     first_retrieved_at: datetime | None = None
     listed_size: int | None = None  #: the size LIST gives for it, when known
+    #: its ``TOP n 0`` header digest (:func:`popkeep.headers.header_digest`), when known
+    digest: str | None = None
 
 
 class Refusal(NamedTuple):
@@ -223,8 +225,9 @@ class StateStore(AccountLocks, Protocol):
         whose ref is ``source`` (what vouches for it, e.g. ``"imported from
         fetchmail"``), so retention treats it like any message delivered everywhere;
         ``first_retrieved_at`` as given, else ``now``; its size is ``listed_size``
-        (0 when unknown) and it has no content hash. A uid the account knows already
-        (in any state) keeps its record. Returns how many were marked."""
+        (0 when unknown), its header digest ``digest``, and it has no content hash.
+        A uid the account knows already (in any state) keeps its record. Returns how
+        many were marked."""
         ...
 
     def live_octets(self, account: str) -> tuple[int, int]:

@@ -533,12 +533,13 @@ class SQLiteStore:
                     fresh.setdefault(entry.uid, entry)
             cur.executemany(
                 """INSERT INTO messages
-                   (account, uid, size, state, first_retrieved_at, sinks, listed_size)
-                   VALUES (?, ?, ?, 'delivered', ?, ?, ?)""",
+                   (account, uid, size, state, first_retrieved_at, sinks, listed_size,
+                    header_digest)
+                   VALUES (?, ?, ?, 'delivered', ?, ?, ?, ?)""",
                 [
                     (account, c.uid, c.listed_size or 0,
                      _encode_time(c.first_retrieved_at) if c.first_retrieved_at else stamp,
-                     _SEP.join(names) or None, c.listed_size)
+                     _SEP.join(names) or None, c.listed_size, c.digest)
                     for c in fresh.values()
                 ],
             )
