@@ -75,7 +75,7 @@ def test_scripted_init_finds_implicit_tls_and_offers_baseline(
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert f"Found {dovecot.host}:{dovecot.pop3s_port} (implicit TLS)" in out
-    assert "isp: 4 of 4 message(s) on the server marked as collected" in out
+    assert "isp: 4 message(s) on the server marked as collected; popkeep fetch will" in out
 
     dovecot.add_messages(dovecot_user, realistic_mailbox(1, seed=33))
     code, data = fetch(tmp_path / "conf" / "config.toml", capsys)

@@ -415,12 +415,6 @@ def _offer_baseline(w: Wizard, path: Path, account: str) -> None:
                      "Mark it as collected so popkeep delivers only newer mail",
                      w.o["baseline"], False):
         return
-    from popkeep.app import load_app
+    from popkeep.cli.migrate import mark_baseline
 
-    app = load_app(path)
-    try:
-        marked, listed = app.baseline(account)
-    finally:
-        app.close()
-    click.echo(f"{account}: {marked} of {listed} message(s) on the server marked as "
-               "collected; popkeep fetch will deliver only newer mail")
+    mark_baseline(path, account, quiet=True)

@@ -10,13 +10,43 @@ collected (the old client has it all), its retention clock starting now.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from popkeep.cli import runner
 from popkeep.cli.common import config_option, handles_errors, resolve_config_path
 from popkeep.state.foreign import READERS
+
+if TYPE_CHECKING:
+    from popkeep.app import App
+
+
+def _marked(
+    path: Path, account: str, mark: Callable[[App], tuple[int, int]], done: str, then: str,
+    quiet: bool = False,
+) -> None:
+    """Run ``mark`` (an App call returning how many messages it marked and how many
+    it was given) on the app of config ``path``, and say in one line what it did
+    (``done``) and what follows (``then``)."""
+    app = runner.load(path, quiet)
+    try:
+        marked, listed = mark(app)
+    finally:
+        app.close()
+    known = listed - marked
+    click.echo(f"{account}: {marked} message(s) {done}"
+               + (f" ({known} already known)" if known else "") + f"; {then}")
+
+
+def mark_baseline(path: Path, account: str, quiet: bool = False) -> None:
+    """``popkeep baseline ACCOUNT`` with config ``path`` (also offered by ``popkeep
+    init``)."""
+    _marked(path, account, lambda app: app.baseline(account),
+            "on the server marked as collected", "popkeep fetch will deliver only newer mail",
+            quiet)
 
 
 @click.command("import-state")
@@ -32,16 +62,10 @@ def import_state(
     config_path: Path | None,
 ) -> int:
     """Mark the messages CLIENT already collected (its state FILE) as collected for --account."""
-    app = runner.load(resolve_config_path(config_path))
-    try:
-        marked, listed = app.import_state(account, client, file.read_bytes(), host, user)
-    finally:
-        app.close()
-    known = listed - marked
-    click.echo(
-        f"{account}: {marked} message(s) marked as collected from {client}'s list"
-        + (f" ({known} already known)" if known else "")
-        + "; popkeep fetch will not fetch them"
+    _marked(
+        resolve_config_path(config_path), account,
+        lambda app: app.import_state(account, client, file.read_bytes(), host, user),
+        f"marked as collected from {client}'s list", "popkeep fetch will not fetch them",
     )
     return 0
 
@@ -53,15 +77,5 @@ def import_state(
 def baseline(account: str, config_path: Path | None) -> int:
     """Mark everything on ACCOUNT's server now as collected: nothing is delivered,
     and popkeep fetch afterwards delivers only newer mail."""
-    app = runner.load(resolve_config_path(config_path))
-    try:
-        marked, listed = app.baseline(account)
-    finally:
-        app.close()
-    known = listed - marked
-    click.echo(
-        f"{account}: {marked} message(s) on the server marked as collected"
-        + (f" ({known} already known)" if known else "")
-        + "; popkeep fetch will deliver only newer mail"
-    )
+    mark_baseline(resolve_config_path(config_path), account)
     return 0
