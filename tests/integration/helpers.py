@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from popkeep.cli import main
+from popkeep.model import StoredMessage
+from popkeep.state.sqlite import SQLiteStore
 from popkeep.testing.certs import TestCerts
 from popkeep.testing.server import ScriptedPOP3Server
 
@@ -106,3 +108,12 @@ def maildir_messages(maildir: Path) -> list[bytes]:
 
 def digests(messages: list[bytes]) -> list[str]:
     return sorted(hashlib.sha256(m.replace(b"\r\n", b"\n")).hexdigest() for m in messages)
+
+
+def stored_messages(state: Path, account: str = "isp") -> dict[str, StoredMessage]:
+    """What the SQLite store at ``state`` records of ``account``'s messages."""
+    store = SQLiteStore.open(state)
+    try:
+        return store.messages(account)
+    finally:
+        store.close()

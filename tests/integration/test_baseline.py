@@ -14,13 +14,12 @@ from pathlib import Path
 import pytest
 
 from popkeep.cli import main
-from popkeep.state.sqlite import SQLiteStore
 from popkeep.testing.certs import TestCerts
 from popkeep.testing.mailgen import realistic_mailbox
 from popkeep.testing.server import ScriptedPOP3Server
 
 from ..fixtures.dovecot import Dovecot
-from .helpers import dovecot_config, fetch, maildir_messages, server_config
+from .helpers import dovecot_config, fetch, maildir_messages, server_config, stored_messages
 
 pytestmark = pytest.mark.dovecot
 
@@ -44,11 +43,7 @@ def test_baseline_then_fetch_delivers_only_newer_mail(
     assert data["delivered"] == 2
     assert len(maildir_messages(tmp_path / "Maildir")) == 2
 
-    store = SQLiteStore.open(tmp_path / "state.db")
-    try:
-        messages = store.messages("isp")
-    finally:
-        store.close()
+    messages = stored_messages(tmp_path / "state.db")
     marked = [m for m in messages.values() if m.sha256 is None]
     assert len(marked) == 4
     assert all(m.first_retrieved_at is not None and m.first_retrieved_at >= before

@@ -21,13 +21,12 @@ from pathlib import Path
 import pytest
 
 from popkeep.cli import main
-from popkeep.state.sqlite import SQLiteStore
 from popkeep.testing.certs import TestCerts
 from popkeep.testing.mailgen import realistic_mailbox
 from popkeep.testing.server import ScriptedPOP3Server
 
 from ..fixtures.dovecot import Dovecot
-from .helpers import dovecot_config, fetch, maildir_messages, server_config
+from .helpers import dovecot_config, fetch, maildir_messages, server_config, stored_messages
 
 pytestmark = pytest.mark.dovecot
 
@@ -142,11 +141,7 @@ def test_what_the_previous_client_collected_is_not_fetched_again(
     assert data["delivered"] == 2  # the two that came later, and nothing else
     assert len(maildir_messages(tmp_path / "Maildir")) == 2
 
-    store = SQLiteStore.open(tmp_path / "state.db")
-    try:
-        messages = store.messages("isp")
-    finally:
-        store.close()
+    messages = stored_messages(tmp_path / "state.db")
     firsts = sorted(m.first_retrieved_at for m in messages.values() if m.sha256 is None)
     assert len(firsts) == 5 and all(f is not None and f >= before for f in firsts)
     code, data = fetch(config, capsys)
@@ -187,11 +182,7 @@ def test_thunderbirds_popstate_keeps_kept_messages_and_their_times(
     # the retention clock is Thunderbird's: those it fetched in 2020 are due, the one
     # without a time counts from the import
     assert server.mailbox.deleted == [uids[0], uids[1]]
-    store = SQLiteStore.open(tmp_path / "state.db")
-    try:
-        messages = store.messages("isp")
-    finally:
-        store.close()
+    messages = stored_messages(tmp_path / "state.db")
     assert messages[uids[0]].first_retrieved_at == then
     assert messages[uids[1]].first_retrieved_at == then
     assert "other-1" not in messages
