@@ -367,13 +367,10 @@ def _service(table: object, where: Where, ctx: _Context) -> ServiceConfig:
 
 def _loopback(listen: str) -> bool:
     """``HOST:PORT`` names 127.0.0.0/8, ``::1`` or ``localhost``."""
-    import ipaddress  # only when [service] listen is set: fetch start-up is measured
+    # only when [service] listen is set: fetch start-up is measured
+    from popkeep.config.sink_types import is_loopback
 
-    host = listen.rpartition(":")[0].removeprefix("[").removesuffix("]")
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(listen.rpartition(":")[0].removeprefix("[").removesuffix("]"))
 
 
 def _mailbox(value: object, where: Where) -> str:
