@@ -19,7 +19,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
@@ -29,6 +29,9 @@ from popkeep.config import keystore
 from popkeep.config.presets import Preset, find, load_presets, split_address
 from popkeep.errors import AuthError, ConfigError, ProtocolError, SecurityError, TransportError
 
+if TYPE_CHECKING:
+    from popkeep.config.schema import TLSMode
+
 DAY = 86400.0
 _TRIES = 3  #: passwords asked before giving up
 
@@ -36,7 +39,7 @@ _TRIES = 3  #: passwords asked before giving up
 class Server(NamedTuple):
     host: str
     port: int
-    tls: str
+    tls: TLSMode
 
 
 class Wizard:
@@ -101,7 +104,9 @@ def _oauth(w: Wizard, preset: Preset | None) -> tuple[tuple[str, str], ...]:
     return (*table, *([("client_secret", secret)] if secret else []))
 
 
-def _candidates(w: Wizard, domain: str, also: Server | None) -> list[tuple[str, int, str]]:
+def _candidates(
+    w: Wizard, domain: str, also: Server | None
+) -> list[tuple[str, int, TLSMode]]:
     """Where to look: ``--host`` or the usual names (after ``also``'s host, a
     preset's server that did not answer as the preset says), on ``--port`` or
     995/110 (after ``also``'s port), with ``--tls`` or both modes."""
@@ -110,9 +115,10 @@ def _candidates(w: Wizard, domain: str, also: Server | None) -> list[tuple[str, 
     if also is not None:
         hosts = [also.host, *(h for h in hosts if h != also.host)]
         ports = [also.port, *(p for p in ports if p != also.port)]
-    modes = [w.o["tls"]] if w.o["tls"] else ["implicit", "starttls"]
+    modes: list[TLSMode] = [w.o["tls"]] if w.o["tls"] else ["implicit", "starttls"]
     if not w.o["port"] and also is None and not w.o["tls"]:
-        return [(h, p, t) for h in hosts for p, t in ((995, "implicit"), (110, "starttls"))]
+        usual: tuple[tuple[int, TLSMode], ...] = ((995, "implicit"), (110, "starttls"))
+        return [(h, p, t) for h in hosts for p, t in usual]
     return [(h, p, t) for h in hosts for p in ports for t in modes]
 
 
@@ -122,7 +128,7 @@ def _probed_server(w: Wizard, domain: str, also: Server | None = None) -> Server
     candidates = _candidates(w, domain, also)
     click.echo(f"Looking for the POP3 server of {domain} "
                f"({len(candidates)} places, TLS verified) …")
-    probes = run_async(probe_pop3(candidates, w.o["ca_file"]))  # type: ignore[arg-type]
+    probes = run_async(probe_pop3(candidates, w.o["ca_file"]))
     for probe in probes:
         if probe.capabilities is not None:
             click.echo(f"Found {probe.host}:{probe.port} ({probe.tls} TLS)")
@@ -153,8 +159,7 @@ def _logged_in(w: Wizard, server: Server, user: str, password: str) -> str:
     from popkeep.app import try_login
     from popkeep.config.schema import Connection
 
-    conn = Connection(server.host, server.port, server.tls,  # type: ignore[arg-type]
-                      ca_file=w.o["ca_file"], user=user)
+    conn = Connection(server.host, server.port, server.tls, ca_file=w.o["ca_file"], user=user)
     for attempt in range(_TRIES):
         try:
             stat = run_async(try_login(conn, password))
