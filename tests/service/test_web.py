@@ -181,6 +181,7 @@ def test_the_api_listens_on_loopback_only(api: ServedApi) -> None:
 @pytest.mark.parametrize(("listen", "address"), [
     ("127.0.0.1:8025", ("127.0.0.1", 8025)), ("localhost:0", ("127.0.0.1", 0)),
     ("[::1]:8025", ("::1", 8025)), ("127.0.0.2:1", ("127.0.0.2", 1)),
+    ("LOCALHOST.:8025", ("127.0.0.1", 8025)),  # what the config's check lets through
 ])
 def test_loopback_addresses_are_accepted(listen: str, address: tuple[str, int]) -> None:
     assert loopback_address(listen) == address

@@ -39,6 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from popkeep.config.sink_types import is_loopback
 from popkeep.errors import ConfigError
 from popkeep.service import control
 from popkeep.service.model import AccountState, ServiceView
@@ -333,14 +334,13 @@ def loopback_address(listen: str, remote_ok: bool = False) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:PORT``) of ``[service] listen`` → ``(host, port)``.
 
     ConfigError unless the host is a loopback address (127.0.0.0/8, ::1) or
-    ``localhost``, or ``remote_ok`` (the service has a password: every request
+    ``localhost`` (:func:`~popkeep.config.sink_types.is_loopback`, as the config's
+    check), or ``remote_ok`` (the service has a password: every request
     needs it, docs/dashboard.md) and it is any IP address."""
     host, _, port = listen.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
-    if host == "localhost":
-        host = "127.0.0.1"
     try:
-        local = ipaddress.ip_address(host).is_loopback or remote_ok
+        local = is_loopback(host) or (remote_ok and _is_address(host))
         number = int(port)
     except ValueError:
         local, number = False, -1
@@ -349,7 +349,15 @@ def loopback_address(listen: str, remote_ok: bool = False) -> tuple[str, int]:
             f"service.listen: {listen!r} is not a loopback address and port; without a "
             f'[service] password it listens on this machine only (e.g. "127.0.0.1:8025")'
         )
-    return host, number
+    return (host if _is_address(host) else "127.0.0.1"), number  # localhost
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 @asynccontextmanager
