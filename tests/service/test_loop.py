@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
@@ -322,6 +323,25 @@ def test_an_account_another_process_collects_is_skipped_not_failed(
     assert server.sessions == []
 
 
+def test_a_check_now_while_the_observers_run_polls_again_once_they_are_done(
+    tmp_path: Path, server: ScriptedPOP3Server
+) -> None:
+    """The observers run while the pass still holds the account (its alerts meet no
+    other pass of it); a check-now that comes meanwhile (the pass's next poll is
+    already set, an hour away) is not lost: the next poll follows at once."""
+    text = config_text(tmp_path, server, 'interval = "1h"\n')
+    app, service, recorder = start(tmp_path, text, days=0.5)
+
+    def ask_once(seen: Seen) -> None:
+        if len(recorder.passes) == 1:
+            assert service.check_now(["isp"]) == ["isp"]
+
+    recorder.then = ask_once
+    run(app, service)
+    assert recorder.passes[1].started == recorder.passes[0].ended
+    assert recorder.passes[2].started - recorder.passes[1].ended == timedelta(hours=1)
+
+
 def test_no_more_than_the_concurrency_at_once_and_every_account_polled(
     tmp_path: Path, server: ScriptedPOP3Server
 ) -> None:
@@ -331,12 +351,12 @@ def test_no_more_than_the_concurrency_at_once_and_every_account_polled(
     running = most = 0
     collect = service._collect
 
-    async def counted(account: AccountConfig) -> AccountResult:
+    async def counted(account: AccountConfig, held: ExitStack) -> AccountResult:
         nonlocal running, most
         running += 1
         most = max(most, running)
         try:
-            return await collect(account)
+            return await collect(account, held)
         finally:
             running -= 1
 

@@ -8,7 +8,9 @@ from its content (:func:`popkeep.sinks.base.delivery_key`); only then is it
 recorded as told. A crash in between leaves it owed: the next pass composes
 the same bytes and asks the sink (``Sink.find``) before delivering again. A
 sink that fails leaves it owed too, and the next pass tries again. Nothing here
-touches a server: an alert never causes a DELE.
+touches a server: an alert never causes a DELE. Its callers (the service's loop,
+``popkeep fetch``) call it while the pass still holds the account's lock, so no
+other collector of the account finds the same notice owed meanwhile.
 
 Must not: name concrete sinks or stores (``app`` builds them), raise out of
 :meth:`Alerts.pass_finished` (a failing alert must not fail a pass).

@@ -165,10 +165,11 @@ class Progress:
 
 
 def tell_alerts(app: App, results: Sequence[AccountResult]) -> None:
-    """After the passes of ``popkeep fetch``: the alerts of docs/alerts.md, as the service
-    raises them. Settling needs no event loop (one small query per account, two after a
-    failed pass); a loop starts only when a notice is owed. A failure is logged, never
-    the fetch's: the notice stays owed for the next run."""
+    """After the passes of ``popkeep fetch``, while their locks are held: the alerts of
+    docs/alerts.md, as the service raises them. Settling needs no event loop (one small
+    query per account, two after a failed pass); a loop starts only when a notice is
+    owed. A failure is logged, never the fetch's: the notice stays owed for the next
+    run."""
     if not app.config.service.alerts or not results:
         return
     from popkeep.alerts import quiet
@@ -215,8 +216,8 @@ def fetch(accounts: Sequence[str], config_path: Path, as_json: bool, quiet: bool
         try:
             from popkeep.cli.quick.poll import poll
 
-            results = poll(app, accounts, progress)
-            tell_alerts(app, results)
+            # the alerts are told while the passes' locks are held (docs/alerts.md)
+            results = poll(app, accounts, progress, then=lambda done: tell_alerts(app, done))
         finally:
             if progress is not None:
                 progress.clear()

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import random as _random
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -237,39 +238,58 @@ class Service:
                 wait.cancel()
 
     async def _one(self, slot: _Slot) -> None:
-        """One pass of ``slot``'s account, then its next poll and the observers."""
+        """One pass of ``slot``'s account, its next poll, then the observers, all while
+        the pass's hold on the account's lock lasts: the alerts the observers deliver
+        must not meet another pass of the account, in this process or another (a cron
+        ``popkeep fetch``), which would find the same notice owed and deliver it too
+        (docs/alerts.md, "Never lost, never twice")."""
         account = slot.config
         try:
-            try:
-                result = await self._collect(account)
-            except Exception as exc:  # a bug must not stop the other accounts' polling
-                log.exception("account %s: the pass failed unexpectedly", account.name)
-                result = self._failed(account, PopkeepError(f"internal error: {exc!r}"))
-            self._finished(slot, result)
+            with ExitStack() as held:
+                result = await self._collect(account, held)
+                self._finished(slot, result)
+                await self._observe(account, result, slot.state)
         finally:
             slot.task = None
+            self._asked_meanwhile(slot)
             if account.name in self._removed:
                 self._removed.discard(account.name)
                 self._slots.pop(account.name, None)
             self._poke()
-        for observer in self._observers:
-            try:
-                await observer.pass_finished(account, result, slot.state)
-            except Exception:
-                log.exception("account %s: an observer of the pass failed", account.name)
 
-    async def _collect(self, account: AccountConfig) -> AccountResult:
-        """The account's pass (skipped, with AlreadyRunning, when another process
-        holds its lock). Never raises a PopkeepError: it is in the result."""
+    async def _collect(self, account: AccountConfig, held: ExitStack) -> AccountResult:
+        """The account's pass, its lock entered into ``held`` (skipped, with
+        AlreadyRunning, when another process holds it). Never raises a PopkeepError,
+        nor any other Exception (a bug must not stop the other accounts' polling):
+        it is in the result."""
         try:
-            with self._app.passes([account.name]) as passes:
-                if passes.skipped:
-                    return passes.skipped[0]
-                (job,) = passes.jobs
-                return await passes.collector.run(job)
+            passes = held.enter_context(self._app.passes([account.name]))
+            if passes.skipped:
+                return passes.skipped[0]
+            (job,) = passes.jobs
+            return await passes.collector.run(job)
         except PopkeepError as exc:  # before the pass: a sink's path, the store
             log.info("account %s: %s", account.name, exc)
             return self._failed(account, exc)
+        except Exception as exc:
+            log.exception("account %s: the pass failed unexpectedly", account.name)
+            return self._failed(account, PopkeepError(f"internal error: {exc!r}"))
+
+    async def _observe(self, account: AccountConfig, result: AccountResult,
+                       state: AccountState) -> None:  # fmt: skip
+        for observer in self._observers:
+            try:
+                await observer.pass_finished(account, result, state)
+            except Exception:
+                log.exception("account %s: an observer of the pass failed", account.name)
+
+    def _asked_meanwhile(self, slot: _Slot) -> None:
+        """A check-now or a reload that came while the observers ran (after
+        :meth:`_finished`) polls the account as soon as they are done."""
+        if slot.again or slot.reconfigured:
+            slot.again = slot.reconfigured = False
+            slot.due = self._clock.monotonic()
+            slot.state = replace(slot.state, phase="waiting", next_poll_at=self._clock.now())
 
     def _failed(self, account: AccountConfig, error: PopkeepError) -> AccountResult:
         """The result of a pass that never started."""

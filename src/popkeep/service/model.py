@@ -47,7 +47,9 @@ class AccountState:
 
 class PassObserver(Protocol):
     """Told about every finished pass, in the service and (where cheap) after
-    ``popkeep fetch``. The service logs an observer's exception and goes on."""
+    ``popkeep fetch``, while the pass still holds the account's lock (what an observer
+    writes for the account meets no other pass of it). The service logs an observer's
+    exception and goes on."""
 
     async def pass_finished(
         self, account: AccountConfig, result: AccountResult, state: AccountState

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Awaitable, Coroutine, Generator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -126,13 +126,18 @@ async def _finish_all(suspended: Sequence[_Suspended]) -> list[AccountResult]:
 
 
 def poll(
-    app: App, names: Sequence[str] = (), progress: ProgressCallback | None = None
+    app: App,
+    names: Sequence[str] = (),
+    progress: ProgressCallback | None = None,
+    then: Callable[[list[AccountResult]], None] | None = None,
 ) -> list[AccountResult]:
     """``App.fetch`` for a process with no event loop (``popkeep fetch``, the demo).
 
     The first accounts start logging in as soon as their locks are held; every
     pass is driven without a loop; an event loop starts only for the passes with
-    something to fetch or delete. Results in the accounts' order.
+    something to fetch or delete. Results in the accounts' order. ``then(results)``
+    runs before the locks are released, with no event loop running (``popkeep
+    fetch`` delivers the alerts there: docs/alerts.md).
     """
     from popkeep.cli.quick import end_startup
 
@@ -159,8 +164,10 @@ def poll(
 
                 finished = iter(asyncio.run(_finish_all(suspended)))
                 begun = [next(finished) if isinstance(b, _Suspended) else b for b in begun]
-            results = [b for b in begun if not isinstance(b, _Suspended)]
-            return results + passes.skipped
+            results = [b for b in begun if not isinstance(b, _Suspended)] + passes.skipped
+            if then is not None:
+                then(results)
+            return results
 
 
 class OpenedAhead:
