@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from popkeep.clock import FakeClock
 from popkeep.errors import StateError
 from popkeep.model import MessageState, Receipt, RunSummary
 from popkeep.state.base import (
+    RUNS_KEPT,
     AccountTotals,
     Alert,
     Collected,
@@ -428,6 +430,71 @@ def test_failing_since_is_the_first_failed_run_after_the_last_ok_one(store: Stat
     assert store.failing_since("a") == T0 + timedelta(minutes=2)
     store.record_run(_outcome("a", 6, "ok"))
     assert store.failing_since("a") is None
+
+
+def test_runs_beyond_the_newest_kept_are_forgotten(store: StateStore) -> None:
+    """Each account keeps its newest RUNS_KEPT runs: the last one (``popkeep status``)
+    and the recent ones (the dashboard's History) are there, the older ones are gone,
+    and another account's history is its own."""
+    extra = 30
+    for minute in range(RUNS_KEPT + extra):
+        store.record_run(_outcome("a", minute, "ok"))
+    store.record_run(_outcome("b", 0, "ok"))
+    kept = store.runs("a", limit=10 * RUNS_KEPT)
+    assert [r.started_at for r in kept] == [T0 + timedelta(minutes=m) for m in
+                                            reversed(range(extra, RUNS_KEPT + extra))]
+    assert store.runs("a", limit=1)[0].started_at == T0 + timedelta(minutes=RUNS_KEPT + extra - 1)
+    assert len(store.runs("b")) == 1
+    assert len(store.runs(limit=10 * RUNS_KEPT)) == RUNS_KEPT + 1
+
+
+def test_a_failure_streak_longer_than_the_runs_kept_keeps_its_start(store: StateStore) -> None:
+    """The first run of a failure streak outlives the pruning, so the alerts' clock
+    (``failing_since``) counts from the real start however long the streak; once a
+    run succeeds, it goes like any other."""
+    for minute in range(5):
+        store.record_run(_outcome("a", minute, "ok"))
+    streak = RUNS_KEPT + 20
+    for minute in range(5, 5 + streak):
+        store.record_run(_outcome("a", minute, "TransportError"))
+    assert store.failing_since("a") == T0 + timedelta(minutes=5)
+    kept = store.runs("a", limit=10 * RUNS_KEPT)
+    assert len(kept) == RUNS_KEPT + 1 and kept[-1].started_at == T0 + timedelta(minutes=5)
+    store.record_run(_outcome("a", 5 + streak, "ok"))
+    assert store.failing_since("a") is None
+    assert len(store.runs("a", limit=10 * RUNS_KEPT)) == RUNS_KEPT
+
+
+def test_a_week_of_polling_keeps_the_store_the_same_size(
+    factory: StoreFactory, tmp_path: Path
+) -> None:
+    """A week of polls every 30 minutes (an injected clock) of an account that works
+    and one that fails for four days: once each has RUNS_KEPT runs (the third day),
+    the run history stops growing, and so does the database on disk (measured closed:
+    what it keeps, not SQLite's write-ahead log)."""
+    clock = FakeClock(T0)
+    days: list[tuple[int, int]] = []  #: (runs kept, octets on disk) at the end of each day
+    for day in range(7):
+        store = factory(tmp_path)
+        try:
+            for _ in range(24 * 2):
+                now = clock.now()
+                store.record_run(RunSummary("ok", now, now, "ok", None))
+                failing = timedelta(days=1) <= now - T0 < timedelta(days=5)
+                outcome, error = ("TransportError", "down") if failing else ("ok", None)
+                store.record_run(RunSummary("flaky", now, now, outcome, error))
+                clock.advance(timedelta(minutes=30))
+            if day == 4:
+                assert store.failing_since("flaky") == T0 + timedelta(days=1)
+            kept = len(store.runs(limit=10**6))
+        finally:
+            store.close()
+        days.append((kept, sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())))
+    assert {kept for kept, _ in days[2:]} <= {2 * RUNS_KEPT, 2 * RUNS_KEPT + 1}
+    # A page or two while the B-trees settle, then not an octet more (here 86 → 90 KB
+    # on the third and fourth day; keeping every run: 147 KB after the week, growing).
+    assert max(octets for _, octets in days[2:]) <= days[2][1] * 1.1
+    assert days[-1][1] <= days[3][1]
 
 
 def _alert(condition: str = "failing", minutes: int = 0) -> Alert:

@@ -24,6 +24,13 @@ from typing import NamedTuple, Protocol
 
 from popkeep.model import MessageState, Receipt, RunSummary, StoredMessage
 
+#: the runs each account keeps (:meth:`StateStore.record_run`): what ``popkeep
+#: status`` (the last run), the dashboard's History (the last 50) and the alerts (the
+#: start of a failure streak) read, with room to spare; at a 1-minute interval about
+#: 100 minutes of passes. A service polling 1,000 accounts every minute keeps about
+#: 100,000 rows instead of adding 1.4 million a day.
+RUNS_KEPT = 100
+
 
 class Intent(NamedTuple):
     """Journaled before delivering: "uid with this content is about to go to these sinks"."""
@@ -267,6 +274,10 @@ class StateStore(AccountLocks, Protocol):
         ...
 
     def record_run(self, summary: RunSummary) -> None:
+        """Add ``summary`` to the account's run history and, in the same transaction,
+        forget its runs older than the newest :data:`RUNS_KEPT`, except the first run
+        of its current failure streak (:meth:`failing_since` stays true however long
+        the streak). The cost does not grow with the history."""
         ...
 
     def runs(self, account: str | None = None, limit: int = 50) -> list[RunSummary]:

@@ -28,6 +28,7 @@ from typing import Any
 from popkeep.errors import StateError
 from popkeep.model import MessageState, RunSummary, StoredMessage
 from popkeep.state.base import (
+    RUNS_KEPT,
     AccountTotals,
     Alert,
     Collected,
@@ -675,6 +676,33 @@ class SQLiteStore:
                 f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * len(row))})",  # noqa: S608
                 row,
             )
+            self._prune_runs(cur, s.account)
+
+    @staticmethod
+    def _prune_runs(cur: sqlite3.Cursor, account: str) -> None:
+        """Forget the account's runs beyond the newest RUNS_KEPT but the first of its
+        failure streak. Walks the ``runs_by_account`` index (whose entries end with
+        the id) over at most RUNS_KEPT + 2 entries: the newest one to forget, and the
+        streak's first run after the newest ``ok`` one (older runs are gone already);
+        deletes one row per call once the history is full."""
+        oldest = cur.execute(
+            """SELECT started_at, id FROM runs WHERE account = ?
+                ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET ?""",
+            (account, RUNS_KEPT),
+        ).fetchone()
+        if oldest is None:
+            return
+        cur.execute(
+            """DELETE FROM runs
+                WHERE account = ?1 AND (started_at, id) <= (?2, ?3)
+                  AND id IS NOT (SELECT id FROM runs
+                                  WHERE account = ?1 AND started_at > coalesce(
+                                        (SELECT started_at FROM runs
+                                          WHERE account = ?1 AND outcome = 'ok'
+                                          ORDER BY started_at DESC LIMIT 1), '')
+                                  ORDER BY started_at, id LIMIT 1)""",
+            (account, *oldest),
+        )
 
     def runs(self, account: str | None = None, limit: int = 50) -> list[RunSummary]:
         """Most recent first (by start time, then insertion order)."""
@@ -783,7 +811,8 @@ class SQLiteStore:
         """The first run after the account's last ``ok`` one, when the latest failed.
 
         Walks the ``runs_by_account`` index backwards from the newest run to the last
-        ``ok`` one: the cost grows with the failure streak, not with the history.
+        ``ok`` one: the cost grows with the failure streak, not with the history, and
+        the streak holds at most RUNS_KEPT + 1 runs (:meth:`_prune_runs`).
         """
         with self._reading("read runs") as conn:
             row = conn.execute(
