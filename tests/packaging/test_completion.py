@@ -91,3 +91,69 @@ def test_fish_runs_its_script() -> None:
     code = '_POPKEEP_COMPLETE=fish_source popkeep | source; complete -C "popkeep fe"'
     out = _run([_shell("fish"), "--no-config", "-c", code]).stdout.splitlines()
     assert [line.split("\t")[0] for line in out] == ["fetch"]
+
+
+CONFIG = """\
+[[sink]]
+name = "home"
+type = "maildir"
+path = "~/Mail"
+
+[[account]]
+name = "isp"
+host = "pop.example.ne.jp"
+
+[[account]]
+name = "work"
+host = "pop.example.com"
+no_such_key = 1   # a mistake elsewhere in the file: names still complete
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+def _offered(words: str, **env: str) -> list[str]:
+    """What bash is offered for the last word of ``words`` (after a space: a new word)."""
+    cword = len(words.split()) - (0 if words.endswith(" ") else 1)
+    done = _run([str(POPKEEP)], _POPKEEP_COMPLETE="bash_complete",
+                COMP_WORDS=words, COMP_CWORD=str(cword), **env)
+    assert done.stderr == ""
+    return [line.removeprefix("plain,") for line in done.stdout.splitlines() if line]
+
+
+def test_account_names_come_from_the_config_the_command_would_read(config: Path) -> None:
+    assert _offered(f"popkeep -c {config} fetch ") == ["isp", "work"]
+    assert _offered(f"popkeep fetch -c {config} ") == ["isp", "work"]
+    assert _offered("popkeep check w", POPKEEP_CONFIG=str(config)) == ["work"]
+    for command in ("check-now", "retry", "baseline"):
+        assert _offered(f"popkeep -c {config} {command} i") == ["isp"], command
+    assert _offered(f"popkeep -c {config} import-state mpop f --account ") == ["isp", "work"]
+
+
+def test_a_name_already_given_is_not_offered_again(config: Path) -> None:
+    assert _offered(f"popkeep -c {config} fetch isp ") == ["work"]
+
+
+def test_auth_and_set_password_offer_sinks_too(config: Path) -> None:
+    assert _offered(f"popkeep -c {config} auth ") == ["isp", "work", "home"]
+    assert _offered(f"popkeep -c {config} set-password h") == ["home"]
+
+
+def test_no_config_or_a_broken_one_offers_nothing_and_says_nothing(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[account]\nname = ")
+    assert _offered(f"popkeep -c {broken} fetch ") == []
+    assert _offered(f"popkeep -c {tmp_path / 'missing.toml'} fetch ") == []
+    assert _offered(f"popkeep -c {tmp_path} fetch ") == []  # a directory
+
+
+def test_fish_completes_account_names(config: Path) -> None:
+    code = ("_POPKEEP_COMPLETE=fish_source popkeep | source; "
+            f'complete -C "popkeep -c {config} fetch "')
+    out = _run([_shell("fish"), "--no-config", "-c", code]).stdout.splitlines()
+    assert [line.split("\t")[0] for line in out] == ["isp", "work"]

@@ -15,7 +15,7 @@ from typing import Literal
 
 import click
 
-from popkeep.cli import runner
+from popkeep.cli import complete, runner
 from popkeep.cli.common import config_option, handles_errors, log_options, resolve_config_path
 
 
@@ -27,7 +27,7 @@ def has_display(environ: Mapping[str, str] = os.environ) -> bool:
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete.accounts_and_sinks)
 @click.option("--device", "flow", flag_value="device",
               help="Show a code to enter at the provider's page on any device.")
 @click.option("--browser", "flow", flag_value="browser",

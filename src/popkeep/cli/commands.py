@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from popkeep.cli import runner
+from popkeep.cli import complete, runner
 from popkeep.cli.common import (
     config_option,
     handles_errors,
@@ -47,7 +47,7 @@ def _app(config_path: Path | None) -> Any:
 
 
 @click.command()
-@click.argument("accounts", nargs=-1)
+@click.argument("accounts", nargs=-1, shell_complete=complete.accounts)
 @config_option
 @log_options
 @json_option
@@ -58,7 +58,7 @@ def fetch(accounts: Sequence[str], config_path: Path | None, as_json: bool) -> i
 
 
 @click.command()
-@click.argument("account")
+@click.argument("account", shell_complete=complete.accounts)
 @config_option
 @log_options
 @handles_errors

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from popkeep.cli import runner
+from popkeep.cli import complete, runner
 from popkeep.cli.common import config_option, handles_errors, resolve_config_path
 from popkeep.state.foreign import READERS
 
@@ -52,7 +52,8 @@ def mark_baseline(path: Path, account: str, quiet: bool = False) -> None:
 @click.command("import-state")
 @click.argument("client", type=click.Choice(sorted(READERS)))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--account", required=True, help="The account the file's messages belong to.")
+@click.option("--account", required=True, shell_complete=complete.accounts,
+              help="The account the file's messages belong to.")
 @click.option("--host", default=None, help="The server the file names (default: the account's).")
 @click.option("--user", default=None, help="The user the file names (default: the account's).")
 @config_option
@@ -71,7 +72,7 @@ def import_state(
 
 
 @click.command()
-@click.argument("account")
+@click.argument("account", shell_complete=complete.accounts)
 @config_option
 @handles_errors
 def baseline(account: str, config_path: Path | None) -> int:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import click
 
-from popkeep.cli import runner
+from popkeep.cli import complete, runner
 from popkeep.cli.common import config_option, handles_errors, resolve_config_path
 
 
 @click.command()
-@click.argument("account")
+@click.argument("account", shell_complete=complete.accounts)
 @click.argument("uids", nargs=-1)
 @config_option
 @handles_errors

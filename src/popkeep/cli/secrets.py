@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from popkeep.cli import runner
+from popkeep.cli import complete, runner
 from popkeep.cli.common import config_option, handles_errors, resolve_config_path
 from popkeep.config import keystore
 from popkeep.config.schema import Config, Connection
@@ -35,7 +35,7 @@ def keyring_entry(config: Config, name: str) -> str:
 
 
 @click.command("set-password")
-@click.argument("name")
+@click.argument("name", shell_complete=complete.accounts_and_sinks)
 @config_option
 @handles_errors
 def set_password(name: str, config_path: Path | None) -> int:

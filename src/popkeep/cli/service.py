@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from popkeep.cli import runner
+from popkeep.cli import complete, runner
 from popkeep.cli.common import config_option, handles_errors, log_options, resolve_config_path
 from popkeep.cli.render import size_text
 from popkeep.errors import ServiceUnavailable
@@ -80,7 +80,7 @@ def service_lines(account: dict[str, Any], utc: bool = False) -> list[str]:
 
 
 @click.command("check-now")
-@click.argument("accounts", nargs=-1)
+@click.argument("accounts", nargs=-1, shell_complete=complete.accounts)
 @config_option
 @log_options
 @handles_errors
