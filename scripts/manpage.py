@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import re
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,6 +112,13 @@ def _line(text: str) -> str:
     return f"\\&{text}" if text.startswith((".", "'")) else text
 
 
+def _filled(text: str) -> list[str]:
+    """Escaped ``text`` as input lines of at most 80 bytes where the words allow (the
+    formatter fills them again; mandoc -Tlint asks for short input lines)."""
+    lines = textwrap.wrap(text, width=80, break_long_words=False, break_on_hyphens=False)
+    return [_line(line) for line in lines]
+
+
 def paragraphs(help_text: str) -> Iterator[list[str]]:
     """The paragraphs of a click help text, each as its lines; click's conventions:
     text after ``\\f`` is not shown, a paragraph that starts with ``\\b`` keeps its
@@ -134,7 +142,7 @@ def _prose(help_text: str) -> Iterator[str]:
             yield from (_line(escape(line)) for line in para[1:])
             yield ".fi"
         else:
-            yield _line(escape(para[0]))
+            yield from _filled(escape(para[0]))
 
 
 def _option_tag(opts: str) -> str:
@@ -166,7 +174,7 @@ def _options(command: click.Command, ctx: click.Context) -> Iterator[str]:
         opts, help_text = record
         yield ".TP"
         yield _option_tag(opts)
-        yield _line(escape(help_text)) if help_text else "\\&"
+        yield from _filled(escape(help_text)) if help_text else ["\\&"]
 
 
 def _usage(command: click.Command, ctx: click.Context) -> str:
@@ -192,7 +200,7 @@ def _table(rows: tuple[tuple[str, str], ...], *, bold: bool) -> Iterator[str]:
     for term, text in rows:
         yield ".TP"
         yield f"\\fB{escape(term)}\\fR" if bold else f"\\fI{escape(term)}\\fR"
-        yield _line(escape(text))
+        yield from _filled(escape(text))
 
 
 def _summary(help_text: str) -> str:
