@@ -264,6 +264,35 @@ def test_delete_lifecycle(store: StateStore) -> None:
     assert msgs["u2"].deleted_at is None
 
 
+def test_delivered_oldest_first_gives_the_delivered_records_by_age(store: StateStore) -> None:
+    """What retention.doomed reads: DELIVERED only, oldest first_retrieved_at first, ties
+    by uid; the records messages() has."""
+    later, earlier = T0 + timedelta(days=2), T0 - timedelta(days=2)
+    store.record_delivered("a", [delivered("u3"), delivered("u1")], SINKS, later)
+    store.record_delivered("a", [delivered("u2")], SINKS, earlier)
+    store.record_delivered("a", [delivered("u9", ("maildir",))], SINKS, T0)  # SEEN
+    store.mark_collected("a", [Collected("u0")], SINKS, "imported", T0)
+    store.record_delivered("a", [delivered("u5"), delivered("u6")], SINKS, T0)
+    store.mark_gone("a", ["u5"], later)
+    store.mark_delete_pending("a", ["u6"], later)
+    store.record_delivered("b", [delivered("u4")], SINKS, earlier)
+    got = list(store.delivered_oldest_first("a"))
+    assert [m.uid for m in got] == ["u2", "u0", "u1", "u3"]
+    every = store.messages("a")
+    assert got == [every[m.uid] for m in got]
+    assert list(store.delivered_oldest_first("nobody")) == []
+
+
+def test_records_are_those_of_the_uids_asked(store: StateStore) -> None:
+    store.record_delivered("a", [delivered(f"u{i}") for i in range(1200)], SINKS, T0)
+    store.mark_gone("a", ["u2"], T0)
+    store.record_delivered("b", [delivered("x")], SINKS, T0)
+    wanted = [f"u{i}" for i in range(0, 1200, 2)] + ["x", "unknown"]
+    every = store.messages("a")
+    assert store.records("a", wanted) == {uid: every[uid] for uid in wanted[:-2]}
+    assert store.records("a", []) == {}
+
+
 def test_seen_message_is_never_marked_for_deletion(store: StateStore) -> None:
     store.record_delivered("a", [delivered("u1", ("maildir",))], SINKS, T0)
     store.mark_delete_pending("a", ["u1"], T0)

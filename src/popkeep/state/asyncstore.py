@@ -103,6 +103,11 @@ class AsyncStore:
     async def messages(self, account: str) -> dict[str, StoredMessage]:
         return await self._call(self.store.messages, account)
 
+    async def records(self, account: str, uids: Sequence[str]) -> dict[str, StoredMessage]:
+        return await self._call(self.store.records, account, uids)
+
+    # delivered_oldest_first streams: iterate it inside run(), on the store's thread.
+
     async def uids_by_state(self, account: str) -> dict[MessageState, list[str]]:
         return await self._call(self.store.uids_by_state, account)
 

@@ -17,7 +17,7 @@ store directly. The lock is taken before any loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import NamedTuple, Protocol
@@ -167,6 +167,19 @@ class AccountLocks(Protocol):
 class StateStore(AccountLocks, Protocol):
     def messages(self, account: str) -> dict[str, StoredMessage]:
         """Every known message of the account, by uid (all states)."""
+        ...
+
+    def records(self, account: str, uids: Sequence[str]) -> dict[str, StoredMessage]:
+        """The records of those of ``uids`` the account knows (all states), by uid."""
+        ...
+
+    def delivered_oldest_first(self, account: str) -> Iterator[StoredMessage]:
+        """The account's DELIVERED messages, oldest ``first_retrieved_at`` first (None
+        last, ties by uid): the order :func:`popkeep.retention.doomed` takes them in.
+        Streamed (a pass deciding for 200,000 messages holds none of their records):
+        the store may be held until the iteration ends, so consume it (or close it)
+        before calling the store again; from async code, inside
+        :meth:`~popkeep.state.asyncstore.AsyncStore.run`."""
         ...
 
     def uids_by_state(self, account: str) -> dict[MessageState, list[str]]:

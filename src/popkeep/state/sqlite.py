@@ -300,9 +300,13 @@ class SQLiteStore:
 
     @staticmethod
     def _build(account: str, rows: Iterable[tuple[Any, ...]]) -> dict[str, StoredMessage]:
+        return {message.uid: message for message in SQLiteStore._records(account, rows)}
+
+    @staticmethod
+    def _records(account: str, rows: Iterable[tuple[Any, ...]]) -> Iterator[StoredMessage]:
+        """Rows of ``_MESSAGE_COLUMNS`` as records, one at a time."""
         sink_sets: dict[str | None, frozenset[str]] = {None: frozenset()}
         times: dict[str | None, datetime | None] = {None: None}
-        result: dict[str, StoredMessage] = {}
         for uid, size, state, sha256, first, deleted, gone, sinks, listed, digest in rows:
             # Batches share timestamps and sink sets: decode each distinct one once.
             if sinks not in sink_sets:
@@ -310,11 +314,39 @@ class SQLiteStore:
             for stamp in (first, deleted, gone):
                 if stamp not in times:
                     times[stamp] = datetime.fromisoformat(stamp)
-            result[uid] = StoredMessage(
+            yield StoredMessage(
                 account, uid, size, _STATES[state], sha256,
                 times[first], times[deleted], times[gone], sink_sets[sinks], listed, digest,
             )  # fmt: skip
-        return result
+
+    def delivered_oldest_first(self, account: str) -> Iterator[StoredMessage]:
+        """The account's DELIVERED messages, oldest ``first_retrieved_at`` first (None
+        last, ties by uid), built as SQLite steps through them: nothing is held per
+        message (issue 16 item 3). The store is held until the iteration ends (other
+        calls wait): consume it, or close it, before calling the store again."""
+        with self._reading("read delivered messages") as conn:
+            rows = conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608 - constant columns
+                " WHERE account = ? AND state = 'delivered'"
+                " ORDER BY first_retrieved_at IS NULL, first_retrieved_at, uid",
+                (account,),
+            )
+            yield from self._records(account, rows)
+
+    def records(self, account: str, uids: Sequence[str]) -> dict[str, StoredMessage]:
+        """The records of those of ``uids`` the account knows, by uid."""
+        found: dict[str, StoredMessage] = {}
+        with self._reading("read messages") as conn:
+            for start in range(0, len(uids), 500):  # stay under SQLite's parameter limit
+                chunk = list(uids[start : start + 500])
+                marks = ",".join("?" * len(chunk))  # placeholders only: values are bound
+                rows = conn.execute(
+                    f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608
+                    f" WHERE account = ? AND uid IN ({marks})",
+                    (account, *chunk),
+                )
+                found.update((m.uid, m) for m in self._records(account, rows))
+        return found
 
     def known_hashes(self, account: str, hashes: Sequence[str]) -> set[str]:
         found: set[str] = set()
@@ -653,13 +685,14 @@ class SQLiteStore:
         values: tuple[str, ...],
         guard: str,
     ) -> None:
-        rows = [(*values, account, uid) for uid in uids]
-        if not rows:
+        uids = list(uids)
+        if not uids:
             return
         with self._transaction(doing) as cur:
             cur.executemany(
                 f"UPDATE messages SET {assignments} WHERE account = ? AND uid = ? AND {guard}",  # noqa: S608 - constant fragments only
-                rows,
+                # a row at a time: no list of 200,000 rows (issue 16 item 3)
+                ((*values, account, uid) for uid in uids),
             )
 
     # -- runs and totals ----------------------------------------------------------
