@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from popkeep.model import MessageState, RetentionPolicy, ServerStat, StoredMessage
-from popkeep.retention import Decision, decide, schedule
+from popkeep.retention import Decision, decide, doomed, schedule
 
 NOW = datetime(2026, 11, 15, 10, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -196,3 +196,72 @@ def test_longer_delete_after_never_adds_deletions(
     assert deleted_long <= deleted_short
     never = {d.uid for d in decide(messages, None, RetentionPolicy(None), NOW) if d.delete}
     assert never == set()
+
+
+# -- doomed: decide's deletions, streamed ----------------------------------------------
+
+# Ages of a few distinct values (batches share their first retrieval time: ties),
+# unknown ones (None) and times after now (a clock set back since).
+_ages = st.one_of(
+    st.none(), st.sampled_from([-DAY, timedelta(0), DAY, 3 * DAY, 20 * DAY, 40 * DAY])
+)
+_held = st.lists(
+    st.builds(
+        lambda i, age, state, size, listed: msg(f"u{i}", age, state, size)._replace(
+            listed_size=listed
+        ),
+        st.integers(0, 10_000),
+        _ages,
+        _states,
+        st.integers(1, 10_000),
+        st.one_of(st.none(), st.integers(1, 10_000)),
+    ),
+    max_size=30,
+    unique_by=lambda m: m.uid,
+)
+
+
+def _oldest_first(messages: list[StoredMessage]) -> list[StoredMessage]:
+    """What StateStore.delivered_oldest_first gives: DELIVERED, oldest first, None last."""
+    held = [m for m in messages if m.state is MessageState.DELIVERED]
+    never = datetime.max.replace(tzinfo=UTC)
+    return sorted(held, key=lambda m: (m.first_retrieved_at or never, m.uid))
+
+
+@given(
+    _held,
+    st.one_of(st.none(), st.sampled_from([timedelta(0), DAY, 14 * DAY])),
+    st.one_of(st.none(), st.integers(1, 200_000)),
+    st.integers(0, 400_000),
+)
+def test_doomed_deletes_what_decide_deletes(
+    messages: list[StoredMessage], after: timedelta | None, quota: int | None, octets: int
+) -> None:
+    """The collector's streamed decision (one record at a time, from the store, oldest
+    first) is decide's: the same messages, whatever the ties, unknown or future times,
+    quota and recorded LIST sizes."""
+    policy = RetentionPolicy(delete_after=after, server_quota=quota)
+    server = ServerStat(len(messages), octets)
+    ordered = _oldest_first(messages)
+    chosen = [m.uid for m in doomed(lambda: iter(ordered), server, policy, NOW)]
+    assert len(chosen) == len(set(chosen))
+    assert set(chosen) == {d.uid for d in decide(messages, server, policy, NOW) if d.delete}
+
+
+def test_doomed_reads_the_messages_again_only_above_the_quota() -> None:
+    """Rule 2 needs one pass over the store; the quota a second one, only when STAT is
+    above its high mark."""
+    messages = [msg(f"u{i}", i * DAY, size=100) for i in range(1, 6)]
+    passes: list[int] = []
+
+    def delivered() -> list[StoredMessage]:
+        passes.append(1)
+        return _oldest_first(messages)
+
+    policy = RetentionPolicy(delete_after=3 * DAY, server_quota=1000)
+    below = list(doomed(delivered, ServerStat(5, 500), policy, NOW))
+    assert [m.uid for m in below] == ["u5", "u4", "u3"] and len(passes) == 1
+    above = list(doomed(delivered, ServerStat(5, 950), policy, NOW))  # > 90 % of 1000
+    assert [m.uid for m in above] == ["u5", "u4", "u3"] and len(passes) == 3  # 650 ≤ 700
+    far = list(doomed(delivered, ServerStat(5, 1001), policy, NOW))  # 701 > 700
+    assert [m.uid for m in far] == ["u5", "u4", "u3", "u2"] and len(passes) == 5
