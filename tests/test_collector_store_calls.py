@@ -80,7 +80,8 @@ def test_no_store_call_runs_on_the_loop_thread(tmp_path: Path, watched: Watched)
     finally:
         facade.close()
     names = {name for name, _ in watched.calls}
-    assert {"known_hashes", "journal", "record_delivered", "messages", "mark_delete_pending",
+    assert {"known_hashes", "journal", "record_delivered", "delivered_oldest_first",
+            "mark_delete_pending",
             "revert_delete_pending", "mark_deleted", "mark_gone", "record_run",
             "refusals"} <= names, names
     on_loop = [name for name, thread in watched.calls if thread in (loop, loop_again)]
@@ -104,4 +105,5 @@ def test_without_a_loop_the_store_never_suspends_the_pass(
         facade.close()
     assert isinstance(idle, AccountResult) and idle.error is None
     here = threading.get_ident()
-    assert ("record_run", here) in watched.calls and ("messages", here) in watched.calls
+    assert ("record_run", here) in watched.calls
+    assert ("delivered_oldest_first", here) in watched.calls

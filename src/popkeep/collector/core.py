@@ -26,10 +26,11 @@ Must not: name concrete sources, sinks or stores (``app`` wires them), or format
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import types
-from collections.abc import Generator, Set
+from collections.abc import Awaitable, Callable, Generator, Iterator, Set
 from datetime import datetime
 from itertools import chain, filterfalse
 from typing import TYPE_CHECKING
@@ -39,12 +40,13 @@ from popkeep.clock import Clock
 from popkeep.collector.job import (
     AccountJob,
     AccountResult,
+    PackedUids,
     ProgressCallback,
     RunState,
     sink_names,
 )
 from popkeep.errors import PopkeepError, TransportError
-from popkeep.model import MessageState, RunSummary, ServerStat
+from popkeep.model import MessageState, RunSummary, ServerStat, StoredMessage
 from popkeep.sources.base import ListedMessage, SourceSession
 from popkeep.state.asyncstore import AsyncStore
 
@@ -125,7 +127,9 @@ class Collector:
     ) -> None:
         """Fetch ``todo``, deliver, retain, commit. Sinks are opened only when there is
         something to fetch or delete (a failed sink blocks every deletion)."""
-        if await self._idle(run, listed, todo):
+        run.settle()
+        doomed = await self._doomed(run, listed)
+        if not todo and not doomed:  # nothing to fetch, nothing due for deletion
             await session.commit()
             return
         job = run.job
@@ -134,7 +138,9 @@ class Collector:
         await _checkpoint()
         await self._open_sinks(run)
         try:
-            todo = await self._check_doomed(run, session, listed, todo)
+            todo = await self._check_doomed(run, session, todo, doomed)
+            del doomed  # _retain decides again, after the fetch
+            run.settle()  # again, if _check_doomed retired some
             await self._fetch(run, session, listed, todo)
             await self._retain(run, session, listed)
         finally:
@@ -431,45 +437,58 @@ class Collector:
         """Delete what the policy chose, then commit; believe it only when the source
         confirms (POP3: QUIT +OK). ``listed``: the uids this session listed."""
         job = run.job
-        doomed = [] if run.sink_failed else await self._doomed(run, listed)
-        if not doomed:
+        if run.sink_failed or not (doomed := await self._doomed(run, listed)):
             await session.commit()
             return
         now = self._clock.now()
-        await self._store.mark_delete_pending(job.name, doomed, now)
+        refused: set[str] = set()
         try:
-            refused = set(await session.delete(doomed))
+            # A group at a time: marked DELETE_PENDING (durably) before its DELEs are
+            # sent; the source holds one group's commands (issue 16 item 3).
+            for group in doomed.groups():
+                await self._store.mark_delete_pending(job.name, group, now)
+                refused.update(await session.delete(group))
         except PopkeepError:
             # No QUIT was sent, so the server entered no UPDATE state (RFC 1939 §6):
             # the DELEs are void. (A kill right here is settled by the next _reconcile.)
-            await self._store.revert_delete_pending(job.name, doomed)
+            await self._settle(job.name, doomed, self._store.revert_delete_pending)
             raise
         if refused:
             # Typically expunged by another client (or by the server finishing an
             # earlier, killed session) since our UIDL: not ours to count. The next
             # run's reconcile sees whether it is still listed.
-            kept = [uid for uid in doomed if uid in refused]
-            await self._store.revert_delete_pending(job.name, kept)
-            doomed = [uid for uid in doomed if uid not in refused]
+            await self._store.revert_delete_pending(job.name, sorted(refused))
             run.warnings.append(
-                f"the server refused DELE of {len(kept)} message(s); rechecked next run"
+                f"the server refused DELE of {len(refused)} message(s); rechecked next run"
             )
         if await session.commit():
-            await self._store.mark_deleted(job.name, doomed, self._clock.now())
-            run.deleted = len(doomed)
+            deleted = functools.partial(self._store.mark_deleted, now=self._clock.now())
+            await self._settle(job.name, doomed, deleted, refused)
+            run.deleted = len(doomed) - len(refused)
         else:
-            await self._store.revert_delete_pending(job.name, doomed)
+            await self._settle(job.name, doomed, self._store.revert_delete_pending, refused)
             raise TransportError(
                 "the server did not confirm QUIT after DELE (RFC 1939 §6): "
                 "nothing counts as deleted; the deletions will be retried"
             )
 
+    @staticmethod
+    async def _settle(
+        account: str,
+        doomed: PackedUids,
+        change: Callable[[str, list[str]], Awaitable[None]],
+        but: Set[str] = frozenset(),
+    ) -> None:
+        """``change(account, uids)`` for every group of ``doomed``, leaving out ``but``."""
+        for group in doomed.groups():
+            await change(account, [uid for uid in group if uid not in but] if but else group)
+
     async def _check_doomed(
-        self, run: RunState, session: SourceSession, listed: Set[str], todo: list[str]
+        self, run: RunState, session: SourceSession, todo: list[str], doomed: PackedUids
     ) -> list[str]:
-        """Before anything is deleted: is each message due for deletion still the one
-        collected? Those the server gave to a new message are retired (see
-        :meth:`_retire`) and added to ``todo``; returns the new ``todo``.
+        """Before anything is deleted: is each message due for deletion (``doomed``)
+        still the one collected? Those the server gave to a new message are retired
+        (see :meth:`_retire`) and added to ``todo``; returns the new ``todo``.
 
         The rule (docs/guarantees.md, point 10): the header digest of ``TOP n 0``
         against the one recorded decides; where there is none (no TOP, or none
@@ -478,50 +497,67 @@ class Collector:
         may add a field it maintains (``Status:``) to a message it served, and a new
         message may have the old one's size. Only these messages are asked: a poll
         deleting nothing asks nothing. Messages collected before popkeep recorded
-        either are not checked."""
-        doomed = [] if run.sink_failed else await self._doomed(run, listed)
-        if not doomed:
+        either are not checked. Their records are read, and the server asked, one
+        group (``fetch_group``) at a time (issue 16 item 3)."""
+        if run.sink_failed or not doomed:
             return todo
-        messages = await self._store.messages(run.job.name)
-        recorded = [
-            uid for uid in doomed
-            if messages[uid].listed_size is not None or messages[uid].digest is not None
-        ]
-        if not recorded:
-            return todo
-        changed = []
-        group = run.job.fetch_group  # sizes and digests of one group at a time
-        for start in range(0, len(recorded), group):
-            for message in await session.describe(recorded[start : start + group], identify=True):
-                then = messages[message.key]
-                if then.digest is not None and message.identity is not None:
-                    if message.identity != then.digest:
-                        changed.append(message.key)
-                elif then.listed_size is not None and then.listed_size != message.size:
-                    changed.append(message.key)
+        changed: list[str] = []
+        for group in doomed.groups():
+            changed += await self._changed(run, session, group)
         if not changed:
             return todo
         await self._retire(run, sorted(changed))
         return [*todo, *changed]
 
-    async def _idle(self, run: RunState, listed: Set[str], todo: list[str]) -> bool:
-        """Nothing to fetch and nothing due for deletion: the pass ends with a commit."""
-        return not todo and not await self._doomed(run, listed)
+    async def _changed(self, run: RunState, session: SourceSession, uids: list[str]) -> list[str]:
+        """Which of ``uids`` (one group of :meth:`_check_doomed`) the server gave to a
+        new message."""
+        records = await self._store.records(run.job.name, uids)
+        recorded = [
+            uid for uid in uids
+            if (m := records.get(uid)) is not None
+            and (m.listed_size is not None or m.digest is not None)
+        ]
+        if not recorded:
+            return []
+        changed = []
+        for message in await session.describe(recorded, identify=True):
+            then = records[message.key]
+            if then.digest is not None and message.identity is not None:
+                if message.identity != then.digest:
+                    changed.append(message.key)
+            elif then.listed_size is not None and then.listed_size != message.size:
+                changed.append(message.key)
+        return changed
 
-    async def _doomed(self, run: RunState, listed: Set[str]) -> list[str]:
+    async def _doomed(self, run: RunState, listed: Set[str]) -> PackedUids:
+        """The uids retention deletes now (:func:`popkeep.retention.doomed` over the
+        listed DELIVERED messages), decided on the store's thread as the store
+        streams the records: the pass holds the uids chosen, not a record or a
+        decision per message (issue 16 item 3)."""
         job = run.job
         if job.policy.delete_after is None and job.policy.server_quota is None:
-            return []  # "never" and no quota: decide() would keep everything
-        messages = await self._store.messages(job.name)
-        on_server = [m for uid, m in messages.items() if uid in listed]
+            return PackedUids((), job.fetch_group)  # "never", no quota: all kept
+        return await self._store.run(self._decide, run, listed, self._clock.now())
+
+    def _decide(self, run: RunState, listed: Set[str], now: datetime) -> PackedUids:
+        """:meth:`_doomed` on the store's thread (the synchronous store)."""
+        job, store = run.job, self._store.store
+
+        def on_server() -> Iterator[StoredMessage]:
+            return (m for m in store.delivered_oldest_first(job.name) if m.uid in listed)
+
         stat = ServerStat(run.server_count, run.server_octets)
         required = frozenset(sink_names(job))
-        return [
-            d.uid
-            for d in retention.decide(on_server, stat, job.policy, self._clock.now())
-            # Belt and braces: never delete what every configured sink does not hold.
-            if d.delete and required <= messages[d.uid].sinks
-        ]
+        return PackedUids(
+            (
+                m.uid
+                for m in retention.doomed(on_server, stat, job.policy, now)
+                # Belt and braces: never delete what every configured sink does not hold.
+                if required <= m.sinks
+            ),
+            job.fetch_group,
+        )
 
     # -- helpers --------------------------------------------------------------------
 

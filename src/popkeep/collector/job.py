@@ -11,7 +11,7 @@ it (``popkeep fetch`` start-up is measured, bench/README.md).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from popkeep.errors import PopkeepError
@@ -137,6 +137,14 @@ class RunState:
         )
         self._seen = None
 
+    def settle(self) -> None:
+        """The diff is done: forget every state's uids but SEEN ones (what the fetch
+        asks about: ``Pipeline.held_by``), so that a pass that goes on to fetch or
+        delete does not hold a uid per message the store knows (issue 16 item 3).
+        The counts stay; :meth:`know` fills the states again."""
+        seen = self.by_state.get(MessageState.SEEN)
+        self.by_state = {} if seen is None else {MessageState.SEEN: seen}
+
     def live_uids(self) -> Iterator[str]:
         """The uids SEEN or DELIVERED, without building a set of them."""
         return itertools.chain(
@@ -149,6 +157,31 @@ class RunState:
         if self._seen is None:
             self._seen = set(self.by_state.get(MessageState.SEEN, ()))
         return self._seen
+
+
+class PackedUids:
+    """Many uids, in order, held as one string per group of ``group`` uids (a few
+    bytes a uid instead of a str object each: 200,000 due for deletion are ≈ 5 MB, not
+    ≈ 17 MB; issue 16 item 3). A uid never holds a newline: listings are split into
+    lines before their keys are taken (RFC 1939 §7, and the store's
+    ``uids_by_state`` relies on the same)."""
+
+    __slots__ = ("_count", "_groups")
+
+    def __init__(self, uids: Iterable[str], group: int) -> None:
+        self._groups: list[str] = []
+        self._count = 0
+        it = iter(uids)
+        while batch := list(itertools.islice(it, group)):
+            self._groups.append("\n".join(batch))
+            self._count += len(batch)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def groups(self) -> Iterator[list[str]]:
+        """The uids, one group (a fresh list) at a time."""
+        return (packed.split("\n") for packed in self._groups)
 
 
 def sink_names(job: AccountJob) -> tuple[str, ...]:
