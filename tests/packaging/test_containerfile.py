@@ -1,8 +1,8 @@
 """The Containerfile (docs/running.md, "In a container"), without a container engine.
 
-No image is built here: the test machines have no container daemon, and a build
-needs a base image from a registry (scripts/container-smoke builds and runs one
-where both exist). These tests read the Containerfile and .dockerignore, and run
+No image is built here: a build needs a container engine and the base image from
+a registry (scripts/container-smoke builds one and runs it where both exist; CI does
+not). These tests read the Containerfile and .dockerignore, and run
 the image's HEALTHCHECK command against a real ``popkeep serve`` laid out as the
 image lays it out (config at $POPKEEP_CONFIG, state under $XDG_DATA_HOME).
 """
