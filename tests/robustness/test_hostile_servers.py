@@ -541,3 +541,21 @@ def test_malformed_messages_are_stored_byte_for_byte(hostile: Hostile) -> None:
     assert code == 0, err
     assert sorted(case.stored()) == sorted(digest(m) for m in MALFORMED)
     assert len(case.server.mailbox) == 0
+
+
+def test_an_entry_left_out_of_a_long_listing_leaves_the_last_message_collected(
+    hostile: Hostile,
+) -> None:
+    """Enough messages that their sizes come from one full LIST: the entry left out
+    (message 3 listed twice in UIDL) must not make the listing one message shorter at
+    its end, where the last message would wait, never fetched, for a consistent UIDL."""
+    case = hostile(small_mailbox(40), extra_uidl_lines=(b"3 again",))
+    uids = case.server.mailbox.uids
+    case.configure(delete_after="0s")
+    code, err = case.fetch()
+    assert code == 0, err
+    (session,) = case.server.sessions
+    assert b"LIST" in session.lines  # the full listing, not LIST n for each
+    assert case.server.mailbox.uids == [uids[2]]
+    case.assert_safe()
+    assert len(case.stored()) == 39

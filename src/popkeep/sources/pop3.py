@@ -790,6 +790,9 @@ class POP3Source:
         self._session = session
         self._keeps_mail = keeps_mail  #: see SessionSettings.keeps_mail
         self._numbers: dict[str, int] = {}  #: uid → message number, from the last UIDL
+        #: messages in the maildrop (the last STAT): the numbers LIST may answer for,
+        #: more than ``_numbers`` holds when listing entries were left out
+        self._count = 0
 
     @classmethod
     async def connect(
@@ -810,6 +813,7 @@ class POP3Source:
         """STAT, then UIDL (RFC 1939 §5, §7). Entries of the listing that are not
         consistent are left out and counted in :attr:`Listing.skipped`."""
         stat = await self._session.stat()
+        self._count = stat.messages
         index = await self._session.uids(stat.messages)
         if index is None:
             return await self._list_without_uidl(stat)
@@ -901,7 +905,7 @@ class POP3Source:
         identity (None where the server has no TOP or refused it). A message whose
         size the server does not tell consistently is left out."""
         numbers = sorted(self._numbers[key] for key in keys)
-        sizes = await self._session.sizes(numbers, len(self._numbers)) if numbers else {}
+        sizes = await self._session.sizes(numbers, self._count) if numbers else {}
         digests = await self._session.header_digests(numbers) if identify else {}
         key_of = {self._numbers[key]: key for key in keys}
         return [
