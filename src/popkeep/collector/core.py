@@ -523,7 +523,10 @@ class Collector:
         changed = []
         for message in await session.describe(recorded, identify=True):
             then = records[message.key]
-            if then.digest is not None and message.identity is not None:
+            if message.content is not None and then.sha256 is not None:
+                if message.content != then.sha256:  # the key is no proof (ListedMessage)
+                    changed.append(message.key)
+            elif then.digest is not None and message.identity is not None:
                 if message.identity != then.digest:
                     changed.append(message.key)
             elif then.listed_size is not None and then.listed_size != message.size:

@@ -48,6 +48,11 @@ class ListedMessage(NamedTuple):
     #: header digest of :mod:`popkeep.headers`, from TOP n 0), when asked for and the
     #: source can tell; None when it cannot
     identity: str | None = None
+    #: with ``identify``, for a key that names no more than ``identity`` and ``size``
+    #: (POP3 without a unique-id of its own: the identity is in the key, so it proves
+    #: nothing): the sha256 of the whole message as retrieved now, to compare with
+    #: the one recorded; "" when it could not be retrieved (never equal to one)
+    content: str | None = None
 
 
 class SourceSession(Protocol):

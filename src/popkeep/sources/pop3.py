@@ -23,6 +23,7 @@ QUIT (so the server deletes nothing) and returns False.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from array import array
@@ -63,6 +64,7 @@ from popkeep.pop3.codec import (
 )
 from popkeep.pop3.codec import apop_digest as _apop_digest
 from popkeep.pop3.listing import (
+    IDENTITY_PREFIX,
     NO_SIZE,
     ScanBuilder,
     UidIndex,
@@ -908,10 +910,30 @@ class POP3Source:
         sizes = await self._session.sizes(numbers, self._count) if numbers else {}
         digests = await self._session.header_digests(numbers) if identify else {}
         key_of = {self._numbers[key]: key for key in keys}
+        contents = await self._contents(key_of, sizes) if identify else {}
         return [
-            ListedMessage(key_of[number], sizes[number], digests.get(number))
+            ListedMessage(key_of[number], sizes[number], digests.get(number),
+                          contents.get(number))
             for number in numbers if number in sizes
         ]
+
+    async def _contents(
+        self, key_of: Mapping[int, str], sizes: Mapping[int, int]
+    ) -> dict[int, str]:
+        """The sha256 of each message whose key is its header digest and size
+        (:func:`~popkeep.pop3.listing.identity_key`), by RETR: another message with the
+        same header and size (another body) may have taken the place of the one
+        collected, and only its content tells (docs/guarantees.md, "Servers without
+        UIDL"). "" for one not retrieved (refused, or beyond ``max_message_size``)."""
+        limit = self._session.settings.max_message_size
+        numbers = [n for n, key in sorted(key_of.items()) if IDENTITY_PREFIX in key and n in sizes]
+        contents = dict.fromkeys(numbers, "")
+        wanted = [n for n in numbers if limit is None or sizes[n] <= limit]
+        with contextlib.suppress(MessageError):  # raised after every other message
+            async for number, message in self._session.retrieve(wanted):
+                contents[number] = message.sha256
+                message.close()
+        return contents
 
     async def retrieve(self, keys: Sequence[str]) -> AsyncIterator[tuple[str, SpooledMessage]]:
         key_of = {self._numbers[key]: key for key in keys}
