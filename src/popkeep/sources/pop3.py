@@ -28,7 +28,15 @@ import logging
 import time
 from array import array
 from collections import Counter, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from typing import Literal, NamedTuple
 
 from popkeep.errors import (
@@ -781,6 +789,23 @@ class POP3Session:
         return remaining
 
 
+def _identity_keys(
+    numbers: Iterable[int], sizes: Mapping[int, int], digests: Mapping[int, str],
+    uid: str | None = None,
+) -> dict[str, int]:
+    """:func:`~popkeep.pop3.listing.identity_key` → message number for each of
+    ``numbers`` (in message-number order) with a size and a header digest; an alike
+    one's occurrence counts those before it. The others are left out."""
+    seen: Counter[tuple[str, int]] = Counter()
+    keys: dict[str, int] = {}
+    for number in numbers:
+        if number in sizes and number in digests:
+            identity = (digests[number], sizes[number])
+            seen[identity] += 1
+            keys[identity_key(*identity, seen[identity], uid=uid)] = number
+    return keys
+
+
 class POP3Source:
     """A :class:`POP3Session` as the collector drives it: UIDLs are the keys.
 
@@ -855,13 +880,7 @@ class POP3Source:
         digests = await session.header_digests([n for n in numbers if n in sizes])
         if sizes and not digests:
             raise self._cannot_keep()  # TOP refused
-        seen: Counter[tuple[str, int]] = Counter()
-        self._numbers = {}
-        for number in numbers:
-            if number in digests:
-                identity = (digests[number], sizes[number])
-                seen[identity] += 1
-                self._numbers[identity_key(*identity, seen[identity])] = number
+        self._numbers = _identity_keys(numbers, sizes, digests)
         skipped = stat.messages - len(self._numbers)
         return Listing(stat.messages, stat.octets, self._numbers.keys(), skipped)
 
@@ -887,17 +906,9 @@ class POP3Source:
         sizes = await self._session.sizes(numbers, count)
         digests = await self._session.header_digests(numbers)
         keys: dict[str, int] = {}
-        untold = 0
         for uid, group in shared.items():
-            seen: Counter[tuple[str, int]] = Counter()
-            for number in sorted(group):
-                if number not in sizes or number not in digests:
-                    untold += 1
-                    continue
-                seen[digests[number], sizes[number]] += 1
-                identity = (digests[number], sizes[number])
-                keys[identity_key(*identity, seen[identity], uid=uid)] = number
-        return keys, untold
+            keys.update(_identity_keys(sorted(group), sizes, digests, uid))
+        return keys, len(numbers) - len(keys)
 
     async def describe(
         self, keys: Sequence[str], *, identify: bool = False
