@@ -32,8 +32,11 @@ def header_of(chunks: Iterable[bytes], limit: int = HEADER_LIMIT) -> bytes:
     """The header section of a message (up to its first empty line, RFC 5322 §2.1),
     at most ``limit`` octets; reads ``chunks`` only as far as needed.
 
-    The end is the first CRLF CRLF if there is one in the first ``limit`` + 4 octets,
-    else the first LF LF (a stored digest depends on this rule: keep it). A header
+    The end is the first CRLF CRLF in the octets read so far, else the first LF LF,
+    looked for as each chunk arrives (a stored digest depends on this rule: keep it).
+    So a message with a bare LF LF before its CRLF CRLF ends where its chunking
+    says; a digest that differs then only makes the message count as another one
+    (fetched, adopted by its content; docs/guarantees.md point 10). A header
     that ends in the first chunk, the usual case, is found in place: only the header
     is copied, never the message (a 2k fetch digests every message it receives)."""
     buf = bytearray()
