@@ -241,6 +241,20 @@ def test_the_tls_context_is_shared_until_its_ca_file_changes(
     assert server.received == []
 
 
+def test_the_tls_context_is_made_again_when_ssl_cert_file_changes(
+    certs: tuple[Cert, Cert], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ca_file: what OpenSSL reads is SSL_CERT_FILE when set; rewriting it counts."""
+    good, other = certs
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(good.cert.read_bytes())
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    first = tls_context(TLSSettings("localhost"))
+    assert tls_context(TLSSettings("localhost")) is first
+    bundle.write_bytes(other.cert.read_bytes() + b"\n")
+    assert tls_context(TLSSettings("localhost")) is not first
+
+
 def _system_paths(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, hashed: list[Cert], bundle: list[Cert]
 ) -> Path:

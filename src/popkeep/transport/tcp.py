@@ -275,11 +275,10 @@ def _trust_stamp(settings: TLSSettings) -> tuple[object, ...]:
     import ssl
 
     paths = ssl.get_default_verify_paths()
+    # What OpenSSL reads: SSL_CERT_FILE / SSL_CERT_DIR when set, else its defaults.
     return (
-        os.environ.get(paths.openssl_cafile_env),
-        os.environ.get(paths.openssl_capath_env),
-        _file_stamp(paths.openssl_cafile),
-        _file_stamp(paths.openssl_capath),
+        _file_stamp(os.environ.get(paths.openssl_cafile_env) or paths.openssl_cafile),
+        _file_stamp(os.environ.get(paths.openssl_capath_env) or paths.openssl_capath),
     )
 
 
