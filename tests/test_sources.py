@@ -51,7 +51,7 @@ class FolderSource:
         return Listing(len(self.box), sum(map(len, self.box.values())), self.box.keys())
 
     async def describe(
-        self, keys: Sequence[str], *, identify: bool = False
+        self, keys: Sequence[str], *, identify: bool = False, verify: bool = False
     ) -> list[ListedMessage]:
         self.calls.append(("describe", tuple(keys)))
         return [ListedMessage(k, len(self.box[k]), identity=f"id-{k}") for k in sorted(keys)]

@@ -16,6 +16,7 @@ import pytest
 from popkeep.cli import main
 from popkeep.testing.certs import TestCerts
 from popkeep.testing.mailgen import realistic_mailbox
+from popkeep.testing.misbehaviour import Misbehaviour
 from popkeep.testing.server import ScriptedPOP3Server
 
 from ..fixtures.dovecot import Dovecot
@@ -80,3 +81,20 @@ def test_a_baselined_message_the_server_rewrites_is_not_fetched_again(
     assert (code, data["delivered"]) == (0, 1), data
     assert [p.read_bytes() for p in (tmp_path / "Maildir" / "new").iterdir()] == [
         new.replace(b"\r\n", b"\n")]
+
+
+@pytest.mark.parametrize("server", [{"misbehave": Misbehaviour(no_uidl=True)}], indirect=True)
+def test_baseline_of_a_server_without_uidl_reads_headers_not_messages(
+    server: ScriptedPOP3Server, certs: TestCerts, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without UIDL a message's key is its header digest and size: baseline reads
+    those (TOP n 0, LIST) and retrieves nothing, as docs/cli.md says; only a deletion
+    under such a key retrieves the message first (docs/guarantees.md)."""
+    config = server_config(tmp_path, server, certs, delete_after="14d")
+    assert main(["-c", str(config), "baseline", "isp"]) == 0
+    assert "isp: 12 message(s) on the server marked as collected" in capsys.readouterr().out
+    (session,) = server.sessions
+    assert session.retrieved == []
+    assert not any(line.startswith(b"RETR") for line in session.lines)
+    assert len(stored_messages(tmp_path / "state.db")) == 12

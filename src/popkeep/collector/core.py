@@ -495,7 +495,10 @@ class Collector:
         recorded), the LIST size against the size LIST gave when the message was
         collected. The digest comes first because a size alone can mislead: a server
         may add a field it maintains (``Status:``) to a message it served, and a new
-        message may have the old one's size. Only these messages are asked: a poll
+        message may have the old one's size. Under a header key (no UIDL, or one
+        several messages share) the digest and size are the key itself and prove
+        nothing: the sha256 of the message retrieved now against the one collected
+        decides (``describe(verify=True)``). Only these messages are asked: a poll
         deleting nothing asks nothing. Messages collected before popkeep recorded
         either are not checked. Their records are read, and the server asked, one
         group (``fetch_group``) at a time (issue 16 item 3)."""
@@ -521,7 +524,7 @@ class Collector:
         if not recorded:
             return []
         changed = []
-        for message in await session.describe(recorded, identify=True):
+        for message in await session.describe(recorded, identify=True, verify=True):
             then = records[message.key]
             if message.content is not None and then.sha256 is not None:
                 if message.content != then.sha256:  # the key is no proof (ListedMessage)

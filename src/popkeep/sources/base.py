@@ -48,7 +48,7 @@ class ListedMessage(NamedTuple):
     #: header digest of :mod:`popkeep.headers`, from TOP n 0), when asked for and the
     #: source can tell; None when it cannot
     identity: str | None = None
-    #: with ``identify``, for a key that names no more than ``identity`` and ``size``
+    #: with ``verify``, for a key that names no more than ``identity`` and ``size``
     #: (POP3 without a unique-id of its own: the identity is in the key, so it proves
     #: nothing): the sha256 of the whole message as retrieved now, to compare with
     #: the one recorded; "" when it could not be retrieved (never equal to one)
@@ -71,11 +71,13 @@ class SourceSession(Protocol):
         ...
 
     async def describe(
-        self, keys: Sequence[str], *, identify: bool = False
+        self, keys: Sequence[str], *, identify: bool = False, verify: bool = False
     ) -> list[ListedMessage]:
         """The facts about ``keys`` (listed by :meth:`list_mailbox`), in retrieval order;
         with ``identify``, their :attr:`ListedMessage.identity` too where the source
-        can tell (it may cost a round of requests: ask only for messages acted on).
+        can tell (it may cost a round of requests: ask only for messages acted on);
+        with ``verify``, their :attr:`ListedMessage.content` where the key proves
+        nothing beyond the identity (it may retrieve them: ask only before deleting).
         A message the source cannot describe consistently is left out (the caller
         neither fetches nor deletes it on this listing)."""
         ...

@@ -911,17 +911,18 @@ class POP3Source:
         return keys, len(numbers) - len(keys)
 
     async def describe(
-        self, keys: Sequence[str], *, identify: bool = False
+        self, keys: Sequence[str], *, identify: bool = False, verify: bool = False
     ) -> list[ListedMessage]:
         """Sizes from LIST, in message-number order (the order RETR streams best);
         with ``identify``, each message's header digest from ``TOP n 0`` as its
-        identity (None where the server has no TOP or refused it). A message whose
-        size the server does not tell consistently is left out."""
+        identity (None where the server has no TOP or refused it); with ``verify``,
+        the content of those under a header key, by RETR (:meth:`_contents`). A
+        message whose size the server does not tell consistently is left out."""
         numbers = sorted(self._numbers[key] for key in keys)
         sizes = await self._session.sizes(numbers, self._count) if numbers else {}
         digests = await self._session.header_digests(numbers) if identify else {}
         key_of = {self._numbers[key]: key for key in keys}
-        contents = await self._contents(key_of, sizes) if identify else {}
+        contents = await self._contents(key_of, sizes) if verify else {}
         return [
             ListedMessage(key_of[number], sizes[number], digests.get(number),
                           contents.get(number))
