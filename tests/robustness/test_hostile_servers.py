@@ -353,6 +353,24 @@ def test_without_uidl_a_twin_replacing_a_collected_message_is_not_deleted_unread
     assert digest(box.message(twin)) in case.stored()
 
 
+def test_without_uidl_a_due_deletion_retrieves_each_message_once_more(hostile: Hostile) -> None:
+    """The content check's cost (docs/guarantees.md, servers without UIDL): a
+    message under a header key is retrieved once more in the poll that deletes it,
+    and in no other poll after the one that collected it."""
+    case = hostile(no_uidl=True)
+    case.configure(delete_after="1d")
+    assert case.fetch() == (0, [])
+    uids = case.server.mailbox.uids
+    assert case.fetch() == (0, [])
+    assert case.server.sessions[-1].retrieved == []  # nothing due: nothing retrieved
+    with sqlite3.connect(case.base / "state.db") as db:  # a day later: due
+        db.execute("UPDATE messages SET first_retrieved_at = '2000-01-01T00:00:00+00:00'")
+    assert case.fetch() == (0, [])
+    assert sorted(case.server.sessions[-1].retrieved) == sorted(uids)
+    assert len(case.server.mailbox) == 0
+    case.assert_safe()
+
+
 def test_without_uidl_or_top_keep_mode_is_refused_in_one_line(hostile: Hostile) -> None:
     case = hostile(no_uidl=True, no_top=True)
     case.configure(delete_after="14d")
