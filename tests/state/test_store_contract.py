@@ -16,6 +16,7 @@ from popkeep.clock import FakeClock
 from popkeep.errors import StateError
 from popkeep.model import MessageState, Receipt, RunSummary
 from popkeep.state.base import (
+    ALERTS_KEPT,
     RUNS_KEPT,
     AccountTotals,
     Alert,
@@ -538,6 +539,30 @@ def test_an_alert_is_raised_once_per_active_condition(store: StateStore) -> None
     assert store.raise_alert(_alert("quota", minutes=1))
     assert store.open_alerts("a") == [_alert(), _alert("quota", minutes=1)]
     assert store.open_alerts("b") == []
+
+
+def test_settled_alerts_beyond_the_newest_kept_are_forgotten(store: StateStore) -> None:
+    """A server that fails now and then raises and clears an alert again and again:
+    the account keeps its newest ALERTS_KEPT settled ones, every open one (even an
+    older one whose clearing notice is still owed), and other accounts keep theirs."""
+    owed = _alert("quota", minutes=-1)
+    store.raise_alert(owed)
+    store.clear_alert("a", "quota", T0)  # its clearing notice never delivered
+    other = Alert("b", "failing", T0, T0, "down")
+    store.raise_alert(other)
+    store.clear_alert("b", "failing", T0)
+    store.alert_told(other, cleared=True, now=T0)
+    cycles = ALERTS_KEPT + 20
+    for minute in range(cycles):
+        alert = _alert(minutes=minute)
+        store.raise_alert(alert)
+        store.clear_alert("a", "failing", alert.raised_at)
+        store.alert_told(alert, cleared=True, now=alert.raised_at)
+    kept = store.recent_alerts("a", limit=10 * ALERTS_KEPT)
+    settled = [a.raised_at for a in kept if a.condition == "failing"]
+    assert settled == [T0 + timedelta(minutes=m) for m in reversed(range(20, cycles))]
+    assert [a.condition for a in store.open_alerts("a")] == ["quota"]
+    assert len(store.recent_alerts("b")) == 1
 
 
 def test_recent_alerts_include_the_settled_ones_newest_first(store: StateStore) -> None:

@@ -31,6 +31,12 @@ from popkeep.model import MessageState, Receipt, RunSummary, StoredMessage
 #: 100,000 rows instead of adding 1.4 million a day.
 RUNS_KEPT = 100
 
+#: the settled alerts (cleared, both notices told) each account keeps
+#: (:meth:`StateStore.alert_told`): the dashboard's History shows the latest 50; an
+#: account whose server fails now and then must not grow the table (nor the query of
+#: its open alerts, asked after every pass) without end
+ALERTS_KEPT = 100
+
 
 class Intent(NamedTuple):
     """Journaled before delivering: "uid with this content is about to go to these sinks"."""
@@ -338,7 +344,8 @@ class StateStore(AccountLocks, Protocol):
 
     def alert_told(self, alert: Alert, cleared: bool, now: datetime) -> None:
         """The raising (or, with ``cleared``, the clearing) notice of ``alert`` is durable
-        in the account's mailbox: no longer owed."""
+        in the account's mailbox: no longer owed. The account's settled alerts beyond
+        the newest :data:`ALERTS_KEPT` (by raising time) are forgotten then."""
         ...
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 from popkeep.errors import StateError
 from popkeep.model import MessageState, RunSummary, StoredMessage
 from popkeep.state.base import (
+    ALERTS_KEPT,
     RUNS_KEPT,
     AccountTotals,
     Alert,
@@ -914,3 +915,13 @@ class SQLiteStore:
                 (_encode_time(now), alert.account, alert.condition,
                  _encode_time(alert.raised_at)),
             )  # fmt: skip
+            if cleared:  # it is settled now: keep the newest ALERTS_KEPT settled ones
+                cur.execute(
+                    """DELETE FROM alerts
+                        WHERE account = ?1 AND cleared_sent_at IS NOT NULL
+                          AND (condition, raised_at) NOT IN
+                              (SELECT condition, raised_at FROM alerts
+                                WHERE account = ?1 AND cleared_sent_at IS NOT NULL
+                                ORDER BY raised_at DESC, condition LIMIT ?2)""",
+                    (alert.account, ALERTS_KEPT),
+                )
