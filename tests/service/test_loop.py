@@ -222,6 +222,20 @@ def test_the_server_says_when_to_come_back(
     assert recorder.passes[0].state.next_poll_at == T0 + gap
 
 
+def test_the_login_delay_a_server_advertises_is_kept_between_polls(
+    tmp_path: Path, server: ScriptedPOP3Server
+) -> None:
+    """RFC 2449 §6.5: a server whose CAPA says LOGIN-DELAY 900 is logged in to every
+    15 minutes, though the interval is a minute (before, it was polled every minute
+    and a real server would refuse most logins with -ERR [LOGIN-DELAY])."""
+    server.capabilities = ("LOGIN-DELAY 900",)
+    text = config_text(tmp_path, server, 'interval = "1m"\n')
+    app, service, recorder = start(tmp_path, text, days=1 / 24)
+    run(app, service)
+    assert len(recorder.gaps()) >= 3 and set(recorder.gaps()) == {15 * MINUTE}
+    assert {p.outcome for p in recorder.passes} == {"ok"}
+
+
 def test_a_refused_password_holds_the_account_until_asked(
     tmp_path: Path, server: ScriptedPOP3Server
 ) -> None:

@@ -15,6 +15,7 @@ from popkeep.errors import (
 from popkeep.service import schedule
 from popkeep.service.loop import Service
 from popkeep.service.model import ServiceView
+from popkeep.sources.base import login_interval
 
 SERVICE = ServiceConfig(interval=300, jitter=0.1, backoff_cap=3600)
 
@@ -54,6 +55,28 @@ def test_after_each_kind_of_ending(
 ) -> None:
     got = schedule.after(error, streak, _account(), SERVICE, lambda: 0.5)
     assert got == schedule.Next(phase, delay, after_streak)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("error", "delay"),
+    [(None, 900), (ConnectError("reset after login"), 900), (AuthError("[AUTH] no"), None),
+     (ServerBusy("[LOGIN-DELAY 1800]", "LOGIN-DELAY", 1800), 1800)],
+)  # fmt: skip
+def test_the_servers_login_delay_is_the_least_wait(
+    error: PopkeepError | None, delay: float | None
+) -> None:
+    """RFC 2449 §6.5: CAPA LOGIN-DELAY 900 makes every wait at least 900 s; a held
+    account stays held, and a longer wait stays longer."""
+    got = schedule.after(error, 0, _account(), SERVICE, lambda: 0.5, login_interval=900)
+    assert got.delay == delay
+
+
+def test_login_interval_reads_capa_login_delay() -> None:
+    assert login_interval({"LOGIN-DELAY": ["900"]}) == 900
+    assert login_interval({"LOGIN-DELAY": ["900", "USER"]}) == 900
+    assert login_interval({"LOGIN-DELAY": []}) is None
+    assert login_interval({"LOGIN-DELAY": ["soon"]}) is None
+    assert login_interval({"IMAP4rev1": []}) is None
 
 
 def as_view(service: Service) -> ServiceView:

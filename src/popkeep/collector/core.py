@@ -47,7 +47,7 @@ from popkeep.collector.job import (
 )
 from popkeep.errors import PopkeepError, TransportError
 from popkeep.model import MessageState, RunSummary, ServerStat, StoredMessage
-from popkeep.sources.base import ListedMessage, SourceSession
+from popkeep.sources.base import ListedMessage, SourceSession, login_interval
 from popkeep.state.asyncstore import AsyncStore
 
 if TYPE_CHECKING:
@@ -102,8 +102,10 @@ class Collector:
         started = self._clock.now()
         run = RunState(job)
         error: PopkeepError | None = None
+        interval: float | None = None
         try:
             session = await self._connect(run)
+            interval = login_interval(session.capabilities)
             try:
                 listed, todo = await self._list(run, session)
                 await self._deliver(run, session, listed, todo)
@@ -111,16 +113,17 @@ class Collector:
                 await session.close()
         except PopkeepError as exc:
             error = exc
-        return await self._result(run, started, error)
+        return await self._result(run, started, error, interval)
 
     async def _result(
-        self, run: RunState, started: datetime, error: PopkeepError | None
+        self, run: RunState, started: datetime, error: PopkeepError | None,
+        interval: float | None = None,
     ) -> AccountResult:
         if error is not None:  # the caller reports it (popkeep fetch: one FAILED line)
             log.info("account %s: %s", run.job.name, error)
         summary = self._summary(run, started, error)
         await self._store.record_run(summary)
-        return AccountResult(summary, error, run.warnings)
+        return AccountResult(summary, error, run.warnings, interval)
 
     async def _deliver(
         self, run: RunState, session: SourceSession, listed: Set[str], todo: list[str]

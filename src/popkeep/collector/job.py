@@ -63,6 +63,9 @@ class AccountResult(NamedTuple):
     summary: RunSummary
     error: PopkeepError | None = None
     warnings: Sequence[str] = ()
+    #: seconds the server asked between logins (:func:`popkeep.sources.base.login_interval`),
+    #: None when it did not say or the pass did not log in; ``popkeep serve`` waits that long
+    login_interval: float | None = None
 
 
 class RunState:

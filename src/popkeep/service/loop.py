@@ -304,8 +304,8 @@ class Service:
         """The account's state and next poll after ``result``."""
         summary, error = result.summary, result.error
         old = slot.state
-        after = schedule.after(error, old.error_streak, slot.config,
-                               self._app.config.service, self._random)  # fmt: skip
+        after = schedule.after(error, old.error_streak, slot.config, self._app.config.service,
+                               self._random, result.login_interval)  # fmt: skip
         now_mono, now = self._clock.monotonic(), self._clock.now()
         phase: Phase = after.phase
         if slot.reconfigured or (slot.again and after.phase != "held"):

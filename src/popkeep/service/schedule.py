@@ -53,6 +53,7 @@ def after(
     account: AccountConfig,
     service: ServiceConfig,
     random: Random,
+    login_interval: float | None = None,
 ) -> Next:
     """The phase and wait after a pass that ended with ``error`` (None: it
     succeeded), ``streak`` being the failed passes in a row before it.
@@ -65,7 +66,24 @@ def after(
     - ``[LOGIN-DELAY]`` / ``[IN-USE]`` / ``[SYS/TEMP]``: no sooner than the delay the
       server named (RFC 2449 §8.1.1), else backoff;
     - anything else: backoff.
+
+    Whatever the ending, never sooner than ``login_interval``: the seconds the server
+    asked between logins when the pass logged in (CAPA LOGIN-DELAY, RFC 2449 §6.5), so
+    a server that advertises it is not logged in to too early and refused.
     """
+    following = _after(error, streak, account, service, random)
+    if login_interval is None or following.delay is None:
+        return following
+    return following._replace(delay=max(following.delay, login_interval))
+
+
+def _after(
+    error: PopkeepError | None,
+    streak: int,
+    account: AccountConfig,
+    service: ServiceConfig,
+    random: Random,
+) -> Next:
     every = interval(account, service)
     if error is None:
         return Next("waiting", jittered(every, service.jitter, random), 0)

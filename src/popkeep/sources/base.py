@@ -11,7 +11,7 @@ are spooled (the source is built with a :data:`~popkeep.spool.SpoolFactory` by `
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence, Set
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Set
 from typing import NamedTuple, Protocol
 
 from popkeep.spool import SpooledMessage
@@ -53,6 +53,14 @@ class ListedMessage(NamedTuple):
     #: nothing): the sha256 of the whole message as retrieved now, to compare with
     #: the one recorded; "" when it could not be retrieved (never equal to one)
     content: str | None = None
+
+
+def login_interval(capabilities: Mapping[str, Sequence[str]]) -> float | None:
+    """Seconds the server asks between logins, when it says: POP3's CAPA ``LOGIN-DELAY
+    n`` (RFC 2449 §6.5; read after authentication, §5, the value for this user; a
+    trailing ``USER`` only says it may differ per user). None for other sources."""
+    words = capabilities.get("LOGIN-DELAY") or [""]
+    return float(words[0]) if words[0].isascii() and words[0].isdigit() else None
 
 
 class SourceSession(Protocol):
