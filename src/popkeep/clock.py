@@ -20,6 +20,11 @@ from typing import Protocol
 class Clock(Protocol):
     """Wall-clock time (for records and policies) and a monotonic counter (for timeouts)."""
 
+    #: whether :meth:`sleep_until` moves time instead of waiting (:class:`FakeClock`):
+    #: then work in progress takes no time on it, and whoever waits for a deadline
+    #: while work runs (the service's loop, during passes) waits for the work first
+    jumps: bool
+
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""
         ...
@@ -37,6 +42,8 @@ class Clock(Protocol):
 class SystemClock:
     """The real clock."""
 
+    jumps = False
+
     def now(self) -> datetime:
         return datetime.now(UTC)
 
@@ -51,6 +58,8 @@ class SystemClock:
 
 class FakeClock:
     """A clock that moves only when told to (like trio's MockClock)."""
+
+    jumps = True
 
     def __init__(self, start: datetime | None = None) -> None:
         self._now = start or datetime(2026, 1, 1, tzinfo=UTC)

@@ -223,11 +223,16 @@ class Service:
 
     async def _sleep(self) -> None:
         """Until the next poll is due, a pass ends, or something asks (check-now,
-        reload, stop)."""
+        reload, stop). On a clock that jumps (a test's FakeClock) a pass takes no
+        time: while one runs, only its end (or a request) wakes the loop, so the
+        clock cannot leap past polls that fall due during it, however slow the
+        pass's real I/O is."""
         assert self._wake is not None
         waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
         idle = [s.due for s in self._slots.values() if s.task is None and s.due is not None]
-        if idle and self._running() < self._app.config.service.concurrency:
+        running = self._running()
+        if (idle and running < self._app.config.service.concurrency
+                and not (running and self._clock.jumps)):
             self._sleeper = asyncio.ensure_future(self._clock.sleep_until(min(idle)))
             waits.append(self._sleeper)
         try:
