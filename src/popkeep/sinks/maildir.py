@@ -78,6 +78,7 @@ from popkeep.config.schema import MaildirSinkConfig
 from popkeep.errors import CannotCreate, ConfigError, DeliveryError, DeliveryRefused
 from popkeep.model import Receipt
 from popkeep.sinks.base import Delivery, Staged
+from popkeep.sinks.hashset import HashSet
 from popkeep.sinks.trace import trace_lines
 from popkeep.spool import LfCopy, SpooledMessage
 
@@ -253,7 +254,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 class _KeyIndex:
     """Which delivery keys the folder holds (``new/`` and ``cur/``), in memory that does
-    not grow with their file names: one ``hash(key)`` (an int) per file.
+    not grow with their file names: one ``hash(key)`` per file, 16 bytes at most
+    (:class:`~popkeep.sinks.hashset.HashSet`).
 
     A key whose hash is not there is not held: the common answer, for every message of
     a fetch, costs no name. A key whose hash is there (recovery after a crash, content
@@ -268,7 +270,7 @@ class _KeyIndex:
         # The directory, not the sink's method: no sink ↔ index cycle (see _Nudge).
         self._directory = directory
         self._names: dict[str, str] | None = None
-        self._hashes = {hash(key) for key, _ in self._scan()}
+        self._hashes = HashSet(hash(key) for key, _ in self._scan())
 
     def _scan(self) -> Iterator[tuple[str, str]]:
         """(delivery key, file name) of every message in ``new/``, then ``cur/``."""
