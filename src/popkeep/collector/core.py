@@ -376,19 +376,22 @@ class Collector:
 
     @staticmethod
     def _todo(run: RunState, listed: Set[str], complete: bool = True) -> list[str]:
-        """The listed uids that still need delivering: unknown ones, and SEEN ones."""
+        """The listed uids that still need delivering, unknown ones and SEEN ones, in
+        the listing's order (see :meth:`_fetch`)."""
         seen = run.by_state.get(MessageState.SEEN, ())
         if complete and run.live == len(listed):
             # Every live uid is listed (see _reconcile), so a listing as long as the
             # live set is that set: nothing unknown, only the SEEN ones are due.
             return list(seen)
+        if not any(run.by_state.values()):
+            return list(listed)  # a first collection: every uid, no set of them
         # Set differences in C: unknown uids, then the few SEEN ones. One set, of the
         # listing: none of every uid the store knows (issue 16 item 3).
         todo = set(listed)
         for uids in run.by_state.values():
             todo.difference_update(uids)
         todo.update(uid for uid in seen if uid in listed)
-        return list(todo)
+        return list(filter(todo.__contains__, listed))  # in C; the listing's order
 
     async def _fetch(
         self, run: RunState, session: SourceSession, listed: Set[str], todo: list[str]
@@ -397,10 +400,6 @@ class Collector:
         order: what the pass holds per message to fetch (its description, the
         pipeline's maps) is one group's, not the mailbox's (issue 16 item 3)."""
         group = run.job.fetch_group
-        if len(todo) > group:
-            wanted = set(todo)
-            todo = list(filter(wanted.__contains__, listed))  # in C; the source's order
-            del wanted
         run.total = len(todo)
         for start in range(0, len(todo), group):
             described = await self._select(run, session, todo[start : start + group])
