@@ -1,12 +1,12 @@
 """Memory does not grow with the mailbox (issue 16 item 3, docs/guarantees.md).
 
-A person who keeps everything on the server has a 200,000-message mailbox: polling
-it, with new mail and without, and the pass that deletes all of it (the first
-``delete_after`` pass after years of keeping), stay under 100 MB resident (the
-issue's unit: 10**8 bytes, 95.4 MiB). Measured as the peak resident set
-(``ru_maxrss``) of a real ``popkeep fetch`` process against the scripted server on
-127.0.0.1; the first collection of all 200,000 is measured in bench/README.md
-("Bounded memory"), too long for a test.
+A person who keeps everything on the server has a 200,000-message mailbox: its
+first collection, polling it with new mail and without, and the pass that deletes
+all of it (the first ``delete_after`` pass after years of keeping) stay under 100 MB
+resident (the issue's unit: 10**8 bytes, 95.4 MiB). Measured as the peak resident
+set (``ru_maxrss``) of a real ``popkeep fetch`` process, start-up included, against
+the scripted server on 127.0.0.1 (bench/memory.py --kept measures the same passes
+one after another, bench/README.md "Bounded memory").
 """
 
 from __future__ import annotations
@@ -80,6 +80,20 @@ def _collected(base: Path, count: int, first: datetime) -> Mailbox:
     finally:
         store.close()
     return Mailbox((_uid(i), _message(i)) for i in range(MESSAGES))
+
+
+@pytest.mark.slow
+def test_collecting_a_200k_message_mailbox_stays_under_100_mb(tmp_path: Path) -> None:
+    """The first collection: every message new, into an empty Maildir. Before, the
+    Maildir sink's index of the files it wrote (a Python set of their hashes) and
+    what glibc kept of what the pass freed took it to ≈ 112 MB."""
+    box = Mailbox((_uid(i), _message(i)) for i in range(MESSAGES))
+    server = ScriptedPOP3Server(box, user="u", password="pw-pw-pw")
+    with ServerThread(server) as thread:
+        code, peak = _peak_fetch(_config(tmp_path, thread.port))
+        assert code == 0
+    assert len(list((tmp_path / "Maildir" / "new").iterdir())) == MESSAGES
+    assert peak < BOUND_MB, f"first collection of {MESSAGES}: {peak:.1f} MB"
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from popkeep.clock import Clock
 from popkeep.collector.job import AccountJob, ProgressCallback, RunState, sink_names
+from popkeep.collector.memory import release
 from popkeep.collector.refusals import Refused, remember, skip_refused
 from popkeep.errors import DeliveryError, MessageAborted, MessageRefused, PopkeepError
 from popkeep.headers import header_digest, header_of
@@ -322,6 +323,8 @@ class Pipeline:
         flow.last_commit = self._clock.monotonic()
         await self._adopt(run, flow, repeats)
         run.done += taken
+        if run.done >= run.job.fetch_group:  # a long pass: see popkeep.collector.memory
+            release()
         self._report(run, flow)
 
     def _report(self, run: RunState, flow: _Flow) -> None:
