@@ -117,3 +117,24 @@ def stored_messages(state: Path, account: str = "isp") -> dict[str, StoredMessag
         return store.messages(account)
     finally:
         store.close()
+
+
+def rewrite_then_reuse(
+    server: ScriptedPOP3Server, config: Path, maildir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server rewrites its 4th message in place (``Status: RO``): the next poll
+    delivers nothing; then it gives the 5th's UIDL to new mail: the next poll delivers
+    that mail, and only it (docs/guarantees.md, point 10). For accounts whose messages
+    were marked collected without being fetched (baseline, import-state)."""
+    box = server.mailbox
+    uids = box.uids
+    marked = box.message(uids[3]).replace(b"\r\n\r\n", b"\r\nStatus: RO\r\n\r\n", 1)
+    box.reuse_uid(uids[3], marked)  # the same message, rewritten in place by the server
+    code, data = fetch(config, capsys)
+    assert (code, data["delivered"]) == (0, 0), data  # its header digest tells: the same
+    new = b"From: x@example.com\r\nSubject: under an old uidl\r\nMessage-ID: <n@x>\r\n\r\nhi\r\n"
+    box.remove(uids[4])  # deleted elsewhere, and its UIDL given to new mail, between polls
+    box.reuse_uid(uids[4], new)
+    code, data = fetch(config, capsys)
+    assert (code, data["delivered"]) == (0, 1), data
+    assert [p.read_bytes() for p in (maildir / "new").iterdir()] == [new.replace(b"\r\n", b"\n")]

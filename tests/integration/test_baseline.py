@@ -20,7 +20,14 @@ from popkeep.testing.misbehaviour import Misbehaviour
 from popkeep.testing.server import ScriptedPOP3Server
 
 from ..fixtures.dovecot import Dovecot
-from .helpers import dovecot_config, fetch, maildir_messages, server_config, stored_messages
+from .helpers import (
+    dovecot_config,
+    fetch,
+    maildir_messages,
+    rewrite_then_reuse,
+    server_config,
+    stored_messages,
+)
 
 pytestmark = pytest.mark.dovecot
 
@@ -66,21 +73,9 @@ def test_a_baselined_message_the_server_rewrites_is_not_fetched_again(
     """Baseline records each message's LIST size and TOP n 0 header digest, so a poll
     whose STAT octets moved tells a message the server rewrote (``Status:``) from new
     mail under its UIDL (docs/guarantees.md, point 10), as for fetched messages."""
-    box = server.mailbox
-    uids = box.uids
     config = server_config(tmp_path, server, certs, delete_after="never")
     assert main(["-c", str(config), "baseline", "isp"]) == 0
-    marked = box.message(uids[3]).replace(b"\r\n\r\n", b"\r\nStatus: RO\r\n\r\n", 1)
-    box.reuse_uid(uids[3], marked)  # the same message, rewritten in place by the server
-    code, data = fetch(config, capsys)
-    assert (code, data["delivered"]) == (0, 0), data
-    new = b"From: x@example.com\r\nSubject: under an old uidl\r\nMessage-ID: <n@x>\r\n\r\nhi\r\n"
-    box.remove(uids[4])  # deleted elsewhere, and its UIDL given to new mail, between polls
-    box.reuse_uid(uids[4], new)
-    code, data = fetch(config, capsys)
-    assert (code, data["delivered"]) == (0, 1), data
-    assert [p.read_bytes() for p in (tmp_path / "Maildir" / "new").iterdir()] == [
-        new.replace(b"\r\n", b"\n")]
+    rewrite_then_reuse(server, config, tmp_path / "Maildir", capsys)
 
 
 @pytest.mark.parametrize("server", [{"misbehave": Misbehaviour(no_uidl=True)}], indirect=True)

@@ -26,7 +26,14 @@ from popkeep.testing.mailgen import realistic_mailbox
 from popkeep.testing.server import ScriptedPOP3Server
 
 from ..fixtures.dovecot import Dovecot
-from .helpers import dovecot_config, fetch, maildir_messages, server_config, stored_messages
+from .helpers import (
+    dovecot_config,
+    fetch,
+    maildir_messages,
+    rewrite_then_reuse,
+    server_config,
+    stored_messages,
+)
 
 pytestmark = pytest.mark.dovecot
 
@@ -214,8 +221,7 @@ def test_imported_messages_get_their_sizes_so_a_reused_uidl_is_caught(
     and TOP say of the imported messages, so STAT's octets tell a later poll that one
     of them changed, and its header digest whether it was rewritten by the server
     (the same message) or replaced under its UIDL (docs/guarantees.md, point 10)."""
-    box = server.mailbox
-    uids = box.uids
+    uids = server.mailbox.uids
     fetchids = tmp_path / ".fetchids"
     fetchids.write_text("".join(f"{server.user}@127.0.0.1 {uid}\n" for uid in uids))
     config = server_config(tmp_path, server, certs, delete_after="never")
@@ -224,14 +230,4 @@ def test_imported_messages_get_their_sizes_so_a_reused_uidl_is_caught(
     for _ in range(2):
         code, data = fetch(config, capsys)
         assert (code, data["delivered"]) == (0, 0)
-    marked = box.message(uids[3]).replace(b"\r\n\r\n", b"\r\nStatus: RO\r\n\r\n", 1)
-    box.reuse_uid(uids[3], marked)  # the same message, rewritten in place by the server
-    code, data = fetch(config, capsys)
-    assert (code, data["delivered"]) == (0, 0), data  # its header digest tells: the same
-    new = b"From: x@example.com\r\nSubject: under an old uidl\r\nMessage-ID: <n@x>\r\n\r\nhi\r\n"
-    box.remove(uids[4])  # deleted elsewhere, and its UIDL given to new mail, between polls
-    box.reuse_uid(uids[4], new)
-    code, data = fetch(config, capsys)
-    assert (code, data["delivered"]) == (0, 1), data
-    assert [p.read_bytes() for p in (tmp_path / "Maildir" / "new").iterdir()] == [
-        new.replace(b"\r\n", b"\n")]
+    rewrite_then_reuse(server, config, tmp_path / "Maildir", capsys)
