@@ -2,7 +2,8 @@
 
 A person who keeps everything on the server has a 200,000-message mailbox: its
 first collection, polling it with new mail and without, and the pass that deletes
-all of it (the first ``delete_after`` pass after years of keeping) stay under 100 MB
+all of it (the first ``delete_after`` pass after years of keeping), and the first poll
+after ``popkeep import-state`` (sizes and digests of every message) stay under 100 MB
 resident (the issue's unit: 10**8 bytes, 95.4 MiB). Measured as the peak resident
 set (``ru_maxrss``) of a real ``popkeep fetch`` process, start-up included, against
 the scripted server on 127.0.0.1 (bench/memory.py --kept measures the same passes
@@ -128,3 +129,27 @@ def test_deleting_all_of_a_200k_message_mailbox_stays_under_100_mb(tmp_path: Pat
     finally:
         store.close()
     assert peak < BOUND_MB, f"deleting all {MESSAGES}: {peak:.1f} MB"
+
+
+@pytest.mark.slow
+def test_the_first_poll_after_import_state_of_200k_stays_under_100_mb(tmp_path: Path) -> None:
+    """``popkeep import-state`` knows only the unique-ids: the first poll records the
+    LIST size and TOP digest of every message. Before, it read every record first
+    (≈ 225 MB)."""
+    store = SQLiteStore.open(tmp_path / "state.db")
+    try:
+        collected = [Collected(_uid(i)) for i in range(MESSAGES)]
+        store.mark_collected("keep", collected, ["home"], "imported", datetime.now(UTC))
+    finally:
+        store.close()
+    box = Mailbox((_uid(i), _message(i)) for i in range(MESSAGES))
+    server = ScriptedPOP3Server(box, user="u", password="pw-pw-pw")
+    with ServerThread(server) as thread:
+        code, peak = _peak_fetch(_config(tmp_path, thread.port))
+        assert code == 0
+    store = SQLiteStore.open(tmp_path / "state.db")
+    try:
+        assert store.live_octets("keep") == (sum(len(_message(i)) for i in range(MESSAGES)), 0)
+    finally:
+        store.close()
+    assert peak < BOUND_MB, f"first poll after import-state of {MESSAGES}: {peak:.1f} MB"

@@ -30,9 +30,9 @@ import functools
 import logging
 import threading
 import types
-from collections.abc import Awaitable, Callable, Generator, Iterator, Set
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Set
 from datetime import datetime
-from itertools import chain, filterfalse
+from itertools import chain, filterfalse, islice
 from typing import TYPE_CHECKING
 
 from popkeep import logs, retention
@@ -59,6 +59,13 @@ log = logging.getLogger(__name__)
 _LIVE = frozenset({MessageState.SEEN, MessageState.DELIVERED})
 #: state → uids, as the store reads them (RunState.know)
 _Known = dict[MessageState, list[str]]
+
+
+def _groups(uids: Iterable[str], size: int) -> Iterator[list[str]]:
+    """``uids`` in lists of ``size`` (the last one shorter)."""
+    it = iter(uids)
+    while group := list(islice(it, size)):
+        yield group
 
 
 @types.coroutine
@@ -251,20 +258,25 @@ class Collector:
         (``Status:``) from a new one (:meth:`_check_sizes`, :meth:`_check_doomed`).
         What is under their UIDL now is taken to be what was collected, as when they
         were marked."""
-        account = run.job.name
-        messages = await self._store.messages(account)
-        unsized = [
-            uid for uid in run.live_uids() if uid in listed and messages[uid].listed_size is None
-        ]
-        if not unsized:  # counted before this poll's changes (see _reconcile)
-            return
-        described = await session.describe(unsized, identify=True)
-        await self._store.record_listed_sizes(
-            account, {m.key: m.size for m in described},
-            {m.key: m.identity for m in described if m.identity is not None},
-        )
-        log.info("account %s: recorded LIST size and header digest of %d message(s) "
-                 "collected without them", account, len(described))
+        account, recorded = run.job.name, 0
+        # A group at a time (records, sizes, digests): no map of every record.
+        for group in _groups(filter(listed.__contains__, run.live_uids()), run.job.fetch_group):
+            records = await self._store.records(account, group)
+            unsized = [
+                uid for uid in group
+                if (m := records.get(uid)) is not None and m.listed_size is None
+            ]
+            if not unsized:  # counted before this poll's changes (see _reconcile)
+                continue
+            described = await session.describe(unsized, identify=True)
+            await self._store.record_listed_sizes(
+                account, {m.key: m.size for m in described},
+                {m.key: m.identity for m in described if m.identity is not None},
+            )
+            recorded += len(described)
+        if recorded:
+            log.info("account %s: recorded LIST size and header digest of %d message(s) "
+                     "collected without them", account, recorded)
 
     # -- diff -----------------------------------------------------------------------
 
@@ -352,19 +364,22 @@ class Collector:
         size decides) is a new message under a reused UIDL: retired, and returned
         to be fetched. docs/guarantees.md, point 10."""
         account = run.job.name
-        messages = await self._store.messages(account)
-        moved = [
-            m.key for m in await session.describe(list(listed))
-            if messages[m.key].listed_size != m.size
-        ]
+        moved: list[str] = []
+        for group in _groups(listed, run.job.fetch_group):  # no map of every record
+            records = await self._store.records(account, group)
+            moved += [
+                m.key for m in await session.describe(group)
+                if (r := records.get(m.key)) is not None and r.listed_size != m.size
+            ]
         if not moved:
             log.info("account %s: STAT's octets (%d) are not the sum of LIST's sizes "
                      "(%s)", account, run.server_octets, run.live_octets)
             return []
         changed: list[str] = []
         same: dict[str, int] = {}
+        then = await self._store.records(account, moved)
         for message in await session.describe(moved, identify=True):
-            digest = messages[message.key].digest
+            digest = then[message.key].digest
             if digest is not None and message.identity == digest:
                 same[message.key] = message.size
             else:

@@ -502,10 +502,11 @@ class Pipeline:
             message.close()
 
     async def _load_known(self, run: RunState, wanted: list[ListedMessage]) -> None:
-        """Read the account's messages into ``run.known`` when a wanted one is SEEN (some
-        sinks may hold it already: :meth:`held_by`); a pass of new mail reads nothing."""
-        if run.known is None and any(m.key in run.seen for m in wanted):
-            run.known = await self._store.messages(run.job.name)
+        """Read into ``run.known`` the records of the wanted messages (one fetch group)
+        that are SEEN (some sinks may hold them already: :meth:`held_by`); a group of
+        new mail reads nothing. Not every record of the account (issue 16 item 3)."""
+        seen = [m.key for m in wanted if m.key in run.seen]
+        run.known = await self._store.records(run.job.name, seen) if seen else None
 
     @staticmethod
     def held_by(run: RunState, uid: str) -> frozenset[str]:
