@@ -6,6 +6,7 @@ below then runs against it too.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -282,6 +283,22 @@ def test_delivered_oldest_first_gives_the_delivered_records_by_age(store: StateS
     every = store.messages("a")
     assert got == [every[m.uid] for m in got]
     assert list(store.delivered_oldest_first("nobody")) == []
+
+
+def test_a_stream_left_half_read_does_not_hold_the_store(store: StateStore) -> None:
+    """A caller that stops iterating delivered_oldest_first (an exception half way)
+    must not leave the store locked: the next call, from any thread, is served."""
+    store.record_delivered("a", [delivered(f"u{i}") for i in range(3)], SINKS, T0)
+    stream = store.delivered_oldest_first("a")
+    assert next(stream).uid == "u0"
+    answered: list[AccountTotals] = []
+    other = threading.Thread(target=lambda: answered.append(store.account_totals("a")))
+    other.start()
+    other.join(timeout=10)
+    done = not other.is_alive()
+    stream.close()  # lets a blocked call go on, so the thread ends either way
+    other.join()
+    assert done and answered[0].delivered == 3
 
 
 def test_records_are_those_of_the_uids_asked(store: StateStore) -> None:

@@ -183,9 +183,9 @@ class StateStore(AccountLocks, Protocol):
         """The account's DELIVERED messages, oldest ``first_retrieved_at`` first (None
         last, ties by uid): the order :func:`popkeep.retention.doomed` takes them in.
         Streamed (a pass deciding for 200,000 messages holds none of their records):
-        the store may be held until the iteration ends, so consume it (or close it)
-        before calling the store again; from async code, inside
-        :meth:`~popkeep.state.asyncstore.AsyncStore.run`."""
+        consume it before writing to the store again (what a write changes may or may
+        not be seen); from async code, inside
+        :meth:`~popkeep.state.asyncstore.AsyncStore.run`, on the store's thread."""
         ...
 
     def uids_by_state(self, account: str) -> dict[MessageState, list[str]]:

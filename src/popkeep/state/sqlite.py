@@ -45,6 +45,7 @@ from popkeep.state.migrations import MIGRATIONS, SCHEMA_VERSION
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT = 30.0  #: seconds to wait for another process's write lock
+_CHUNK = 2000  #: rows read at a time by a stream (delivered_oldest_first)
 _SEP = "\x1f"  #: char(31): separates sink names in group_concat (never in a config name)
 _STATES = {state.value: state for state in MessageState}
 _ON_SERVER = ("seen", "delivered", "delete_pending")
@@ -323,16 +324,26 @@ class SQLiteStore:
     def delivered_oldest_first(self, account: str) -> Iterator[StoredMessage]:
         """The account's DELIVERED messages, oldest ``first_retrieved_at`` first (None
         last, ties by uid), built as SQLite steps through them: nothing is held per
-        message (issue 16 item 3). The store is held until the iteration ends (other
-        calls wait): consume it, or close it, before calling the store again."""
+        message (issue 16 item 3). The store's lock is held while a chunk of rows is
+        read, not while the caller works on them, so an iteration abandoned half way
+        (an exception in the caller) never leaves the store locked."""
         with self._reading("read delivered messages") as conn:
-            rows = conn.execute(
+            cursor = conn.execute(
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608 - constant columns
                 " WHERE account = ? AND state = 'delivered'"
                 " ORDER BY first_retrieved_at IS NULL, first_retrieved_at, uid",
                 (account,),
             )
-            yield from self._records(account, rows)
+        try:
+            while True:
+                with self._reading("read delivered messages"):
+                    rows = cursor.fetchmany(_CHUNK)
+                if not rows:
+                    return
+                yield from self._records(account, rows)
+        finally:
+            with self._lock:
+                cursor.close()
 
     def records(self, account: str, uids: Sequence[str]) -> dict[str, StoredMessage]:
         """The records of those of ``uids`` the account knows, by uid."""
