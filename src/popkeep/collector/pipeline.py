@@ -8,7 +8,10 @@ sinks about keys an earlier run journaled, and per-sink failure.
 Messages flow: received (from the stream) → staged (StagingSinks wrote them,
 invisibly) → committed (intents journaled, every sink durable, receipts
 recorded). One step at a time runs beside the stream (see ``_step``), so the disk
-works while the network reads; a commit groups thousands of messages.
+works while the network reads; a commit groups thousands of messages. An account
+with a sink that can neither stage nor look back (mda, lmtp: ``exactly_once`` is
+False) commits after every message instead, so a kill delivers again at most the
+one message that sink was handling (docs/guarantees.md).
 
 Must not: talk to the server beyond consuming ``retrieve``, or decide retention.
 """
@@ -43,8 +46,8 @@ class _Flow:
 
     __slots__ = (
         "broken", "commit_bytes", "commit_messages", "deliveries", "digests", "found",
-        "handles", "hashes", "hold", "last_commit", "received", "received_bytes", "refused",
-        "repeats", "sizes", "stagers", "taken", "uncommitted_bytes",
+        "group", "handles", "hashes", "hold", "last_commit", "received", "received_bytes",
+        "refused", "repeats", "sizes", "stagers", "taken", "uncommitted_bytes",
     )
 
     def __init__(
@@ -54,6 +57,7 @@ class _Flow:
         commit_messages: int,
         commit_bytes: int,
         last_commit: float,
+        group: int,
     ) -> None:
         #: sink name → the sinks that stage (write as messages arrive, commit later)
         self.stagers = stagers
@@ -62,6 +66,7 @@ class _Flow:
         self.commit_messages = commit_messages
         self.commit_bytes = commit_bytes
         self.last_commit = last_commit  #: clock.monotonic() of the last commit (or of the start)
+        self.group = group  #: messages a step takes at most (``AccountJob.stage_messages``, or 1)
         #: staging sink name → its handles since the last commit
         self.handles: dict[str, list[Staged]] = {name: [] for name in stagers}
         #: received, not yet taken by a step
@@ -161,15 +166,24 @@ class Pipeline:
                 await self._abandon(run, flow)
 
     def _flow(self, job: AccountJob) -> _Flow:
+        """The flow of one fetch: its commit triggers and step size.
+
+        A non-staging sink needs the messages open until the commit: its commits are
+        kept small (``batch_*``). One that cannot look back either (``exactly_once``
+        False: nothing can ask an MDA what it delivered) gets one message per step
+        and per commit, so its receipts are recorded before it is handed the next
+        message; the stream still reads ahead into the spool, bounded by ``_full``.
+        """
         stagers = {s.name: v for s in job.sinks if (v := staging(s)) is not None}
         hold = len(stagers) < len(job.sinks)
+        blind = any(not s.exactly_once for s in job.sinks if s.name not in stagers)
         return _Flow(
             stagers=stagers,
             hold=hold,
-            # A non-staging sink needs the messages open until the commit: keep it small.
-            commit_messages=job.batch_messages if hold else job.commit_messages,
+            commit_messages=1 if blind else job.batch_messages if hold else job.commit_messages,
             commit_bytes=job.batch_bytes if hold else job.commit_bytes,
             last_commit=self._clock.monotonic(),
+            group=1 if blind else job.stage_messages,
         )
 
     async def _step(self, run: RunState, flow: _Flow, final: bool = False) -> None:
@@ -200,17 +214,17 @@ class Pipeline:
         """Whether enough has arrived to be worth a step: tiny groups cost a thread
         hand-off and a dedup query each, while the disk is free anyway."""
         return (
-            len(flow.received) >= min(job.stage_min_messages, job.stage_messages)
+            len(flow.received) >= min(job.stage_min_messages, flow.group)
             or flow.received_bytes >= job.stage_min_bytes
             or self._clock.monotonic() - flow.last_commit >= job.commit_seconds
         )
 
     @staticmethod
     def _take(job: AccountJob, flow: _Flow) -> list[tuple[ListedMessage, SpooledMessage]]:
-        """The oldest received messages, up to ``stage_messages`` / ``stage_bytes`` (≥ 1)."""
+        """The oldest received messages, up to ``flow.group`` / ``stage_bytes`` (≥ 1)."""
         count = size = 0
         for _, message in flow.received:
-            if count and (count >= job.stage_messages or size + message.size > job.stage_bytes):
+            if count and (count >= flow.group or size + message.size > job.stage_bytes):
                 break
             count += 1
             size += message.size
