@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -108,21 +108,22 @@ class SpoolWriter:
     def write(self, chunk: bytes) -> None:
         """Add ``chunk``. CannotCreate when the spool file cannot be made or written
         (a full disk, no permission): one line, never an OSError traceback."""
-        with self._spooling():
-            self._write(chunk)
-
-    @contextmanager
-    def _spooling(self) -> Iterator[None]:
+        # A plain try, not a context manager: this runs for every chunk of every
+        # message, and a generator-based one cost ≈ 11,000 instructions a call (callgrind).
         try:
-            yield
+            self._write(chunk)
         except OSError as exc:
-            self.discard()
-            where = self._dir or (self._lf_copy.directory if self._lf_copy else None)
-            place = where if where is not None else "the temporary directory ($TMPDIR)"
-            raise CannotCreate(
-                f"cannot spool a message of {self._size} octets so far to {place}: "
-                f"{exc.strerror or exc}"
-            ) from exc
+            raise self._cannot_spool(exc) from exc
+
+    def _cannot_spool(self, exc: OSError) -> CannotCreate:
+        """Drop what was received; the one-line error saying why and where."""
+        self.discard()
+        where = self._dir or (self._lf_copy.directory if self._lf_copy else None)
+        place = where if where is not None else "the temporary directory ($TMPDIR)"
+        return CannotCreate(
+            f"cannot spool a message of {self._size} octets so far to {place}: "
+            f"{exc.strerror or exc}"
+        )
 
     def _write(self, chunk: bytes) -> None:
         self._hash.update(chunk)
@@ -172,8 +173,10 @@ class SpoolWriter:
 
     def finish(self) -> SpooledMessage:
         """The whole message; CannotCreate like :meth:`write`."""
-        with self._spooling():
+        try:
             return self._finish()
+        except OSError as exc:
+            raise self._cannot_spool(exc) from exc
 
     def _finish(self) -> SpooledMessage:
         if self._spilled:
