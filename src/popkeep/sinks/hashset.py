@@ -63,10 +63,17 @@ class HashSet:
         return slot
 
     def _grow(self) -> None:
-        """Twice the slots; every member placed again."""
+        """Twice the slots; every member placed again, probed as :meth:`_slot` does
+        (inline: the members are distinct, so each goes to the first free slot; no
+        call per member, the count stays)."""
         old = self._table
-        self._table = array("q", bytes(16 * len(old)))
-        self._count = 0
+        table = self._table = array("q", bytes(16 * len(old)))
+        mask = len(table) - 1
         for value in old:
             if value:
-                self.add(value)
+                perturb = value & _UNSIGNED
+                slot = perturb & mask
+                while table[slot] != 0:
+                    perturb >>= 5
+                    slot = (slot * 5 + 1 + perturb) & mask
+                table[slot] = value
