@@ -78,10 +78,10 @@ def header_digest(header: bytes) -> str:
     normalised. The same header from ``TOP n 0`` (RFC 1939 §7) and from RETR gives
     the same digest; messages differing only in their body give the same digest too
     (the size tells those apart)."""
-    picked: list[bytes] = []
+    picked: list[bytes] = []  # each normalised as it is picked: no second pass
     for field in _FIELD_END.split(header):
         name, colon, _ = field.partition(b":")
         if colon and name.strip().lower() in IDENTITY_FIELDS:
-            picked.append(field)
-    text = b"\n".join(b" ".join(f.split()) for f in picked or [header])
+            picked.append(b" ".join(field.split()))
+    text = b"\n".join(picked) if picked else b" ".join(header.split())
     return hashlib.sha256(text).hexdigest()
