@@ -257,6 +257,11 @@ class SpooledMessage:
         message downloaded, when there is one."""
         if self._lf_file is not None:
             yield from _read_file(self._lf_file, size)
+        elif self._data is not None:
+            # Held in memory (most messages): one chunk, the bytes :func:`to_lf` would
+            # give in one or two (a final lone CR stays), without its two generators.
+            if self._data:
+                yield self._data.replace(b"\r\n", b"\n")
         else:
             yield from to_lf(self.chunks(size))
 
