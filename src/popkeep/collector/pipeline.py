@@ -97,7 +97,7 @@ def _head_chunks(message: SpooledMessage) -> Iterable[bytes]:
     """Where a received message's header is read from: its bytes when held in memory,
     else the first part of its spool file (the LF copy when it has one: the digest
     does not depend on line endings)."""
-    return message.chunks() if message.in_memory else message.lf_chunks(64 << 10)
+    return (message.read_all(),) if message.in_memory else message.lf_chunks(64 << 10)
 
 
 class _Outcome(NamedTuple):
