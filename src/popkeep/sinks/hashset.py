@@ -40,7 +40,18 @@ class HashSet:
         return self._count
 
     def __contains__(self, member: int) -> bool:
-        return self._table[self._slot(member or 1)] != 0
+        # _slot inline: a fetch asks once a message, and a call costs more than the probe.
+        table = self._table
+        value = member or 1
+        mask = len(table) - 1
+        perturb = value & _UNSIGNED
+        slot = perturb & mask
+        while (held := table[slot]) != 0:
+            if held == value:
+                return True
+            perturb >>= 5
+            slot = (slot * 5 + 1 + perturb) & mask
+        return False
 
     def add(self, member: int) -> None:
         value = member or 1
