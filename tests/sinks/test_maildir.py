@@ -313,6 +313,23 @@ def test_enospc_mid_batch_leaves_nothing_in_new_or_tmp(
     assert files(tmp_path / "tmp") == []
 
 
+def test_short_writes_still_store_every_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # os.write may write less than asked (a signal, a pipe-like file system): the
+    # rest goes after it, whatever the first write took.
+    real_write = os.write
+
+    def seven_at_a_time(fd: int, data: bytes | memoryview) -> int:
+        return real_write(fd, bytes(data[:7]))
+
+    monkeypatch.setattr(maildir_module.os, "write", seven_at_a_time)
+    body = b"Subject: short\r\n\r\n" + b"0123456789\r\n" * 30
+    deliver(sink(tmp_path), [make(body)])
+    (name,) = files(tmp_path / "new")
+    assert (tmp_path / "new" / name).read_bytes() == body.replace(b"\r\n", b"\n")
+
+
 def test_rename_failure_keeps_only_complete_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

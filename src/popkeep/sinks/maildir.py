@@ -247,9 +247,11 @@ def _mine(handle: Staged) -> _Staged:
 
 def _write_all(fd: int, data: bytes) -> None:
     """Write every byte (os.write may write less than asked)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    written = os.write(fd, data)  # all of it, nearly always: no view for the usual case
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 class _KeyIndex:
