@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socketserver
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from popkeep.testing.certs import TestCerts
 from popkeep.testing.mailbox import Mailbox
 from popkeep.testing.server import ScriptedPOP3Server, ServerThread
 
+from ..fixtures.lmtp import LmtpSession, serving
 from .helpers import account_toml, save_config
 
 #: A tiny MDA (argv: out dir): stores stdin as out/msgN; on its 3rd call, the first
@@ -104,46 +103,23 @@ def test_kill_duplicates_at_most_the_message_in_flight(
     _at_most_the_one_in_flight(_copies([p.read_bytes() for p in out.glob("msg*")]))
 
 
-class _Lmtp(socketserver.StreamRequestHandler):
-    """Accepts everything (RFC 2033: one reply per recipient after DATA); after its
-    3rd message, the first time, SIGKILLs the pid in ``victim``."""
+class _Lmtp(LmtpSession):
+    """Accepts everything; after its 3rd message, the first time, SIGKILLs the pid
+    in ``victim``."""
 
-    received: list[bytes] = []  # noqa: RUF012 - reset by the fixture
     victim: Path
 
-    def handle(self) -> None:
-        self.wfile.write(b"220 test LMTP\r\n")
-        while line := self.rfile.readline():
-            verb = line[:4].upper()
-            if verb == b"LHLO":
-                self.wfile.write(b"250 test\r\n")
-            elif verb == b"DATA":
-                self.wfile.write(b"354 go\r\n")
-                body = b"".join(iter(lambda: self.rfile.readline(), b".\r\n"))
-                self.received.append(body)
-                self.wfile.write(b"250 stored\r\n")
-                self.wfile.flush()
-                if len(self.received) == 3 and self.victim.exists():
-                    os.kill(int(self.victim.read_text()), signal.SIGKILL)
-                    self.victim.unlink()
-            elif verb == b"QUIT":
-                self.wfile.write(b"221 bye\r\n")
-                return
-            else:
-                self.wfile.write(b"250 ok\r\n")
+    def stored(self) -> None:
+        if len(self.received) == 3 and self.victim.exists():
+            os.kill(int(self.victim.read_text()), signal.SIGKILL)
+            self.victim.unlink()
 
 
 @pytest.fixture
 def lmtp(tmp_path: Path) -> Iterator[int]:
     _Lmtp.received, _Lmtp.victim = [], tmp_path / "victim"
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Lmtp)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serving(_Lmtp) as port:
+        yield port
 
 
 def test_lmtp_kill_duplicates_at_most_the_message_in_flight(

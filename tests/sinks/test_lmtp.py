@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socketserver
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -17,6 +15,8 @@ from popkeep.errors import ConfigError, DeliveryError, DeliveryRefused, MessageR
 from popkeep.sinks.base import Delivery, delivery_key
 from popkeep.sinks.lmtp import LmtpSink, dot_stuffed
 from popkeep.spool import SpooledMessage
+
+from ..fixtures.lmtp import LmtpSession, serving
 
 
 def make(n: int, extra: bytes = b"") -> Delivery:
@@ -95,50 +95,28 @@ def test_connection_refused_is_temporary(tmp_path: Path) -> None:
     assert type(info.value) is DeliveryError
 
 
-# A scripted LMTP server for replies Dovecot will not give on demand.
-class Scripted(socketserver.StreamRequestHandler):
+class Scripted(LmtpSession):
+    """Replies Dovecot will not give on demand."""
+
     rcpt_codes: ClassVar[dict[str, bytes]] = {}
     data_codes: ClassVar[list[bytes]] = []
     #: per DATA, in order, before falling back to data_codes
     data_script: ClassVar[list[list[bytes]]] = []
-    received: ClassVar[list[bytes]] = []
 
-    def handle(self) -> None:
-        self.wfile.write(b"220 test LMTP\r\n")
-        while line := self.rfile.readline():
-            verb = line[:4].upper()
-            if verb == b"LHLO":
-                self.wfile.write(b"250-test\r\n250 PIPELINING\r\n")
-            elif verb == b"RCPT":
-                who = line.split(b"<")[1].split(b">")[0].decode()
-                self.wfile.write(self.rcpt_codes.get(who, b"250 ok") + b"\r\n")
-            elif verb == b"DATA":
-                self.wfile.write(b"354 go\r\n")
-                body = b""
-                while (chunk := self.rfile.readline()) != b".\r\n":
-                    body += chunk
-                type(self).received.append(body)
-                codes = self.data_script.pop(0) if self.data_script else self.data_codes
-                self.wfile.write(b"".join(c + b"\r\n" for c in codes))
-            elif verb == b"QUIT":
-                self.wfile.write(b"221 bye\r\n")
-                return
-            else:
-                self.wfile.write(b"250 ok\r\n")
+    def rcpt(self, who: str) -> bytes:
+        return self.rcpt_codes.get(who, b"250 ok")
+
+    def replies(self) -> bytes:
+        codes = self.data_script.pop(0) if self.data_script else self.data_codes
+        return b"".join(c + b"\r\n" for c in codes)
 
 
 @pytest.fixture
 def scripted() -> Iterator[tuple[str, int]]:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Scripted)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
     Scripted.received = []
     Scripted.data_script = []
-    yield "127.0.0.1", server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serving(Scripted) as port:
+        yield "127.0.0.1", port
 
 
 def scripted_sink(address: tuple[str, int]) -> LmtpSink:
