@@ -26,7 +26,7 @@ from pathlib import Path
 
 import click
 
-from popkeep import __version__
+from popkeep import __version__, errors
 from popkeep.cli.group import cli
 
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "man" / "popkeep.1"
@@ -65,17 +65,22 @@ _FILES = (
                                             "how popkeep status and check-now reach it."),
 )
 
+#: the codes as errors.py gives them to its exception classes
 _EXIT_STATUS = (
     ("0", "Every account succeeded."),
     ("1", "Another error; read the message."),
-    ("69", "popkeep check-now: no popkeep serve is running, or it did not answer."),
-    ("70", "Internal error, or the state database is unusable."),
-    ("73", "A local path cannot be created or written (Maildir, mbox, spool, disk full)."),
-    ("75", "A temporary failure (network, timeout, busy server, another run collecting the "
-           "account); nothing undelivered was deleted, the next run retries."),
-    ("77", "Authentication refused or TLS verification failed."),
-    ("78", "A configuration error; the message names the file and key (also a missing "
-           "extra: pip install 'popkeep[imap]')."),
+    (str(errors.EX_UNAVAILABLE),
+     "popkeep check-now: no popkeep serve is running, or it did not answer."),
+    (str(errors.EX_SOFTWARE), "Internal error, or the state database is unusable."),
+    (str(errors.EX_CANTCREAT),
+     "A local path cannot be created or written (Maildir, mbox, spool, disk full)."),
+    (str(errors.EX_TEMPFAIL),
+     "A temporary failure (network, timeout, busy server, another run collecting the "
+     "account); nothing undelivered was deleted, the next run retries."),
+    (str(errors.EX_NOPERM), "Authentication refused or TLS verification failed."),
+    (str(errors.EX_CONFIG),
+     "A configuration error; the message names the file and key (also a missing "
+     "extra: pip install 'popkeep[imap]')."),
     ("130", "Interrupted; nothing is lost or duplicated."),
 )
 
