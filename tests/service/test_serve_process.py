@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,11 +35,27 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data.replace(b"\r\n", b"\n")).hexdigest()
 
 
-def _serve(config: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "popkeep", "-c", str(config), "serve", *args],
+@contextmanager
+def _serving(config: Path) -> Iterator[subprocess.Popen[str]]:
+    """``popkeep serve`` with ``config``, killed on the way out if still running."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "popkeep", "-c", str(config), "serve"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _stopped(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM, then the exit, which must be 0; the process's stderr."""
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return err
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -66,20 +83,13 @@ def test_sigterm_mid_fetch_exits_at_once_and_the_next_fetch_completes_without_du
     config = dovecot_config(dovecot, tmp_path, dovecot_user)
     config.write_text(config.read_text() + LOCAL_API)
     maildir = tmp_path / "Maildir"
-    proc = _serve(config)
-    try:
+    with _serving(config) as proc:
         # staged in tmp/ (committed to new/ in groups of thousands): the pass is under way
         _wait(lambda: _staged(maildir) or proc.poll() is not None, 60, "the first messages")
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        proc.send_signal(signal.SIGTERM)
         sent = time.monotonic()
-        _, err = proc.communicate(timeout=30)
+        _stopped(proc)
         took = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
     assert took < 8, f"{took:.1f} s from SIGTERM to exit"
     assert _count(maildir) < MESSAGES, "the pass was not interrupted; make the mailbox bigger"
 
@@ -97,8 +107,7 @@ def test_sighup_with_a_broken_config_keeps_serving_and_a_good_one_is_used_at_onc
     config = server_config(tmp_path, server, certs)  # type: ignore[arg-type]
     good = config.read_text()
     config.write_text(good + '\n[service]\ninterval = "1h"\n' + LISTEN)
-    proc = _serve(config)
-    try:
+    with _serving(config) as proc:
         assert server.wait_for_sessions(1, timeout=30)
         config.write_text(good + "\n[service\n")  # not TOML
         proc.send_signal(signal.SIGHUP)
@@ -111,13 +120,7 @@ def test_sighup_with_a_broken_config_keeps_serving_and_a_good_one_is_used_at_onc
                           + '\n[service]\ninterval = "1h"\n' + LISTEN)
         proc.send_signal(signal.SIGHUP)
         assert server.wait_for_sessions(2, timeout=30), "the changed account was not polled"
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
+        _stopped(proc)
     assert len(server.sessions) == 2
 
 
@@ -143,8 +146,7 @@ def test_a_reload_that_turns_the_alerts_on_is_heard_by_the_next_pass(
     service = '\n[service]\ninterval = "1h"\n' + LISTEN
     config.write_text(good + service + "alerts = false\n")
     maildir = tmp_path / "Maildir"
-    proc = _serve(config)
-    try:
+    with _serving(config) as proc:
         assert proc.stderr is not None
         held = proc.stderr.readline()  # the first pass has ended: the account is held
         assert "not polled again until its configuration changes" in held, held
@@ -153,13 +155,7 @@ def test_a_reload_that_turns_the_alerts_on_is_heard_by_the_next_pass(
                           + service + 'language = "ja"\n')
         proc.send_signal(signal.SIGHUP)
         _wait(lambda: _count(maildir) > 0 or proc.poll() is not None, 30, "the alert")
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
+        _stopped(proc)
     [notice] = alerts_in(maildir)
     assert str(notice["X-Popkeep-Alert"]) == "signin; raised"
     assert "ログインが拒否されました" in str(notice["Subject"])
