@@ -162,10 +162,6 @@ def _bearer(authorization: str, token: str) -> bool:
             and hmac.compare_digest(value.strip().encode(), token.encode()))
 
 
-def _authorised(request: Request, token: str) -> bool:
-    return _bearer(request.headers.get("authorization", ""), token)
-
-
 class Guard:
     """ASGI middleware: the security headers on every answer, and with a
     ``password``, HTTP Basic (any user name) or the API's bearer ``token`` on
@@ -212,8 +208,6 @@ async def _challenge(scope: Scope, receive: Receive, send: Send) -> None:
     await response(scope, receive, send)
 
 
-
-
 async def _names(request: Request) -> list[str] | None:
     """The ``accounts`` list of a check-now body (``{}`` or no body: all), None if malformed."""
     body = await request.body()
@@ -249,7 +243,7 @@ def build_app(
         return JSONResponse(status_document(view.accounts(), planned, view.started_at(), now()))
 
     async def check_now(request: Request) -> Response:
-        if not _authorised(request, token):
+        if not _bearer(request.headers.get("authorization", ""), token):
             return _error(401, "missing or wrong token (the CLI reads it from service.json)")
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return _error(415, "send the body as application/json")
