@@ -498,16 +498,21 @@ class App:
                               "rename one")
         if tables:
             return tables[0]
-        if type(found[-1]).__name__ == "GmailSinkConfig":
+        from popkeep.config.sink_types import GmailSinkConfig
+
+        if isinstance(found[-1], GmailSinkConfig):
             return None
         raise ConfigError(f"{name!r} has no oauth table: popkeep auth is for accounts and sinks "
                           'with auth = "oauth2" and oauth = { … }, and Gmail API sinks')
 
     def _authorize_gmail(self, sink_name: str, say: Callable[[str], None]) -> str:
         """Run Google's installed-app flow for a Gmail API sink; returns the token file."""
+        from popkeep.config.sink_types import GmailSinkConfig
         from popkeep.sinks.gmail import authorize
 
-        return authorize(self.config.sinks[sink_name], say)  # type: ignore[arg-type]
+        sink = self.config.sinks[sink_name]
+        assert isinstance(sink, GmailSinkConfig)  # as _oauth_of found it
+        return authorize(sink, say)
 
     def retry_refused(self, account: str, uids: Sequence[str] = ()) -> list[Refusal]:
         """Forget the account's remembered refusals (of ``uids`` only, when given), so
