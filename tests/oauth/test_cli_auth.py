@@ -133,6 +133,22 @@ def test_auth_of_a_name_without_oauth(
     assert "'home' has no oauth table" in capsys.readouterr().err
 
 
+def test_auth_of_a_gmail_sink_runs_googles_flow_which_needs_its_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Gmail API sink is told apart from a name without oauth: Google's flow is
+    the one asked, and it names the setting it lacks."""
+    monkeypatch.setenv("ISP_PASS", "secret")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[[sink]]\nname = "gmail"\ntype = "gmail"\n'
+                      f'token_file = "{tmp_path / "token.json"}"\n'
+                      '[[account]]\nname = "isp"\nhost = "pop.example.ne.jp"\n'
+                      'user = "taro"\npassword_env = "ISP_PASS"\n')
+    config.chmod(0o600)
+    assert main(["-c", str(config), "auth", "gmail"]) == 78
+    assert ('sink "gmail": set client_secret_file and token_file to use popkeep auth'
+            in capsys.readouterr().err)
+
 
 def test_the_service_holds_the_account_and_its_alert_names_popkeep_auth(
     tmp_path: Path, pop: ScriptedPOP3Server, authority: Authority, certs: TestCerts,
