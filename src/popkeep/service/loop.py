@@ -97,14 +97,12 @@ class Service:
             known = ", ".join(self._slots) or "none"
             raise ValueError(f"unknown account {unknown[0]!r} (polled: {known})")
         chosen = list(dict.fromkeys(names)) or list(self._slots)
-        now = self._clock.monotonic()
         for name in chosen:
             slot = self._slots[name]
             if slot.task is not None:
                 slot.again = True
             else:
-                slot.due = now
-                slot.state = replace(slot.state, phase="waiting", next_poll_at=self._clock.now())
+                self._due_now(slot)
         log.info("check-now: %s", ", ".join(chosen))
         self._poke()
         return chosen
@@ -144,7 +142,6 @@ class Service:
                 self._removed.add(name)
             else:
                 del old[name]
-        now = self._clock.monotonic()
         for name, account in wanted.items():
             self._removed.discard(name)
             slot = old.get(name)
@@ -154,9 +151,7 @@ class Service:
                 slot.config = account
                 slot.state = replace(slot.state, quota_octets=account.retention.server_quota)
                 if slot.task is None:
-                    slot.due = now
-                    slot.state = replace(slot.state, phase="waiting",
-                                         next_poll_at=self._clock.now())
+                    self._due_now(slot)
                 else:
                     slot.reconfigured = True
         self._add_accounts(config)
@@ -293,8 +288,12 @@ class Service:
         :meth:`_finished`) polls the account as soon as they are done."""
         if slot.again or slot.reconfigured:
             slot.again = slot.reconfigured = False
-            slot.due = self._clock.monotonic()
-            slot.state = replace(slot.state, phase="waiting", next_poll_at=self._clock.now())
+            self._due_now(slot)
+
+    def _due_now(self, slot: _Slot) -> None:
+        """Poll ``slot``'s account (not running) at once, held or not."""
+        slot.due = self._clock.monotonic()
+        slot.state = replace(slot.state, phase="waiting", next_poll_at=self._clock.now())
 
     def _failed(self, account: AccountConfig, error: PopkeepError) -> AccountResult:
         """The result of a pass that never started."""
