@@ -151,7 +151,7 @@ class Collector:
             todo = await self._check_doomed(run, session, todo, doomed)
             del doomed  # _retain decides again, after the fetch
             run.settle()  # again, if _check_doomed retired some
-            await self._fetch(run, session, listed, todo)
+            await self._fetch(run, session, todo)
             await self._retain(run, session, listed)
         finally:
             for sink in job.sinks:
@@ -408,9 +408,7 @@ class Collector:
         todo.update(uid for uid in seen if uid in listed)
         return list(filter(todo.__contains__, listed))  # in C; the listing's order
 
-    async def _fetch(
-        self, run: RunState, session: SourceSession, listed: Set[str], todo: list[str]
-    ) -> None:
+    async def _fetch(self, run: RunState, session: SourceSession, todo: list[str]) -> None:
         """Describe and fetch ``todo`` in groups of ``fetch_group``, in the listing's
         order: what the pass holds per message to fetch (its description, the
         pipeline's maps) is one group's, not the mailbox's (issue 16 item 3)."""
