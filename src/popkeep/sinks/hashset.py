@@ -31,7 +31,7 @@ class HashSet:
     __slots__ = ("_count", "_table")
 
     def __init__(self, members: Iterable[int] = ()) -> None:
-        self._table = array("q", bytes(8 * _START))
+        self._table = array("q", [0]) * _START
         self._count = 0
         for member in members:
             self.add(member)
@@ -78,7 +78,8 @@ class HashSet:
         (inline: the members are distinct, so each goes to the first free slot; no
         call per member, the count stays)."""
         old = self._table
-        table = self._table = array("q", bytes(16 * len(old)))
+        # Repeated, not copied from bytes(): no second table-sized buffer while it grows.
+        table = self._table = array("q", [0]) * (2 * len(old))
         mask = len(table) - 1
         for value in old:
             if value:
