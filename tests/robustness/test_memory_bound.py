@@ -12,6 +12,7 @@ one after another, bench/README.md "Bounded memory").
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -19,10 +20,17 @@ from pathlib import Path
 
 import pytest
 
+from popkeep.clock import SystemClock
+from popkeep.collector import Collector, pipeline
+from popkeep.model import RetentionPolicy
+from popkeep.state.asyncstore import AsyncStore
 from popkeep.state.base import Collected
 from popkeep.state.sqlite import SQLiteStore
 from popkeep.testing.mailbox import Mailbox
 from popkeep.testing.server import ScriptedPOP3Server, ServerThread
+
+from ..test_sources import FolderSource, _pass
+from ..test_sources import _message as _folder_message
 
 MESSAGES = 200_000
 NEW = 1_000
@@ -153,3 +161,24 @@ def test_the_first_poll_after_import_state_of_200k_stays_under_100_mb(tmp_path: 
     finally:
         store.close()
     assert peak < BOUND_MB, f"first poll after import-state of {MESSAGES}: {peak:.1f} MB"
+
+
+@pytest.mark.parametrize(("group", "released"), [(10_000, 0), (2, 3)])
+def test_only_a_long_pass_gives_memory_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group: int, released: int
+) -> None:
+    """collector.memory.release (glibc's malloc_trim, through ctypes) runs after a
+    commit only once the pass has committed ``fetch_group`` messages: a small pass
+    never calls it, so never loads ctypes. (Groups of 2 of 5 messages: a commit each,
+    after 2, 4 and 5.)"""
+    calls: list[None] = []
+    monkeypatch.setattr(pipeline, "release", lambda: calls.append(None))
+    source = FolderSource({f"7/{n}": _folder_message(n) for n in range(5)})
+    job = _pass(tmp_path, source, RetentionPolicy(None))._replace(fetch_group=group)
+    store = SQLiteStore.open(tmp_path / "state.db")
+    try:
+        result = asyncio.run(Collector(AsyncStore(store), SystemClock()).run(job))
+    finally:
+        store.close()
+    assert result.error is None and result.summary.delivered == 5
+    assert len(calls) == released
