@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
 import os
 import re
@@ -10,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +256,31 @@ def test_a_poll_with_nothing_new_loads_nothing_it_does_not_use(
     assert "popkeep.sinks.maildir" in modules  # (the poll did run)
     assert [m for m in modules
             if any(m == n or m.startswith(n + ".") for n in NOT_ON_THE_CRON_PATH)] == []
+
+
+# -- what a cron poll builds ---------------------------------------------------------------
+
+#: The modules whose NamedTuples every ``popkeep fetch`` builds as it loads, written
+#: without ``from __future__ import annotations``: ``typing.NamedTuple`` turns each
+#: string annotation into a ``ForwardRef`` by compiling it (≈ 50,000 instructions a
+#: field; these modules' 190 fields cost a no-op poll ≈ 10 M of its 275 M,
+#: bench/README.md "Round 12a"). ``app`` and the codecs keep theirs (names imported
+#: only for type checking; few fields).
+EVALUATED_RECORDS = (
+    "popkeep.model", "popkeep.config.schema", "popkeep.state.base", "popkeep.collector.job",
+    "popkeep.sources.base", "popkeep.sources.pop3", "popkeep.transport.base",
+    "popkeep.sinks.base", "popkeep.retention", "popkeep.cli.quick.argv",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", EVALUATED_RECORDS)
+def test_the_records_a_poll_builds_compile_no_annotation(name: str) -> None:
+    module = importlib.import_module(name)
+    records = [value for value in vars(module).values()
+               if isinstance(value, type) and issubclass(value, tuple)
+               and hasattr(value, "_fields") and value.__module__ == name]  # fmt: skip
+    assert records, f"{name} defines no NamedTuple: take it off EVALUATED_RECORDS"
+    compiled = [f"{record.__name__}.{field}" for record in records
+                for field, hint in record.__annotations__.items()
+                if isinstance(hint, typing.ForwardRef)]  # fmt: skip
+    assert compiled == []

@@ -1,7 +1,5 @@
 """Value types shared by every layer. No I/O, no behaviour beyond derived properties."""
 
-from __future__ import annotations
-
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple

@@ -21,8 +21,6 @@ Rules, in order:
    reasons say the mailbox stays above the mark (a warning for the user).
 """
 
-from __future__ import annotations
-
 import functools
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta

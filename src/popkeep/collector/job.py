@@ -8,8 +8,6 @@ methods costs about a millisecond per class at import, and every cron poll pays
 it (``popkeep fetch`` start-up is measured, bench/README.md).
 """
 
-from __future__ import annotations
-
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple

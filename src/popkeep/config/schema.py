@@ -13,8 +13,6 @@ writes). Adding a sink type means one NamedTuple and one converter registered in
 dataclass's methods costs about a millisecond per class at every start.)
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Literal, NamedTuple, Protocol
 

@@ -17,8 +17,6 @@ delivered nor findable by :meth:`Sink.find`, and a crash leaves at most an
 invisible leftover (the sink documents how it is cleaned up).
 """
 
-from __future__ import annotations
-
 import functools
 import hashlib
 from collections.abc import Sequence

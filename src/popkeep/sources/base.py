@@ -9,8 +9,6 @@ first implementation (:mod:`popkeep.sources.pop3`); ``app`` maps the account's
 are spooled (the source is built with a :data:`~popkeep.spool.SpoolFactory` by ``app``).
 """
 
-from __future__ import annotations
-
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Set
 from typing import NamedTuple, Protocol
 

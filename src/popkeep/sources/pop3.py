@@ -21,8 +21,6 @@ error the session is unusable: :meth:`POP3Session.quit` then closes without
 QUIT (so the server deletes nothing) and returns False.
 """
 
-from __future__ import annotations
-
 import contextlib
 import logging
 import time
@@ -194,7 +192,7 @@ class POP3Session:
     @classmethod
     async def connect(
         cls, settings: SessionSettings, opener: StreamOpener, spool: SpoolFactory = SpoolWriter
-    ) -> POP3Session:
+    ) -> "POP3Session":
         """Open, read the greeting, CAPA, STLS if configured, authenticate.
 
         ``spool`` makes the writer each retrieved message goes into.
@@ -528,7 +526,7 @@ class POP3Session:
         scan = self._scan
         return {n: scan[n] for n in numbers if 0 < n < len(scan) and scan[n] != NO_SIZE}
 
-    async def _list_all(self, count: int) -> array[int]:
+    async def _list_all(self, count: int) -> "array[int]":
         """LIST (RFC 1939 §5) of the whole mailbox: sizes by message number, kept for
         the session (message numbers and sizes do not change within one; RFC 1939 §6:
         a DELE'd message is only left out of later listings, see :meth:`delete`)."""
@@ -824,7 +822,7 @@ class POP3Source:
     @classmethod
     async def connect(
         cls, settings: SessionSettings, opener: StreamOpener, spool: SpoolFactory
-    ) -> POP3Source:
+    ) -> "POP3Source":
         """Log in (see :meth:`POP3Session.connect`)."""
         return cls(await POP3Session.connect(settings, opener, spool), settings.keeps_mail)
 

@@ -15,8 +15,6 @@ Synchronous code (``status``, ``schedule``, ``plan``, a worker thread) calls the
 store directly. The lock is taken before any loop.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime

@@ -4,8 +4,6 @@ Owns: the shape of a byte stream (read / write / start_tls / close) and the TLS
 settings value. Must not: know about POP3, parse bytes, or retry.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import NamedTuple, Protocol
 

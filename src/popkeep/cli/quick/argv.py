@@ -10,8 +10,6 @@ machine, a sixth of a whole no-op poll (bench/README.md, "Where the time goes").
 Must not: import click, or anything that only other commands need.
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Sequence
 from pathlib import Path
