@@ -7,8 +7,10 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
-from popkeep.spool import LF_NUDGE_EVERY, LfCopy, SpoolWriter, to_lf
+from popkeep.spool import LF_NUDGE_EVERY, LfCopy, SpoolWriter, crlf_to_lf, to_lf
 
 
 def _chunks(total: int, size: int = 100_000) -> list[bytes]:
@@ -36,6 +38,20 @@ _AWKWARD = b"Subject: x\r\n\r\nline\r\nbare\rcr\r\r\nand bare\nlf\n\r\r\n\r" * 4
 
 def _reference_lf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n")
+
+
+# Octets where CR, LF and their pairs meet in every order (lone CRs, "\r\r\n", a CR last).
+_CR_LF_TEXT = st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"a", b".", b"\r\r\n"])).map(
+    b"".join
+)
+
+
+@given(_CR_LF_TEXT)
+@example(b"a\rb\nc")  # as many CRs as LFs, yet the CR is lone: deleting CRs would be wrong
+@example(b"x\r\r\n")
+@example(b"line\r\n\r")
+def test_crlf_to_lf_is_replace(data: bytes) -> None:
+    assert crlf_to_lf(data) == data.replace(b"\r\n", b"\n")
 
 
 @pytest.mark.parametrize("seed", range(5))

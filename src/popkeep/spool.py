@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -46,6 +47,25 @@ class LfCopy(NamedTuple):
     only: bool = False
 
 
+#: a CR that does not begin a CRLF: where deleting every CR is not CRLF → LF
+_LONE_CR = re.compile(rb"\r(?!\n)")
+
+
+def crlf_to_lf(data: bytes) -> bytes:
+    """``data.replace(b"\\r\\n", b"\\n")``, in less than half its time for mail.
+
+    Where every CR begins a CRLF (nearly every message: a lone CR is rare), CRLF →
+    LF is deleting every CR (``bytes.translate``, a table look-up an octet), and one
+    regular-expression scan for a lone CR proves that; else ``replace``. The two
+    cost ≈ 40 ms for the 55 MB of the benchmark's 2,000 messages, ``replace`` ≈ 90 ms
+    (bench/README.md, "Round 12"): the Maildir writer does this under the GIL for
+    every octet it stores. ``tests/test_spool.py`` holds it to ``replace``.
+    """
+    if _LONE_CR.search(data) is None:
+        return data.translate(None, b"\r")
+    return data.replace(b"\r\n", b"\n")
+
+
 class LfConverter:
     """CRLF → LF for a byte stream cut anywhere: a CR at the end of one chunk waits for
     the next. A lone CR or LF passes through unchanged."""
@@ -62,7 +82,7 @@ class LfConverter:
         if chunk.endswith(b"\r"):
             chunk = chunk[:-1]
             self._cr = True
-        return chunk.replace(b"\r\n", b"\n")
+        return crlf_to_lf(chunk)
 
     def end(self) -> bytes:
         """What is still held back (a final lone CR)."""
@@ -261,7 +281,7 @@ class SpooledMessage:
             # Held in memory (most messages): one chunk, the bytes :func:`to_lf` would
             # give in one or two (a final lone CR stays), without its two generators.
             if self._data:
-                yield self._data.replace(b"\r\n", b"\n")
+                yield crlf_to_lf(self._data)
         else:
             yield from to_lf(self.chunks(size))
 
