@@ -460,9 +460,9 @@ class SQLiteStore:
             )
             if known:
                 self._settle_known(cur, account, known, required, stamp)
-            identified = [
+            identified = [  # the fresh rows were inserted with theirs
                 (d.listed_size, d.digest, account, d.uid)
-                for d in delivered if d.listed_size is not None or d.digest is not None
+                for d in known if d.listed_size is not None or d.digest is not None
             ]
             cur.executemany(
                 "UPDATE messages SET listed_size = ?, header_digest = ?"
@@ -511,7 +511,8 @@ class SQLiteStore:
         stamp: str,
     ) -> set[str]:
         """Insert the rows of uids not in ``messages`` yet, as :meth:`record_delivered`
-        leaves them (state, first_retrieved_at, sinks); returns those uids."""
+        leaves them (state, first_retrieved_at, sinks, listed_size, header_digest);
+        returns those uids."""
         counts = Counter(d.uid for d in delivered)
         candidates = [d.uid for d in delivered if counts[d.uid] == 1]  # repeats: general path
         # Receipts too: a row's sinks column must list every receipt it has.
@@ -524,12 +525,13 @@ class SQLiteStore:
                 rows.append((
                     account, d.uid, d.size, d.sha256,
                     "delivered" if covered else "seen", stamp if covered else None,
-                    _SEP.join(sinks) or None,
+                    _SEP.join(sinks) or None, d.listed_size, d.digest,
                 ))  # fmt: skip
         cur.executemany(
             """INSERT INTO messages
-               (account, uid, size, sha256, state, first_retrieved_at, sinks)
-               VALUES (?, ?, ?, ?, ?, ?, ?)""",
+               (account, uid, size, sha256, state, first_retrieved_at, sinks, listed_size,
+                header_digest)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             rows,
         )
         return fresh
