@@ -46,6 +46,10 @@ class FolderSource:
     def capabilities(self) -> dict[str, list[str]]:
         return {"IMAP4rev1": []}
 
+    @property
+    def login_interval(self) -> float | None:
+        return None
+
     async def list_mailbox(self) -> Listing:
         self.calls.append(("list", ()))
         return Listing(len(self.box), sum(map(len, self.box.values())), self.box.keys())

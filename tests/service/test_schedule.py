@@ -15,7 +15,7 @@ from popkeep.errors import (
 from popkeep.service import schedule
 from popkeep.service.loop import Service
 from popkeep.service.model import ServiceView
-from popkeep.sources.base import login_interval
+from popkeep.sources.pop3 import capa_login_delay
 
 SERVICE = ServiceConfig(interval=300, jitter=0.1, backoff_cap=3600)
 
@@ -71,12 +71,12 @@ def test_the_servers_login_delay_is_the_least_wait(
     assert got.delay == delay
 
 
-def test_login_interval_reads_capa_login_delay() -> None:
-    assert login_interval({"LOGIN-DELAY": ["900"]}) == 900
-    assert login_interval({"LOGIN-DELAY": ["900", "USER"]}) == 900
-    assert login_interval({"LOGIN-DELAY": []}) is None
-    assert login_interval({"LOGIN-DELAY": ["soon"]}) is None
-    assert login_interval({"IMAP4rev1": []}) is None
+def test_capa_login_delay_reads_capa_login_delay() -> None:
+    assert capa_login_delay({"LOGIN-DELAY": ["900"]}) == 900
+    assert capa_login_delay({"LOGIN-DELAY": ["900", "USER"]}) == 900
+    assert capa_login_delay({"LOGIN-DELAY": []}) is None
+    assert capa_login_delay({"LOGIN-DELAY": ["soon"]}) is None
+    assert capa_login_delay({"IMAP4rev1": []}) is None
 
 
 def as_view(service: Service) -> ServiceView:

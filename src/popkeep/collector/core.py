@@ -47,7 +47,7 @@ from popkeep.collector.job import (
 )
 from popkeep.errors import PopkeepError, TransportError
 from popkeep.model import MessageState, RunSummary, ServerStat, StoredMessage
-from popkeep.sources.base import ListedMessage, SourceSession, login_interval
+from popkeep.sources.base import ListedMessage, SourceSession
 from popkeep.state.asyncstore import AsyncStore
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class Collector:
         interval: float | None = None
         try:
             session = await self._connect(run)
-            interval = login_interval(session.capabilities)
+            interval = session.login_interval
             try:
                 listed, todo = await self._list(run, session)
                 await self._deliver(run, session, listed, todo)

@@ -61,7 +61,7 @@ class AccountResult(NamedTuple):
     summary: RunSummary
     error: PopkeepError | None = None
     warnings: Sequence[str] = ()
-    #: seconds the server asked between logins (:func:`popkeep.sources.base.login_interval`),
+    #: seconds the server asked between logins (:attr:`SourceSession.login_interval`),
     #: None when it did not say or the pass did not log in; ``popkeep serve`` waits that long
     login_interval: float | None = None
 

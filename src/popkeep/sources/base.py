@@ -9,7 +9,7 @@ first implementation (:mod:`popkeep.sources.pop3`); ``app`` maps the account's
 are spooled (the source is built with a :data:`~popkeep.spool.SpoolFactory` by ``app``).
 """
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Set
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence, Set
 from typing import NamedTuple, Protocol
 
 from popkeep.spool import SpooledMessage
@@ -53,14 +53,6 @@ class ListedMessage(NamedTuple):
     content: str | None = None
 
 
-def login_interval(capabilities: Mapping[str, Sequence[str]]) -> float | None:
-    """Seconds the server asks between logins, when it says: POP3's CAPA ``LOGIN-DELAY
-    n`` (RFC 2449 §6.5; read after authentication, §5, the value for this user; a
-    trailing ``USER`` only says it may differ per user). None for other sources."""
-    words = capabilities.get("LOGIN-DELAY") or [""]
-    return float(words[0]) if words[0].isascii() and words[0].isdigit() else None
-
-
 class SourceSession(Protocol):
     @property
     def tls(self) -> TLSInfo | None:
@@ -70,6 +62,12 @@ class SourceSession(Protocol):
     @property
     def capabilities(self) -> dict[str, list[str]]:
         """What the server advertises (POP3: CAPA, RFC 2449), for ``popkeep check``."""
+        ...
+
+    @property
+    def login_interval(self) -> float | None:
+        """Seconds the server asked between two logins, when it said (POP3: CAPA
+        ``LOGIN-DELAY``); ``popkeep serve`` polls no sooner. None when it did not."""
         ...
 
     async def list_mailbox(self) -> Listing:

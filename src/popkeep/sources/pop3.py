@@ -138,6 +138,13 @@ def _seconds(word: str | None) -> float | None:
     return float(word) if word is not None and word.isascii() and word.isdigit() else None
 
 
+def capa_login_delay(capabilities: Mapping[str, Sequence[str]]) -> float | None:
+    """CAPA ``LOGIN-DELAY n``: the seconds the server asks between logins (RFC 2449
+    §6.5; read after authentication, §5, the value for this user; a trailing ``USER``
+    only says it may differ per user). None when absent or not a number."""
+    return _seconds(next(iter(capabilities.get("LOGIN-DELAY", ())), None))
+
+
 def login_delay(err: Err, capabilities: Mapping[str, list[str]]) -> float | None:
     """Seconds the server wants between logins after -ERR [LOGIN-DELAY] (RFC 2449
     §8.1.1): the number some servers put in the brackets, else the CAPA LOGIN-DELAY
@@ -145,9 +152,7 @@ def login_delay(err: Err, capabilities: Mapping[str, list[str]]) -> float | None
     if err.code != "LOGIN-DELAY":
         return None
     delay = _seconds(err.argument)
-    if delay is None:
-        delay = _seconds(next(iter(capabilities.get("LOGIN-DELAY", [])), None))
-    return delay
+    return capa_login_delay(capabilities) if delay is None else delay
 
 
 def server_error(
@@ -833,6 +838,10 @@ class POP3Source:
     @property
     def capabilities(self) -> dict[str, list[str]]:
         return self._session.capabilities
+
+    @property
+    def login_interval(self) -> float | None:
+        return capa_login_delay(self._session.capabilities)
 
     async def list_mailbox(self) -> Listing:
         """STAT, then UIDL (RFC 1939 §5, §7). Entries of the listing that are not
