@@ -30,9 +30,9 @@ import functools
 import logging
 import threading
 import types
-from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Set
+from collections.abc import Awaitable, Callable, Generator, Iterator, Set
 from datetime import datetime
-from itertools import chain, filterfalse, islice
+from itertools import chain, filterfalse
 from typing import TYPE_CHECKING
 
 from popkeep import logs, retention
@@ -43,6 +43,7 @@ from popkeep.collector.job import (
     PackedUids,
     ProgressCallback,
     RunState,
+    groups,
     sink_names,
 )
 from popkeep.errors import PopkeepError, TransportError
@@ -59,13 +60,6 @@ log = logging.getLogger(__name__)
 _LIVE = frozenset({MessageState.SEEN, MessageState.DELIVERED})
 #: state → uids, as the store reads them (RunState.know)
 _Known = dict[MessageState, list[str]]
-
-
-def _groups(uids: Iterable[str], size: int) -> Iterator[list[str]]:
-    """``uids`` in lists of ``size`` (the last one shorter)."""
-    it = iter(uids)
-    while group := list(islice(it, size)):
-        yield group
 
 
 @types.coroutine
@@ -260,7 +254,7 @@ class Collector:
         were marked."""
         account, recorded = run.job.name, 0
         # A group at a time (records, sizes, digests): no map of every record.
-        for group in _groups(filter(listed.__contains__, run.live_uids()), run.job.fetch_group):
+        for group in groups(filter(listed.__contains__, run.live_uids()), run.job.fetch_group):
             records = await self._store.records(account, group)
             unsized = [
                 uid for uid in group
@@ -365,7 +359,7 @@ class Collector:
         to be fetched. docs/guarantees.md, point 10."""
         account = run.job.name
         moved: list[str] = []
-        for group in _groups(listed, run.job.fetch_group):  # no map of every record
+        for group in groups(listed, run.job.fetch_group):  # no map of every record
             records = await self._store.records(account, group)
             moved += [
                 m.key for m in await session.describe(group)

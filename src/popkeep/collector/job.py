@@ -160,6 +160,13 @@ class RunState:
         return self._seen
 
 
+def groups(uids: Iterable[str], size: int) -> Iterator[list[str]]:
+    """``uids`` in lists of ``size`` (the last one shorter)."""
+    it = iter(uids)
+    while group := list(itertools.islice(it, size)):
+        yield group
+
+
 class PackedUids:
     """Many uids, in order, held as one string per group of ``group`` uids (a few
     bytes a uid instead of a str object each: 200,000 due for deletion are ≈ 5 MB, not
@@ -172,8 +179,7 @@ class PackedUids:
     def __init__(self, uids: Iterable[str], group: int) -> None:
         self._groups: list[str] = []
         self._count = 0
-        it = iter(uids)
-        while batch := list(itertools.islice(it, group)):
+        for batch in groups(uids, group):
             self._groups.append("\n".join(batch))
             self._count += len(batch)
 
